@@ -1,0 +1,40 @@
+# Two entry points for a fresh machine: `make run` and `make test`.
+# Both create the virtualenv and install whatever is missing first.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+ARTIFACTS ?= artifacts/default
+CATALOG ?= synthetic:20000
+PROMPT ?= rainy sunday morning jazz, no vocals
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: setup run test lint artifacts redis-server
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $@
+
+redis-server:
+	@command -v redis-server >/dev/null 2>&1 || { \
+	  echo "installing redis-server from Debian's packages"; \
+	  $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq redis-server >/dev/null; }
+
+setup: $(VENV)/.installed redis-server
+
+$(ARTIFACTS)/manifest.json: | $(VENV)/.installed
+	$(PY) -m models build --catalog $(CATALOG) --out $(ARTIFACTS)
+
+artifacts: $(ARTIFACTS)/manifest.json
+
+run: setup artifacts
+	$(PY) -m models query --artifacts $(ARTIFACTS) "$(PROMPT)" -n 10
+
+test: setup
+	$(PY) -m pytest
+
+lint: setup
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy

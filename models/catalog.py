@@ -1,0 +1,283 @@
+"""The track catalog: schema, CSV/JSONL loaders, and a columnar in-memory form.
+
+A catalog of a million tracks must not become a million Python objects, so it is an Arrow
+table (memory-mapped from the artifact) plus numpy arrays derived once at load: features,
+a genre bitset and per-track mood/activity bits that the ranker filters on.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from models import vocab
+from models.errors import CatalogError
+
+UNIT_FEATURES = (
+    "energy", "valence", "danceability", "acousticness", "instrumentalness", "speechiness",
+)
+FEATURES = (*UNIT_FEATURES, "tempo", "loudness")
+_RANGES: Mapping[str, tuple[float, float]] = {
+    **{f: (0.0, 1.0) for f in UNIT_FEATURES},
+    "tempo": (0.0, 300.0),
+    "loudness": (-60.0, 5.0),
+}
+
+SCHEMA = pa.schema([
+    ("id", pa.string()),
+    ("title", pa.string()),
+    ("artist", pa.string()),
+    ("album", pa.string()),
+    ("genres", pa.list_(pa.string())),
+    *[(f, pa.float32()) for f in FEATURES],
+    ("explicit", pa.bool_()),
+    ("duration_ms", pa.int32()),
+    ("popularity", pa.int16()),
+    ("year", pa.int16()),  # 0 when unknown
+])
+
+# Column names used by public Spotify-style datasets → our field names, first match wins.
+COLUMN_VARIANTS: Mapping[str, tuple[str, ...]] = {
+    "id": ("track_id", "id"),
+    "title": ("track_name", "name", "title"),
+    "artist": ("track_artist", "artists", "artist", "artist_name"),
+    "album": ("track_album_name", "album_name", "album"),
+    "genres": ("track_genre", "genre", "genres"),
+    "popularity": ("track_popularity", "popularity"),
+    "year": ("year", "release_year", "track_album_release_date", "release_date"),
+    "duration_ms": ("duration_ms", "duration"),
+    **{f: (f,) for f in FEATURES},
+    "explicit": ("explicit",),
+}
+_PLAYLIST_GENRE_COLUMNS = ("playlist_genre", "playlist_subgenre")
+
+
+@dataclass
+class LoadReport:
+    """What a loader kept and what it skipped (line number, reason)."""
+
+    rows: int = 0
+    skipped: list[tuple[int, str]] = field(default_factory=list)
+
+
+def _parse_bool(raw: Any) -> bool:
+    text = str(raw).strip().casefold()
+    if text in {"true", "1", "yes", "t", "y"}:
+        return True
+    if text in {"false", "0", "no", "f", "n", ""}:
+        return False
+    raise ValueError(f"explicit must be a boolean, got {raw!r}")
+
+
+def _parse_artist(raw: Any) -> str:
+    # Some datasets store artists as "['A', 'B']" or "A;B"; keep the first credited artist.
+    if isinstance(raw, list):
+        raw = raw[0] if raw else ""
+    text = str(raw).strip()
+    if text.startswith("[") and text.endswith("]"):
+        text = text[1:-1].split(",")[0].strip().strip("'\"")
+    return text.split(";")[0].strip()
+
+
+def _parse_genres(raw: Any) -> list[str]:
+    items = raw if isinstance(raw, list) else str(raw).replace(";", ",").split(",")
+    seen: dict[str, None] = {}
+    for item in items:
+        name = vocab.canonical_genre(str(item))
+        if name:
+            seen.setdefault(name, None)
+    return list(seen)
+
+
+def _parse_year(raw: Any) -> int:
+    text = str(raw).strip()
+    if not text:
+        return 0
+    year = int(text[:4])
+    if not 1900 <= year <= 2100:
+        raise ValueError(f"year {year} is outside 1900-2100")
+    return year
+
+
+def _pick(record: Mapping[str, Any], name: str) -> Any:
+    for column in COLUMN_VARIANTS[name]:
+        value = record.get(column)
+        if value not in (None, ""):
+            return value
+    return None
+
+
+def parse_record(record: Mapping[str, Any]) -> dict[str, Any]:
+    """Validate one source record (any supported column layout) into a schema row."""
+    track_id = _pick(record, "id")
+    if track_id is None:
+        raise ValueError("missing track id")
+    genres_raw = _pick(record, "genres")
+    if genres_raw is None:
+        genres_raw = [record[c] for c in _PLAYLIST_GENRE_COLUMNS if record.get(c)]
+    row: dict[str, Any] = {
+        "id": str(track_id).strip(),
+        "title": str(_pick(record, "title") or "").strip(),
+        "artist": _parse_artist(_pick(record, "artist") or ""),
+        "album": str(_pick(record, "album") or "").strip(),
+        "genres": _parse_genres(genres_raw or []),
+    }
+    if not row["title"] or not row["artist"]:
+        raise ValueError("missing title or artist")
+    for feature in FEATURES:
+        raw = _pick(record, feature)
+        if raw is None:
+            raise ValueError(f"missing {feature}")
+        value = float(raw)
+        low, high = _RANGES[feature]
+        if not (math.isfinite(value) and low <= value <= high):
+            raise ValueError(f"{feature}={raw!r} outside {low}..{high}")
+        row[feature] = value
+    row["explicit"] = _parse_bool(_pick(record, "explicit") or False)
+    duration = int(float(_pick(record, "duration_ms") or 0))
+    popularity = int(float(_pick(record, "popularity") or 0))
+    if duration < 0 or not 0 <= popularity <= 100:
+        raise ValueError("duration_ms must be ≥ 0 and popularity 0..100")
+    row["duration_ms"], row["popularity"] = duration, popularity
+    row["year"] = _parse_year(_pick(record, "year") or "")
+    return row
+
+
+def _records(path: Path) -> Iterator[tuple[int, Mapping[str, Any] | None, str]]:
+    """Yield (line number, record or None, error) from a CSV or JSONL file."""
+    if path.suffix == ".jsonl":
+        with path.open(encoding="utf-8") as lines:
+            for number, line in enumerate(lines, start=1):
+                if not line.strip():
+                    continue
+                try:
+                    record = json.loads(line)
+                except json.JSONDecodeError as exc:
+                    yield number, None, f"invalid JSON: {exc.msg}"
+                    continue
+                if isinstance(record, dict):
+                    yield number, record, ""
+                else:
+                    yield number, None, "not a JSON object"
+    elif path.suffix == ".csv":
+        with path.open(encoding="utf-8", newline="") as handle:
+            reader = csv.DictReader(handle)
+            for record in reader:
+                yield reader.line_num, record, ""
+    else:
+        raise CatalogError(f"{path}: unsupported catalog format (use .csv or .jsonl)")
+
+
+def load_rows(path: Path, *, strict: bool = False) -> tuple[list[dict[str, Any]], LoadReport]:
+    """Read and validate a CSV/JSONL catalog; bad rows are skipped and reported, or raise."""
+    if not path.is_file():
+        raise CatalogError(f"{path}: no such catalog file")
+    rows: list[dict[str, Any]] = []
+    report = LoadReport()
+    seen: set[str] = set()
+    for number, record, error in _records(path):
+        if record is not None:
+            try:
+                row = parse_record(record)
+            except (ValueError, TypeError) as exc:
+                error = str(exc)
+            else:
+                if row["id"] in seen:
+                    error = f"duplicate track id {row['id']!r}"
+                else:
+                    seen.add(row["id"])
+                    rows.append(row)
+                    continue
+        report.skipped.append((number, error))
+    report.rows = len(rows)
+    if report.skipped and strict:
+        lines = "; ".join(f"line {n}: {why}" for n, why in report.skipped[:20])
+        raise CatalogError(f"{path}: {len(report.skipped)} bad rows ({lines})", report.skipped)
+    if not rows:
+        raise CatalogError(f"{path}: no valid tracks", report.skipped)
+    return rows, report
+
+
+def table_from_rows(rows: Sequence[Mapping[str, Any]]) -> pa.Table:
+    """Arrow table in the catalog schema from validated rows."""
+    return pa.Table.from_pylist(list(rows), schema=SCHEMA)
+
+
+class Catalog:
+    """Columnar catalog with the derived arrays the ranker needs."""
+
+    def __init__(self, table: pa.Table) -> None:
+        if not table.schema.equals(SCHEMA):
+            raise CatalogError("catalog table does not match the track schema")
+        self.table = table
+        self.features = {f: table.column(f).to_numpy() for f in FEATURES}
+        self.popularity = table.column("popularity").to_numpy().astype(np.float32)
+        self.year = table.column("year").to_numpy()
+        self.explicit = table.column("explicit").to_numpy(zero_copy_only=False)
+        self.artist_codes = (
+            pc.dictionary_encode(table.column("artist")).combine_chunks().indices.to_numpy()
+        )
+        self.genre_names, self.genre_bits = _genre_bitset(table.column("genres"))
+        self.genre_index = {g: i for i, g in enumerate(self.genre_names)}
+        self.mood_bits = _slot_bits(vocab.MOODS, self.features)
+        self.activity_bits = _slot_bits(vocab.ACTIVITIES, self.features)
+
+    def __len__(self) -> int:
+        return self.table.num_rows
+
+    def has_genre(self, genre: str, rows: np.ndarray | None = None) -> np.ndarray:
+        """Boolean mask: which tracks (all, or `rows`) carry `genre`."""
+        bits = self.genre_bits if rows is None else self.genre_bits[rows]
+        code = self.genre_index.get(genre)
+        if code is None:
+            return np.zeros(len(bits), dtype=bool)
+        return ((bits[:, code // 64] >> np.uint64(code % 64)) & np.uint64(1)).astype(bool)
+
+    def tracks(self, rows: Iterable[int]) -> list[dict[str, Any]]:
+        """Full records of the given rows, in order."""
+        return self.table.take(pa.array(list(rows), type=pa.int64())).to_pylist()
+
+    def save(self, path: Path) -> None:
+        """Write the table as an uncompressed Arrow IPC file (memory-mappable)."""
+        with pa.OSFile(str(path), "wb") as sink, pa.ipc.new_file(sink, SCHEMA) as writer:
+            writer.write_table(self.table, max_chunksize=1 << 16)
+
+    @classmethod
+    def load(cls, path: Path) -> Catalog:
+        """Memory-map an Arrow IPC catalog written by `save`."""
+        try:
+            source = pa.memory_map(str(path), "r")
+            table = pa.ipc.open_file(source).read_all()
+        except (OSError, pa.ArrowInvalid) as exc:
+            raise CatalogError(f"{path}: cannot read catalog: {exc}") from exc
+        return cls(table)
+
+
+def _genre_bitset(column: pa.ChunkedArray) -> tuple[tuple[str, ...], np.ndarray]:
+    lists = column.combine_chunks()
+    flat = pc.list_flatten(lists)
+    parents = pc.list_parent_indices(lists).to_numpy()
+    names = tuple(sorted(set(flat.unique().to_pylist())))
+    codes = pc.index_in(flat, value_set=pa.array(names, pa.string())).to_numpy()
+    words = max(1, math.ceil(len(names) / 64))
+    bits = np.zeros((len(lists), words), dtype=np.uint64)
+    np.bitwise_or.at(
+        bits, (parents, codes // 64), np.left_shift(np.uint64(1), (codes % 64).astype(np.uint64))
+    )
+    return names, bits
+
+
+def _slot_bits(values: Sequence[vocab.SlotValue], features: vocab.Features) -> np.ndarray:
+    bits = np.zeros(len(next(iter(features.values()))), dtype=np.uint16)
+    for i, value in enumerate(values):
+        bits |= value.predicate(features).astype(np.uint16) << np.uint16(i)
+    return bits

@@ -1,0 +1,249 @@
+"""Turn a prompt and optional structured slots into an `Intent` with a canonical form.
+
+Order matters: the text is normalised (NFKC, casefold, whitespace) and PII-masked first, so
+nothing downstream (slots, cache keys, logs, the encoder) ever sees the raw prompt.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+import msgspec
+import xxhash
+
+from models import vocab
+from models.errors import IntentError
+
+MAX_PROMPT_CHARS = 500
+INTENT_FORMAT = 1  # bump when the canonical form changes: it invalidates every cache key
+
+_EMAIL = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
+_URL = re.compile(
+    r"\b(?:https?://|www\.)\S+|\b[\w-]+(?:\.[\w-]+)*\.(?:com|net|org|io|fm|me)\b(?:/\S*)?"
+)
+_HANDLE = re.compile(r"(?<![\w@<])@\w{2,}")
+_LONG_DIGITS = re.compile(r"\d{6,}")
+_PHONE = re.compile(r"(?<![\w<])\+?\(?\d[\d\s().-]{5,}\d(?![\w>])")
+_MASK = re.compile(r"<(?:email|url|handle|phone|number)>")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2060-\u206f\ufeff]")
+
+# A negation cue opens an exclusion clause that runs to punctuation or a joining word.
+_NEGATION = re.compile(
+    r"\b(?:no|not|without|minus|except|excluding|exclude|avoid|skip|nothing|zero|anything but|"
+    r"none of|never|non)(?:\s+|-)(?P<clause>.*?)(?=[,.;:!?()]|\b(?:but|just|only|with|for|please|"
+    r"while|to)\b|$)"
+)
+_BPM = re.compile(r"\b(?P<bpm>\d{2,3})\s*-?\s*bpm\b")
+_ERA = re.compile(r"(?<![\w'])'?(?P<century>19|20)?(?P<decade>\d)0'?s\b")
+_CLEAN_WORDS = ("clean", "family friendly", "family-friendly", "kid friendly", "kid-friendly",
+                "radio edit", "no explicit", "non explicit", "non-explicit")
+
+Range = tuple[float, float]
+
+
+class Slots(msgspec.Struct, frozen=True, forbid_unknown_fields=True, omit_defaults=True):
+    """Structured constraints of a request; tuples are sorted so equal slots encode equally."""
+
+    moods: tuple[str, ...] = ()
+    activities: tuple[str, ...] = ()
+    genres: tuple[str, ...] = ()
+    exclude_genres: tuple[str, ...] = ()
+    exclude_moods: tuple[str, ...] = ()
+    exclude_attributes: tuple[str, ...] = ()
+    tempo: Range | None = None
+    era: tuple[int, int] | None = None
+    explicit: bool | None = None  # False: clean tracks only; True: explicit tracks only
+
+    def is_empty(self) -> bool:
+        """True when the slots constrain nothing."""
+        return self == Slots()
+
+    def tags(self) -> list[str]:
+        """Flat `kind:value` labels, for surrogate keys and metrics."""
+        out = [f"mood:{m}" for m in self.moods] + [f"activity:{a}" for a in self.activities]
+        out += [f"genre:{g}" for g in self.genres] + [f"not-genre:{g}" for g in self.exclude_genres]
+        return out
+
+
+class Intent(msgspec.Struct, frozen=True):
+    """What a listener asked for: masked text, the text the encoder sees, and the slots."""
+
+    text: str
+    query_text: str
+    slots: Slots
+
+    def canonical(self) -> bytes:
+        """Stable bytes for cache keys: same meaning, same bytes."""
+        return msgspec.json.encode({"f": INTENT_FORMAT, "text": self.text, "slots": self.slots})
+
+    def key(self, version: str) -> str:
+        """xxh3-128 of the canonical intent and the artifact version, as hex."""
+        return xxhash.xxh3_128_hexdigest(self.canonical() + b"\x00" + version.encode())
+
+
+def normalize(text: str) -> str:
+    """NFKC, casefold, drop control and invisible characters, collapse whitespace."""
+    text = unicodedata.normalize("NFKC", text).casefold()
+    return " ".join(_CONTROL.sub(" ", text).split())
+
+
+def _phone(match: re.Match[str]) -> str:
+    # Seven digits or more make a phone number; "120 - 130 bpm" or "80s 90s" do not.
+    digits = sum(ch.isdigit() for ch in match.group(0))
+    return "<phone>" if digits >= 7 else match.group(0)
+
+
+def mask_pii(text: str) -> str:
+    """Replace emails, URLs, handles, phone numbers and long digit runs with placeholders."""
+    text = _URL.sub("<url>", _EMAIL.sub("<email>", text))
+    text = _PHONE.sub(_phone, _HANDLE.sub("<handle>", text))
+    return _LONG_DIGITS.sub("<number>", text)
+
+
+def _phrase_pattern(phrases: Iterable[str]) -> re.Pattern[str]:
+    # Longest first, so "high energy" wins over "energy" and "hip hop" over "hop".
+    alts = sorted({re.escape(p) for p in phrases}, key=len, reverse=True)
+    return re.compile(r"(?<![\w-])(?:" + "|".join(alts) + r")(?![\w-])")
+
+
+@dataclass(frozen=True)
+class _Lexicon:
+    """Phrase → (slot kind, canonical value), compiled once per genre vocabulary."""
+
+    lookup: Mapping[str, tuple[str, str]]
+    pattern: re.Pattern[str]
+
+    def find(self, text: str) -> list[tuple[str, str]]:
+        return [self.lookup[m.group(0)] for m in self.pattern.finditer(text)]
+
+
+class IntentParser:
+    """Parses prompts against a genre vocabulary (the built-in one plus a catalog's own)."""
+
+    def __init__(self, genres: Iterable[str] = ()) -> None:
+        self.genres = frozenset(vocab.GENRES) | {vocab.canonical_genre(g) for g in genres}
+        lookup: dict[str, tuple[str, str]] = {}
+        for genre in self.genres:
+            lookup[genre] = ("genre", genre)
+        for alias, genre in vocab.GENRE_ALIASES.items():
+            if genre in self.genres:
+                lookup[alias] = ("genre", genre)
+        for kind, values in (("mood", vocab.MOODS), ("activity", vocab.ACTIVITIES)):
+            for value in values:
+                for word in value.words:
+                    lookup.setdefault(word, (kind, value.name))
+        for word, attribute in vocab.ATTRIBUTE_WORDS.items():
+            lookup.setdefault(word, ("attribute", attribute))
+        lookup.update({w: ("tempo", w) for w in vocab.TEMPO_WORDS})
+        self._lexicon = _Lexicon(lookup, _phrase_pattern(lookup))
+        self._clean = _phrase_pattern(_CLEAN_WORDS)
+
+    def parse(self, prompt: str = "", slots: Slots | None = None) -> Intent:
+        """Build an intent; structured `slots` fields that are set override parsed ones."""
+        text = mask_pii(normalize(prompt))
+        if len(text) > MAX_PROMPT_CHARS:
+            raise IntentError(f"prompt is {len(text)} characters; the limit is {MAX_PROMPT_CHARS}")
+        parsed, positive = self._parse_text(text)
+        merged = self._merge(parsed, slots) if slots is not None else parsed
+        self._validate(merged)
+        if not text and merged.is_empty():
+            raise IntentError("empty request: give a prompt or at least one slot")
+        query = " ".join(_MASK.sub(" ", positive).split()).strip(" ,.;:!?-/&")
+        query = query or describe_slots(merged) or "popular music"
+        return Intent(text=text, query_text=query, slots=merged)
+
+    def _parse_text(self, text: str) -> tuple[Slots, str]:
+        excluded: dict[str, set[str]] = {"genre": set(), "mood": set(), "attribute": set()}
+        explicit: bool | None = False if self._clean.search(text) else None
+
+        def take_clause(match: re.Match[str]) -> str:
+            for kind, value in self._lexicon.find(match.group("clause")):
+                if kind in excluded:
+                    excluded[kind].add(value)
+            return " "
+
+        positive = _NEGATION.sub(take_clause, self._clean.sub(" ", text))
+        if "explicit" in excluded["attribute"]:
+            explicit = False
+            excluded["attribute"].discard("explicit")
+        found: dict[str, set[str]] = {"genre": set(), "mood": set(), "activity": set()}
+        tempo: Range | None = None
+        for kind, value in self._lexicon.find(positive):
+            if kind in found:
+                found[kind].add(value)
+            elif kind == "tempo":
+                tempo = vocab.TEMPO_WORDS[value]
+        if bpm := _BPM.search(positive):
+            center = float(bpm.group("bpm"))
+            tempo = (center - vocab.BPM_TOLERANCE, center + vocab.BPM_TOLERANCE)
+        era: tuple[int, int] | None = None
+        if decade := _ERA.search(positive):
+            century = decade.group("century") or ("20" if decade.group("decade") in "012" else "19")
+            start = int(century + decade.group("decade") + "0")
+            era = (start, start + 9)
+        slots = Slots(
+            moods=tuple(sorted(found["mood"] - excluded["mood"])),
+            activities=tuple(sorted(found["activity"])),
+            genres=tuple(sorted(found["genre"] - excluded["genre"])),
+            exclude_genres=tuple(sorted(excluded["genre"])),
+            exclude_moods=tuple(sorted(excluded["mood"])),
+            exclude_attributes=tuple(sorted(excluded["attribute"])),
+            tempo=tempo,
+            era=era,
+            explicit=explicit,
+        )
+        return slots, positive
+
+    def _merge(self, parsed: Slots, given: Slots) -> Slots:
+        fields = {f: getattr(parsed, f) for f in parsed.__struct_fields__}
+        for field in given.__struct_fields__:
+            value = getattr(given, field)
+            if value not in ((), None):
+                fields[field] = value
+        fields["genres"] = tuple(sorted({vocab.canonical_genre(g) for g in fields["genres"]}))
+        fields["exclude_genres"] = tuple(
+            sorted({vocab.canonical_genre(g) for g in fields["exclude_genres"]})
+        )
+        for name in ("moods", "activities", "exclude_moods", "exclude_attributes"):
+            fields[name] = tuple(sorted({v.casefold().strip() for v in fields[name]}))
+        return Slots(**fields)
+
+    def _validate(self, slots: Slots) -> None:
+        _check_known("mood", slots.moods + slots.exclude_moods, vocab.MOOD_BY_NAME)
+        _check_known("activity", slots.activities, vocab.ACTIVITY_BY_NAME)
+        _check_known("genre", slots.genres + slots.exclude_genres, self.genres)
+        _check_known("attribute", slots.exclude_attributes, {"vocals"})
+        for kind, wanted, unwanted in (
+            ("genre", slots.genres, slots.exclude_genres),
+            ("mood", slots.moods, slots.exclude_moods),
+        ):
+            if clash := sorted(set(wanted) & set(unwanted)):
+                raise IntentError(f"contradictory slots: {kind} {clash} both wanted and excluded")
+        if slots.tempo is not None:
+            low, high = slots.tempo
+            if not (0 <= low <= high <= 300):
+                raise IntentError(f"tempo range {low}-{high} bpm is not within 0-300, low ≤ high")
+        if slots.era is not None:
+            start, end = slots.era
+            if not (1900 <= start <= end <= 2100):
+                raise IntentError(f"era {start}-{end} is not within 1900-2100, start ≤ end")
+
+
+def _check_known(kind: str, values: Iterable[str], known: Iterable[str]) -> None:
+    known_set = set(known)
+    if unknown := sorted(set(values) - known_set):
+        raise IntentError(f"unknown {kind} {unknown}; known: {', '.join(sorted(known_set))}")
+
+
+def describe_slots(slots: Slots) -> str:
+    """A short natural-language query for requests that carry slots but no usable text."""
+    words = list(slots.moods) + list(slots.genres)
+    if slots.tempo is not None:
+        words.insert(0, vocab.tempo_word(sum(slots.tempo) / 2))
+    phrase = " ".join(words + ["music"]) if words else ""
+    if slots.activities:
+        phrase = f"{phrase or 'music'} for {' and '.join(slots.activities)}"
+    return phrase

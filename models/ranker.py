@@ -1,0 +1,189 @@
+"""Slot filters, candidate planning and ranking into a `Playlist`.
+
+Exclusions and `explicit` are hard constraints: a track that breaks one never appears.
+Wanted genres, moods, activities, tempo and era are preferences: tracks meeting all of them
+come first, and others only backfill a list that would otherwise be short.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import msgspec
+import numpy as np
+import xxhash
+
+from models import vocab
+from models.catalog import Catalog
+from models.index import TrackIndex
+from models.intent import Slots
+
+_TIER_PENALTY = 1e3  # larger than any MMR value difference: tiers never interleave
+
+
+class RankParams(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """Ranking knobs; the edge passes its settings here."""
+
+    length: int = 30
+    """Playlist length when a request gives none."""
+    max_length: int = 100
+    """Longest playlist a request may ask for."""
+    candidates: int = 300
+    """Nearest tracks (after filters) that diversity chooses from."""
+    exact_limit: int = 8192
+    """When filters leave at most this many tracks, score them all instead of over-fetching."""
+    max_fetch: int = 4000
+    """Cap on how many neighbours an over-fetching search asks the index for."""
+    diversity: float = 0.3
+    """MMR weight of novelty against relevance (0 = pure relevance)."""
+    max_per_artist: int = 2
+    """Most tracks by one artist in a playlist (relaxed only if the list would be short)."""
+    popularity_weight: float = 0.05
+    """Bonus for a track of popularity 100, added to its cosine."""
+
+
+class Playlist(msgspec.Struct, frozen=True):
+    """An ordered list of tracks with scores; the fingerprint names exactly this list."""
+
+    rows: tuple[int, ...]
+    ids: tuple[str, ...]
+    scores: tuple[float, ...]
+    version: str
+    fingerprint: str
+    degraded: bool = False
+
+    @classmethod
+    def of(cls, catalog: Catalog, rows: Sequence[int], scores: Sequence[float], version: str,
+           degraded: bool = False) -> Playlist:
+        ids = tuple(catalog.table.column("id").take(list(rows)).to_pylist()) if rows else ()
+        digest = xxhash.xxh3_64_hexdigest("\n".join((version, *ids)).encode())
+        return cls(tuple(int(r) for r in rows), ids, tuple(round(float(s), 4) for s in scores),
+                   version, digest, degraded)
+
+
+def hard_mask(catalog: Catalog, slots: Slots, rows: np.ndarray | None = None) -> np.ndarray:
+    """Tracks that break no exclusion and match the explicit setting."""
+    pick = slice(None) if rows is None else rows
+    ok = np.ones(len(catalog) if rows is None else len(rows), dtype=bool)
+    for genre in slots.exclude_genres:
+        ok &= ~catalog.has_genre(genre, rows)
+    for mood in slots.exclude_moods:
+        ok &= ~_bit(catalog.mood_bits[pick], vocab.MOODS, mood)
+    if "vocals" in slots.exclude_attributes:
+        ok &= catalog.features["instrumentalness"][pick] >= 0.5
+    if slots.explicit is not None:
+        ok &= catalog.explicit[pick] == slots.explicit
+    return ok
+
+
+def soft_mask(catalog: Catalog, slots: Slots, rows: np.ndarray | None = None) -> np.ndarray:
+    """Tracks meeting every preference: a wanted genre, all moods, an activity, tempo, era."""
+    pick = slice(None) if rows is None else rows
+    ok = np.ones(len(catalog) if rows is None else len(rows), dtype=bool)
+    if slots.genres:
+        ok &= np.logical_or.reduce([catalog.has_genre(g, rows) for g in slots.genres])
+    for mood in slots.moods:
+        ok &= _bit(catalog.mood_bits[pick], vocab.MOODS, mood)
+    if slots.activities:
+        ok &= np.logical_or.reduce(
+            [_bit(catalog.activity_bits[pick], vocab.ACTIVITIES, a) for a in slots.activities]
+        )
+    if slots.tempo is not None:
+        tempo = catalog.features["tempo"][pick]
+        ok &= (tempo >= slots.tempo[0]) & (tempo <= slots.tempo[1])
+    if slots.era is not None:
+        year = catalog.year[pick]
+        ok &= (year >= slots.era[0]) & (year <= slots.era[1])
+    return ok
+
+
+def _bit(bits: np.ndarray, values: tuple[vocab.SlotValue, ...], name: str) -> np.ndarray:
+    position = next(i for i, v in enumerate(values) if v.name == name)
+    return (bits >> np.uint16(position) & np.uint16(1)).astype(bool)
+
+
+def _has_preferences(slots: Slots) -> bool:
+    return bool(slots.genres or slots.moods or slots.activities or slots.tempo or slots.era)
+
+
+def _has_exclusions(slots: Slots) -> bool:
+    return bool(slots.exclude_genres or slots.exclude_moods or slots.exclude_attributes
+                or slots.explicit is not None)
+
+
+class Ranker:
+    """Finds candidate tracks for a query vector and slots, then orders them."""
+
+    def __init__(self, catalog: Catalog, index: TrackIndex, params: RankParams) -> None:
+        self.catalog = catalog
+        self.index = index
+        self.params = params
+
+    def candidates(self, query: np.ndarray, slots: Slots) -> tuple[np.ndarray, np.ndarray]:
+        """Rows and cosines of tracks worth ranking; hard constraints already applied.
+
+        With filters, the share of the catalog they keep decides the plan: a small share is
+        scored exactly (over-fetching would need most of the index), a large one is found by
+        over-fetching from the index in proportion to how much the filters throw away.
+        """
+        p = self.params
+        if not (_has_preferences(slots) or _has_exclusions(slots)):
+            return self.index.search(query, p.candidates)
+        allowed = hard_mask(self.catalog, slots)
+        preferred = allowed & soft_mask(self.catalog, slots)
+        pool = preferred if preferred.any() else allowed
+        matching = int(pool.sum())
+        if matching == 0:
+            return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.float32)
+        if matching <= p.exact_limit:
+            rows = np.flatnonzero(pool)
+            sims = self.index.vectors(rows) @ query
+            if len(rows) > p.candidates:
+                top = np.argpartition(-sims, p.candidates - 1)[: p.candidates]
+                rows, sims = rows[top], sims[top]
+            extra_rows, extra_sims = self.index.search(query, p.candidates)
+            keep = allowed[extra_rows] & ~np.isin(extra_rows, rows)
+            return (np.concatenate([rows, extra_rows[keep]]),
+                    np.concatenate([sims, extra_sims[keep]]))
+        k = min(p.max_fetch, math.ceil(p.candidates * len(self.catalog) / matching))
+        rows, sims = self.index.search(query, max(k, p.candidates))
+        keep = allowed[rows]
+        return rows[keep], sims[keep]
+
+    def rank(self, rows: np.ndarray, sims: np.ndarray, slots: Slots, n: int
+             ) -> tuple[list[int], list[float]]:
+        """MMR over candidates, preferred tracks first, at most `max_per_artist` per artist."""
+        p = self.params
+        if len(rows) == 0:
+            return [], []
+        tier = (~soft_mask(self.catalog, slots, rows)).astype(np.float32)
+        relevance = sims + p.popularity_weight * self.catalog.popularity[rows] / 100.0
+        order = np.lexsort((-relevance, tier))[: max(p.candidates, n)]
+        rows, sims, relevance, tier = rows[order], sims[order], relevance[order], tier[order]
+        vectors = self.index.vectors(rows)
+        artists = self.catalog.artist_codes[rows]
+        base = (1 - p.diversity) * relevance - _TIER_PENALTY * tier
+        chosen = self._mmr(base, vectors, artists, n, p.max_per_artist)
+        if len(chosen) < n:  # the artist cap would leave the list short: relax it
+            chosen = self._mmr(base, vectors, artists, n, n)
+        return [int(rows[i]) for i in chosen], [float(sims[i]) for i in chosen]
+
+    def _mmr(self, base: np.ndarray, vectors: np.ndarray, artists: np.ndarray, n: int,
+             cap: int) -> list[int]:
+        diversity = self.params.diversity
+        closest = np.zeros(len(base), dtype=np.float32)
+        open_ = np.ones(len(base), dtype=bool)
+        per_artist: dict[int, int] = {}
+        chosen: list[int] = []
+        while len(chosen) < n and open_.any():
+            value = np.where(open_, base - diversity * closest, -np.inf)
+            pick = int(np.argmax(value))
+            open_[pick] = False
+            artist = int(artists[pick])
+            if per_artist.get(artist, 0) >= cap:
+                continue
+            per_artist[artist] = per_artist.get(artist, 0) + 1
+            chosen.append(pick)
+            np.maximum(closest, vectors @ vectors[pick], out=closest)
+        return chosen

@@ -1,0 +1,185 @@
+"""The shared vocabulary of slots: moods, activities, genres, tempo and era words.
+
+Intent parsing reads prompts with it, descriptors describe tracks with it, and the ranker
+checks tracks against it, so a prompt and a track that "mean" the same slot agree exactly.
+A mood or activity is a predicate over audio features, so any catalog can be labelled.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+import numpy as np
+
+# Feature columns a predicate may read; each is a float32 array over the catalog.
+Features = Mapping[str, np.ndarray]
+Predicate = Callable[[Features], np.ndarray]
+
+
+@dataclass(frozen=True)
+class SlotValue:
+    """One value of a slot: its canonical name, the words that name it, and what it means."""
+
+    name: str
+    words: tuple[str, ...]
+    predicate: Predicate
+    describe: str  # phrase used in track descriptors
+
+
+def _f(cols: Features, name: str) -> np.ndarray:
+    return np.asarray(cols[name], dtype=np.float32)
+
+
+MOODS: tuple[SlotValue, ...] = (
+    SlotValue(
+        "happy",
+        ("happy", "cheerful", "joyful", "upbeat", "feel good", "feel-good", "sunny", "bright"),
+        lambda c: _f(c, "valence") >= 0.65,
+        "happy, cheerful, feel-good",
+    ),
+    SlotValue(
+        "sad",
+        ("sad", "melancholic", "melancholy", "heartbreak", "heartbroken", "blue", "gloomy"),
+        lambda c: _f(c, "valence") <= 0.35,
+        "sad, melancholic, heartbreak",
+    ),
+    SlotValue(
+        "calm",
+        ("calm", "chill", "chilled", "mellow", "relaxing", "relaxed", "peaceful", "soft",
+         "laid back", "laid-back", "cozy", "rainy", "low energy", "low-energy", "quiet"),
+        lambda c: _f(c, "energy") <= 0.4,
+        "calm, mellow, relaxing",
+    ),
+    SlotValue(
+        "energetic",
+        ("energetic", "high energy", "high-energy", "hype", "pumped", "intense", "powerful", "loud"),
+        lambda c: _f(c, "energy") >= 0.7,
+        "energetic, intense, powerful",
+    ),
+    SlotValue(
+        "dark",
+        ("dark", "moody", "brooding", "ominous", "gritty"),
+        lambda c: (_f(c, "valence") <= 0.4) & (_f(c, "energy") >= 0.45),
+        "dark, moody, brooding",
+    ),
+    SlotValue(
+        "romantic",
+        ("romantic", "love", "sensual", "date night", "tender"),
+        lambda c: (_f(c, "valence") >= 0.4) & (_f(c, "energy") <= 0.6)
+        & (_f(c, "acousticness") >= 0.3),
+        "romantic, tender, warm",
+    ),
+    SlotValue(
+        "dreamy",
+        ("dreamy", "ethereal", "atmospheric", "floaty", "hazy"),
+        lambda c: (_f(c, "energy") <= 0.5) & (_f(c, "instrumentalness") >= 0.3),
+        "dreamy, atmospheric, ethereal",
+    ),
+)
+
+ACTIVITIES: tuple[SlotValue, ...] = (
+    SlotValue(
+        "workout",
+        ("workout", "gym", "training", "lifting", "exercise", "cardio", "hiit"),
+        lambda c: (_f(c, "energy") >= 0.7) & (_f(c, "tempo") >= 115),
+        "good for a workout at the gym",
+    ),
+    SlotValue(
+        "running",
+        ("running", "run", "jogging", "jog", "marathon"),
+        lambda c: (_f(c, "energy") >= 0.6) & (_f(c, "tempo") >= 140),
+        "good for running",
+    ),
+    SlotValue(
+        "focus",
+        ("focus", "study", "studying", "concentration", "concentrate", "deep work", "work",
+         "coding", "reading"),
+        lambda c: (_f(c, "energy") <= 0.6) & (_f(c, "speechiness") <= 0.1)
+        & (_f(c, "instrumentalness") >= 0.4),
+        "good for focus and studying",
+    ),
+    SlotValue(
+        "sleep",
+        ("sleep", "sleeping", "bedtime", "lullaby", "insomnia", "nap"),
+        lambda c: (_f(c, "energy") <= 0.3) & (_f(c, "loudness") <= -12),
+        "good for sleep, quiet",
+    ),
+    SlotValue(
+        "party",
+        ("party", "dance", "dancing", "club", "clubbing", "pregame", "celebration"),
+        lambda c: (_f(c, "danceability") >= 0.7) & (_f(c, "energy") >= 0.6),
+        "good for a party, danceable",
+    ),
+    SlotValue(
+        "driving",
+        ("driving", "drive", "road trip", "roadtrip", "commute", "cruising"),
+        lambda c: (_f(c, "energy") >= 0.5) & (_f(c, "energy") <= 0.85),
+        "good for driving and road trips",
+    ),
+    SlotValue(
+        "dinner",
+        ("dinner", "cooking", "brunch", "coffee", "cafe", "café", "morning"),
+        lambda c: (_f(c, "energy") <= 0.55) & (_f(c, "acousticness") >= 0.4),
+        "good for dinner, coffee and cooking",
+    ),
+    SlotValue(
+        "meditation",
+        ("meditation", "meditate", "yoga", "mindfulness", "spa"),
+        lambda c: (_f(c, "energy") <= 0.3) & (_f(c, "instrumentalness") >= 0.5),
+        "good for meditation and yoga",
+    ),
+)
+
+# Genres every catalog understands; a catalog may add its own (they are parsed by name).
+GENRES: tuple[str, ...] = (
+    "acoustic", "ambient", "blues", "classical", "country", "disco", "drum and bass", "edm",
+    "electronic", "folk", "funk", "gospel", "hip hop", "house", "indie", "jazz", "k-pop",
+    "latin", "lo-fi", "metal", "piano", "pop", "punk", "r&b", "reggae", "rock", "soul",
+    "soundtrack", "synthwave", "techno",
+)
+
+# Alternative spellings → canonical genre name.
+GENRE_ALIASES: Mapping[str, str] = {
+    "hiphop": "hip hop", "hip-hop": "hip hop", "rap": "hip hop", "lofi": "lo-fi",
+    "lo fi": "lo-fi", "rnb": "r&b", "r and b": "r&b", "rhythm and blues": "r&b",
+    "dnb": "drum and bass", "drum n bass": "drum and bass", "kpop": "k-pop", "k pop": "k-pop",
+    "electronica": "electronic", "dance music": "edm", "heavy metal": "metal",
+    "classic rock": "rock", "alt rock": "rock", "alternative": "indie", "film score": "soundtrack",
+    "score": "soundtrack", "synth wave": "synthwave", "retrowave": "synthwave",
+}
+
+# Attributes a listener may exclude ("no vocals", "without explicit lyrics").
+ATTRIBUTE_WORDS: Mapping[str, str] = {
+    "vocals": "vocals", "vocal": "vocals", "singing": "vocals", "lyrics": "vocals",
+    "words": "vocals", "explicit": "explicit", "swearing": "explicit", "profanity": "explicit",
+    "cursing": "explicit",
+}
+
+# Tempo words → (min_bpm, max_bpm); open ends use 0 and 300.
+TEMPO_WORDS: Mapping[str, tuple[float, float]] = {
+    "slow": (0.0, 95.0), "slower": (0.0, 95.0), "downtempo": (0.0, 100.0),
+    "mid tempo": (95.0, 125.0), "midtempo": (95.0, 125.0), "medium tempo": (95.0, 125.0),
+    "fast": (125.0, 300.0), "faster": (125.0, 300.0), "uptempo": (120.0, 300.0),
+    "up-tempo": (120.0, 300.0),
+}
+BPM_TOLERANCE = 10.0
+MIN_BPM, MAX_BPM = 40.0, 250.0
+
+MOOD_BY_NAME: Mapping[str, SlotValue] = {m.name: m for m in MOODS}
+ACTIVITY_BY_NAME: Mapping[str, SlotValue] = {a.name: a for a in ACTIVITIES}
+
+
+def canonical_genre(text: str) -> str:
+    """Fold a genre label from any catalog or prompt into its canonical spelling."""
+    name = " ".join(text.casefold().replace("_", " ").split())
+    return GENRE_ALIASES.get(name, name)
+
+
+def tempo_word(bpm: float) -> str:
+    """The word a descriptor uses for a tempo."""
+    if bpm < 95:
+        return "slow"
+    if bpm < 125:
+        return "mid tempo"
+    return "fast"

@@ -1,0 +1,34 @@
+"""Unit fixtures: a small synthetic world over the deterministic fake encoder."""
+
+from __future__ import annotations
+
+import pytest
+
+from models.descriptors import descriptor_parts, embed_texts, track_vectors
+from models.encoder import FakeEncoder
+from models.fallback import FallbackPlaylists
+from models.generator import PlaylistGenerator
+from models.index import IndexParams, TrackIndex
+from models.intent import IntentParser
+from models.ranker import RankParams
+from models.synthetic import synthetic_catalog
+
+
+@pytest.fixture(scope="session")
+def fake_generator() -> PlaylistGenerator:
+    """3,000 synthetic tracks indexed with fake-encoder vectors."""
+    catalog = synthetic_catalog(3000, seed=11)
+    encoder = FakeEncoder()
+    parts = descriptor_parts(catalog)
+    vectors = {p: embed_texts(encoder, t, progress=False) for p, t in parts.texts.items()}
+    blocks = track_vectors(vectors, parts, jitter=0.15, seed=1, chunk=1000)
+    index = TrackIndex.build(blocks, len(catalog), encoder.dim,
+                             IndexParams(m=12, ef_construction=100, ef_search=128), progress=False)
+    fallbacks = FallbackPlaylists.build(catalog, 100, 2)
+    return PlaylistGenerator(catalog=catalog, index=index, encoder=encoder, fallbacks=fallbacks,
+                             version="vtest", params=RankParams())
+
+
+@pytest.fixture(scope="session")
+def parser(fake_generator: PlaylistGenerator) -> IntentParser:
+    return IntentParser(fake_generator.catalog.genre_names)

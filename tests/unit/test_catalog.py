@@ -1,0 +1,147 @@
+"""Catalog loading (CSV/JSONL column variants, bad rows), Arrow round trip, synthetic data."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from models.catalog import Catalog, load_rows, table_from_rows
+from models.errors import CatalogError
+from models.synthetic import synthetic_catalog
+
+FEATURES = ("energy=0.8,valence=0.6,danceability=0.7,acousticness=0.1,"
+            "instrumentalness=0.0,speechiness=0.05,tempo=128.0,loudness=-5.0")
+
+
+def _csv(path: Path, header: str, rows: list[str]) -> Path:
+    path.write_text("\n".join([header, *rows]) + "\n", encoding="utf-8")
+    return path
+
+
+def _features_header_values() -> tuple[str, str]:
+    pairs = [p.split("=") for p in FEATURES.split(",")]
+    return ",".join(k for k, _ in pairs), ",".join(v for _, v in pairs)
+
+
+def test_csv_spotify_tracks_layout(tmp_path: Path) -> None:
+    """`track_id/track_name/artists/track_genre/popularity` columns load into the schema."""
+    names, values = _features_header_values()
+    path = _csv(tmp_path / "a.csv", f"track_id,track_name,artists,album_name,track_genre,"
+                f"popularity,explicit,duration_ms,{names}",
+                [f"t1,Song,\"['Ann', 'Bo']\",Alb,hip-hop,55,True,200000,{values}"])
+    rows, report = load_rows(path)
+    assert report.skipped == []
+    assert rows[0]["id"] == "t1"
+    assert rows[0]["artist"] == "Ann"
+    assert rows[0]["genres"] == ["hip hop"]
+    assert rows[0]["explicit"] is True
+    assert rows[0]["popularity"] == 55
+
+
+def test_csv_playlist_genre_layout(tmp_path: Path) -> None:
+    """`track_artist/playlist_genre+playlist_subgenre/track_popularity` load too."""
+    names, values = _features_header_values()
+    path = _csv(tmp_path / "b.csv", f"track_id,track_name,track_artist,track_album_name,"
+                f"playlist_genre,playlist_subgenre,track_popularity,"
+                f"track_album_release_date,{names}",
+                [f"t2,Song,Cy,Alb,pop,dance pop,70,1987-05-01,{values}"])
+    rows, _ = load_rows(path)
+    assert rows[0]["genres"] == ["pop", "dance pop"]
+    assert rows[0]["year"] == 1987
+    assert rows[0]["popularity"] == 70
+
+
+def test_bad_rows_are_reported_with_line_numbers(tmp_path: Path) -> None:
+    """Rows with missing ids, bad numbers or duplicates are skipped and named by line."""
+    names, values = _features_header_values()
+    bad_energy = values.replace("0.8", "1.7", 1)
+    path = _csv(tmp_path / "c.csv", f"id,name,artist,genre,{names}", [
+        f"t1,Ok,A,rock,{values}",
+        f",NoId,A,rock,{values}",
+        f"t3,Loud,A,rock,{bad_energy}",
+        f"t1,Dup,A,rock,{values}",
+        f"t5,Nan,A,rock,{values.replace('128.0', 'fast')}",
+    ])
+    rows, report = load_rows(path)
+    assert [r["id"] for r in rows] == ["t1"]
+    assert [line for line, _ in report.skipped] == [3, 4, 5, 6]
+    reasons = " | ".join(why for _, why in report.skipped)
+    assert "missing track id" in reasons
+    assert "energy" in reasons
+    assert "duplicate" in reasons
+
+
+def test_strict_mode_fails_the_load(tmp_path: Path) -> None:
+    """With strict=True, any bad row fails the whole load with its line number."""
+    names, values = _features_header_values()
+    path = _csv(tmp_path / "d.csv", f"id,name,artist,genre,{names}",
+                [f"t1,Ok,A,rock,{values}", f"t2,,A,rock,{values}"])
+    with pytest.raises(CatalogError, match="line 3") as caught:
+        load_rows(path, strict=True)
+    assert caught.value.bad_rows[0][0] == 3
+
+
+def test_jsonl_with_bad_lines(tmp_path: Path) -> None:
+    """JSONL loads objects; invalid JSON and non-objects are reported by line."""
+    record = {"id": "j1", "name": "S", "artists": ["Dee"], "genres": ["Jazz", "Soul"],
+              **{k: float(v) for k, v in (p.split("=") for p in FEATURES.split(","))}}
+    path = tmp_path / "e.jsonl"
+    path.write_text("\n".join([json.dumps(record), "{not json", "[1, 2]"]) + "\n")
+    rows, report = load_rows(path)
+    assert rows[0]["genres"] == ["jazz", "soul"]
+    assert rows[0]["artist"] == "Dee"
+    assert [line for line, _ in report.skipped] == [2, 3]
+
+
+@pytest.mark.parametrize("name", ["missing.csv", "catalog.parquet"])
+def test_unreadable_sources(tmp_path: Path, name: str) -> None:
+    """Missing files and unknown formats raise CatalogError."""
+    path = tmp_path / name
+    if name.endswith(".parquet"):
+        path.write_text("x")
+    with pytest.raises(CatalogError):
+        load_rows(path)
+
+
+def test_arrow_round_trip_and_derived_arrays(tmp_path: Path) -> None:
+    """Save/load keeps every row; genre bits and artist codes are derived on load."""
+    catalog = synthetic_catalog(500, seed=3)
+    catalog.save(tmp_path / "c.arrow")
+    loaded = Catalog.load(tmp_path / "c.arrow")
+    assert loaded.table.equals(catalog.table)
+    genres = loaded.table.column("genres").to_pylist()
+    jazz = loaded.has_genre("jazz")
+    assert jazz.tolist() == ["jazz" in g for g in genres]
+    assert not loaded.has_genre("polka").any()
+    assert len(set(loaded.artist_codes.tolist())) == len(set(loaded.table.column("artist")
+                                                              .to_pylist()))
+
+
+def test_many_genres_use_several_bit_words() -> None:
+    """Catalogs with more than 64 genres keep every genre distinct."""
+    base = synthetic_catalog(1, seed=1).tracks([0])[0]
+    rows = [{**base, "id": f"t{i}", "genres": [f"genre {i}"]} for i in range(70)]
+    catalog = Catalog(table_from_rows(rows))
+    assert catalog.genre_bits.shape == (70, 2)
+    assert [int(np.flatnonzero(catalog.has_genre(f"genre {i}"))[0]) for i in range(70)] == list(
+        range(70))
+
+
+def test_synthetic_catalog_is_seeded() -> None:
+    """The same size and seed give the same catalog; another seed a different one."""
+    assert synthetic_catalog(300, seed=5).table.equals(synthetic_catalog(300, seed=5).table)
+    assert not synthetic_catalog(300, seed=5).table.equals(synthetic_catalog(300, seed=6).table)
+
+
+def test_synthetic_catalog_is_realistic() -> None:
+    """Features stay in range, artists repeat with Zipf-like skew, every genre occurs."""
+    catalog = synthetic_catalog(20_000)
+    for name in ("energy", "valence", "danceability", "instrumentalness"):
+        values = catalog.features[name]
+        assert 0 <= values.min() and values.max() <= 1
+    counts = np.bincount(catalog.artist_codes)
+    assert counts.max() > 10 * np.median(counts)
+    assert len(catalog.genre_names) == 30
