@@ -219,6 +219,7 @@ class Catalog:
         if not table.schema.equals(SCHEMA):
             raise CatalogError("catalog table does not match the track schema")
         self.table = table
+        self.ids = table.column("id").combine_chunks()
         self.features = {f: table.column(f).to_numpy() for f in FEATURES}
         self.popularity = table.column("popularity").to_numpy().astype(np.float32)
         self.year = table.column("year").to_numpy()

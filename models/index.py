@@ -1,7 +1,9 @@
 """`TrackIndex`: an hnswlib inner-product index over unit track vectors.
 
-Vectors live once, inside the index; the ranker reads the few it needs with `vectors()`.
-hnswlib releases the GIL in `knn_query`, so searches can run on a thread pool.
+The graph holds float32 vectors in RAM. The ranker also needs vectors by row (diversity,
+exact scoring), and hnswlib's `get_items` copies through Python lists (~20 ms for a few
+hundred rows), so rows are read from the artifact's float16 `vectors.npy`, memory-mapped:
+page cache, not a second resident copy. hnswlib releases the GIL in `knn_query`.
 """
 
 from __future__ import annotations
@@ -39,8 +41,12 @@ class IndexParams(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 class TrackIndex:
     """Nearest-track search by cosine (inner product of unit vectors)."""
 
-    def __init__(self, index: hnswlib.Index, ef_search: int) -> None:
+    def __init__(self, index: hnswlib.Index, ef_search: int, store: np.ndarray) -> None:
+        if len(store) != index.get_current_count() or store.shape[1] != index.dim:
+            raise IndexError_(f"vector store {store.shape} does not match the index "
+                              f"({index.get_current_count()} × {index.dim})")
         self._index = index
+        self._store = store
         self.ef_search = ef_search
         index.set_ef(ef_search)
 
@@ -52,9 +58,10 @@ class TrackIndex:
         return int(self._index.get_current_count())
 
     @classmethod
-    def build(cls, blocks: Iterable[tuple[int, np.ndarray]], n_items: int, dim: int,
+    def build(cls, blocks: Iterable[tuple[int, np.ndarray]], store: np.ndarray,
               params: IndexParams, progress: bool = True) -> TrackIndex:
-        """Add (first row, vectors) blocks; row numbers are the catalog's row numbers."""
+        """Add (first row, vectors) blocks, also copied into `store` (rows = catalog rows)."""
+        n_items, dim = store.shape
         index = hnswlib.Index(space="ip", dim=dim)
         index.init_index(max_elements=n_items, ef_construction=params.ef_construction,
                          M=params.m, random_seed=params.seed)
@@ -62,21 +69,23 @@ class TrackIndex:
             for start, block in blocks:
                 index.add_items(block, np.arange(start, start + len(block)),
                                 num_threads=params.threads)
+                store[start : start + len(block)] = block
                 bar.update(len(block))
-        return cls(index, params.ef_search)
+        return cls(index, params.ef_search, store)
 
     def save(self, path: Path) -> None:
         self._index.save_index(str(path))
 
     @classmethod
-    def load(cls, path: Path, dim: int, ef_search: int) -> TrackIndex:
-        """Load a saved index; the caller has verified the file's checksum."""
+    def load(cls, path: Path, vectors_path: Path, dim: int, ef_search: int) -> TrackIndex:
+        """Load a saved index and memory-map its vectors; checksums are the caller's job."""
         index = hnswlib.Index(space="ip", dim=dim)
         try:
             index.load_index(str(path))
-        except RuntimeError as exc:
+            store = np.load(vectors_path, mmap_mode="r")
+        except (RuntimeError, OSError, ValueError) as exc:
             raise IndexError_(f"{path}: cannot load index: {exc}") from exc
-        return cls(index, ef_search)
+        return cls(index, ef_search, store)
 
     def set_ef(self, ef: int) -> None:
         """Change the search beam width (calibration; not for the request path)."""
@@ -98,9 +107,12 @@ class TrackIndex:
 
     def vectors(self, rows: np.ndarray) -> np.ndarray:
         """The stored unit vectors of `rows`."""
-        if len(rows) == 0:
-            return np.empty((0, self.dim), dtype=np.float32)
-        return np.asarray(self._index.get_items(rows, return_type="numpy"), dtype=np.float32)
+        return np.asarray(self._store[rows], dtype=np.float32)
+
+    @property
+    def store(self) -> np.ndarray:
+        """All vectors, row-aligned with the catalog (possibly a read-only memmap)."""
+        return self._store
 
 
 def exact_top_k(vectors: np.ndarray, queries: np.ndarray, k: int,

@@ -30,8 +30,10 @@ class RankParams(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     max_length: int = 100
     """Longest playlist a request may ask for."""
     candidates: int = 300
-    """Nearest tracks (after filters) that diversity chooses from."""
-    exact_limit: int = 8192
+    """Nearest tracks the first search asks for; enough matches among them end the search."""
+    pool: int = 120
+    """Best candidates (preferred first) that diversity chooses from."""
+    exact_limit: int = 4096
     """When filters leave at most this many tracks, score them all instead of over-fetching."""
     max_fetch: int = 4000
     """Cap on how many neighbours an over-fetching search asks the index for."""
@@ -56,7 +58,7 @@ class Playlist(msgspec.Struct, frozen=True):
     @classmethod
     def of(cls, catalog: Catalog, rows: Sequence[int], scores: Sequence[float], version: str,
            degraded: bool = False) -> Playlist:
-        ids = tuple(catalog.table.column("id").take(list(rows)).to_pylist()) if rows else ()
+        ids = tuple(catalog.ids[int(r)].as_py() for r in rows)
         digest = xxhash.xxh3_64_hexdigest("\n".join((version, *ids)).encode())
         return cls(tuple(int(r) for r in rows), ids, tuple(round(float(s), 4) for s in scores),
                    version, digest, degraded)
@@ -128,8 +130,14 @@ class Ranker:
         over-fetching from the index in proportion to how much the filters throw away.
         """
         p = self.params
+        rows, sims = self.index.search(query, p.candidates)
         if not (_has_preferences(slots) or _has_exclusions(slots)):
-            return self.index.search(query, p.candidates)
+            return rows, sims
+        # Fast path: the nearest tracks already hold plenty that meet every slot. They are
+        # then exactly the best such tracks, so no catalog-wide filtering is needed.
+        ok = hard_mask(self.catalog, slots, rows)
+        if (ok & soft_mask(self.catalog, slots, rows)).sum() >= min(p.pool, 4 * p.length):
+            return rows[ok], sims[ok]
         allowed = hard_mask(self.catalog, slots)
         preferred = allowed & soft_mask(self.catalog, slots)
         pool = preferred if preferred.any() else allowed
@@ -137,15 +145,14 @@ class Ranker:
         if matching == 0:
             return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.float32)
         if matching <= p.exact_limit:
-            rows = np.flatnonzero(pool)
-            sims = self.index.vectors(rows) @ query
-            if len(rows) > p.candidates:
-                top = np.argpartition(-sims, p.candidates - 1)[: p.candidates]
-                rows, sims = rows[top], sims[top]
-            extra_rows, extra_sims = self.index.search(query, p.candidates)
-            keep = allowed[extra_rows] & ~np.isin(extra_rows, rows)
-            return (np.concatenate([rows, extra_rows[keep]]),
-                    np.concatenate([sims, extra_sims[keep]]))
+            exact_rows = np.flatnonzero(pool)
+            exact_sims = self.index.vectors(exact_rows) @ query
+            if len(exact_rows) > p.candidates:
+                top = np.argpartition(-exact_sims, p.candidates - 1)[: p.candidates]
+                exact_rows, exact_sims = exact_rows[top], exact_sims[top]
+            keep = ok & ~np.isin(rows, exact_rows)  # nearest allowed tracks backfill
+            return (np.concatenate([exact_rows, rows[keep]]),
+                    np.concatenate([exact_sims, sims[keep]]))
         k = min(p.max_fetch, math.ceil(p.candidates * len(self.catalog) / matching))
         rows, sims = self.index.search(query, max(k, p.candidates))
         keep = allowed[rows]
@@ -159,15 +166,18 @@ class Ranker:
             return [], []
         tier = (~soft_mask(self.catalog, slots, rows)).astype(np.float32)
         relevance = sims + p.popularity_weight * self.catalog.popularity[rows] / 100.0
-        order = np.lexsort((-relevance, tier))[: max(p.candidates, n)]
-        rows, sims, relevance, tier = rows[order], sims[order], relevance[order], tier[order]
-        vectors = self.index.vectors(rows)
-        artists = self.catalog.artist_codes[rows]
-        base = (1 - p.diversity) * relevance - _TIER_PENALTY * tier
-        chosen = self._mmr(base, vectors, artists, n, p.max_per_artist)
-        if len(chosen) < n:  # the artist cap would leave the list short: relax it
-            chosen = self._mmr(base, vectors, artists, n, n)
-        return [int(rows[i]) for i in chosen], [float(sims[i]) for i in chosen]
+        order = np.lexsort((-relevance, tier))
+        # Diversity looks at a bounded pool first; wider pools, then a relaxed artist cap,
+        # are only for lists that would otherwise come out short.
+        for size, cap in ((max(p.pool, 2 * n), p.max_per_artist), (len(order), p.max_per_artist),
+                          (len(order), n)):
+            top = order[:size]
+            base = (1 - p.diversity) * relevance[top] - _TIER_PENALTY * tier[top]
+            chosen = self._mmr(base, self.index.vectors(rows[top]),
+                               self.catalog.artist_codes[rows[top]], n, cap)
+            if len(chosen) == n or size == len(order) and cap == n:
+                break
+        return [int(rows[top[i]]) for i in chosen], [float(sims[top[i]]) for i in chosen]
 
     def _mmr(self, base: np.ndarray, vectors: np.ndarray, artists: np.ndarray, n: int,
              cap: int) -> list[int]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from models.descriptors import descriptor_parts, embed_texts, track_vectors
@@ -22,8 +23,9 @@ def fake_generator() -> PlaylistGenerator:
     parts = descriptor_parts(catalog)
     vectors = {p: embed_texts(encoder, t, progress=False) for p, t in parts.texts.items()}
     blocks = track_vectors(vectors, parts, jitter=0.15, seed=1, chunk=1000)
-    index = TrackIndex.build(blocks, len(catalog), encoder.dim,
-                             IndexParams(m=12, ef_construction=100, ef_search=128), progress=False)
+    store = np.empty((len(catalog), encoder.dim), dtype=np.float16)
+    index = TrackIndex.build(blocks, store, IndexParams(m=12, ef_construction=100, ef_search=128),
+                             progress=False)
     fallbacks = FallbackPlaylists.build(catalog, 100, 2)
     return PlaylistGenerator(catalog=catalog, index=index, encoder=encoder, fallbacks=fallbacks,
                              version="vtest", params=RankParams())

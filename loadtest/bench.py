@@ -1,0 +1,137 @@
+"""Benchmarks that print ratios measured side by side in one run.
+
+    python -m loadtest.bench models [--sizes 100000,1000000] [--queries 300] [--root DIR]
+
+`models` builds an artifact per catalog size in a child process (build time, peak RSS),
+then loads it in another child (load time, peak RSS) that times the encoder, the ANN search
+and the whole miss path on the same prompts, and reports the miss path as a ratio to
+encoder + ANN, so machine noise cancels out.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from loadtest.prompts import sample_prompts
+
+
+def _pct(values: list[float], q: float) -> float:
+    return float(np.percentile(np.array(values), q))
+
+
+def probe(artifact_dir: Path, n_queries: int, seed: int) -> dict[str, float]:
+    """Load an artifact folder and time its stages; runs inside a child process."""
+    from models import artifacts
+
+    start = time.perf_counter()
+    loaded = artifacts.load(artifact_dir)
+    load_s = time.perf_counter() - start
+    generator = loaded.generator()
+    prompts = sample_prompts(n_queries, seed=seed)
+    intents = [loaded.parser.parse(p) for p in prompts]
+    k = generator.params.candidates
+    for intent in intents[:20]:  # warm caches and onnxruntime's first-run allocations
+        generator.generate(intent)
+
+    encode_ms, ann_ms, miss_ms = [], [], []
+    for intent in intents:
+        t0 = time.perf_counter()
+        vector = loaded.encoder.encode([intent.query_text])[0]
+        t1 = time.perf_counter()
+        loaded.index.search(vector, k)
+        t2 = time.perf_counter()
+        encode_ms.append((t1 - t0) * 1000)
+        ann_ms.append((t2 - t1) * 1000)
+    for prompt in prompts:
+        t0 = time.perf_counter()
+        generator.generate(loaded.parser.parse(prompt))
+        miss_ms.append((time.perf_counter() - t0) * 1000)
+    return {
+        "tracks": len(loaded.catalog),
+        "load_s": load_s,
+        "encode_p50": _pct(encode_ms, 50), "encode_p99": _pct(encode_ms, 99),
+        "ann_p50": _pct(ann_ms, 50), "ann_p99": _pct(ann_ms, 99),
+        "miss_p50": _pct(miss_ms, 50), "miss_p99": _pct(miss_ms, 99),
+        "ann_k": k,
+        "ef_search": loaded.manifest.index.ef_search,
+        "recall": loaded.manifest.recall[str(loaded.manifest.index.ef_search)],
+        "recall_k": loaded.manifest.index.recall_k,
+        "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    }
+
+
+def _child_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+
+
+def bench_models(sizes: list[int], n_queries: int, root: Path, rebuild: bool) -> list[dict]:
+    """Build (or reuse) one artifact per size, then probe each in a fresh process."""
+    rows = []
+    for size in sizes:
+        out = root / f"synthetic-{size}"
+        build_s = build_rss = float("nan")
+        if rebuild or not (out / "manifest.json").exists():
+            print(f"== building synthetic:{size} into {out}", flush=True)
+            start = time.perf_counter()
+            subprocess.run([sys.executable, "-m", "models", "build", "--catalog",
+                            f"synthetic:{size}", "--out", str(out)], check=True)
+            build_s = time.perf_counter() - start
+            build_rss = _child_rss_mb()  # max over children so far: builds grow with size
+        print(f"== probing {out} with {n_queries} prompts", flush=True)
+        result = subprocess.run(
+            [sys.executable, "-m", "loadtest.bench", "_probe", str(out), str(n_queries)],
+            check=True, capture_output=True, text=True,
+        )
+        row = json.loads(result.stdout)
+        row.update(build_s=build_s, build_rss_mb=build_rss)
+        rows.append(row)
+        _print_row(row)
+    return rows
+
+
+def _print_row(r: dict) -> None:
+    ratio = r["miss_p50"] / (r["encode_p50"] + r["ann_p50"])
+    print(
+        f"tracks={r['tracks']:>8}  encoder batch-1 p50 {r['encode_p50']:.2f} ms p99 "
+        f"{r['encode_p99']:.2f} ms | ANN(k={r['ann_k']}, ef={r['ef_search']}) p50 "
+        f"{r['ann_p50']:.2f} ms p99 {r['ann_p99']:.2f} ms | miss p50 {r['miss_p50']:.2f} ms "
+        f"p99 {r['miss_p99']:.2f} ms | miss/(enc+ANN) = {ratio:.2f} (target ≤ 1.3)\n"
+        f"                recall@{r['recall_k']} {r['recall']:.3f} | build {r['build_s']:.0f} s, "
+        f"build peak RSS {r['build_rss_mb']:.0f} MB | load {r['load_s']:.2f} s, serving peak "
+        f"RSS {r['rss_mb']:.0f} MB",
+        flush=True,
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m loadtest.bench", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    commands = parser.add_subparsers(dest="command", required=True)
+    models = commands.add_parser("models", help="encoder, ANN and miss-path latency; build cost")
+    models.add_argument("--sizes", default="100000,1000000",
+                        help="comma-separated synthetic catalog sizes")
+    models.add_argument("--queries", type=int, default=300)
+    models.add_argument("--root", default="bench-out/artifacts", help="where artifacts go")
+    models.add_argument("--rebuild", action="store_true", help="rebuild existing artifacts")
+    hidden = commands.add_parser("_probe")
+    hidden.add_argument("artifacts")
+    hidden.add_argument("queries", type=int)
+    args = parser.parse_args(argv)
+    if args.command == "_probe":
+        print(json.dumps(probe(Path(args.artifacts), args.queries, seed=1)))
+        return 0
+    sizes = [int(s) for s in args.sizes.split(",")]
+    bench_models(sizes, args.queries, Path(args.root), args.rebuild)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

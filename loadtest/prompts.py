@@ -1,0 +1,45 @@
+"""Seeded playlist prompts built from templates over the slot vocabulary."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from models import vocab
+
+_TEMPLATES = (
+    "{mood} {genre}",
+    "{genre} for {activity}",
+    "{mood} {genre} for {activity}",
+    "{tempo} {genre}, no {exclude}",
+    "{era} {genre}",
+    "{mood} songs for {activity} without vocals",
+    "{activity} music, anything but {exclude}",
+    "{mood} {era} {genre} for a {time}",
+    "{genre}",
+    "something {mood} for {activity} on a {time}",
+)
+_TIMES = ("rainy sunday", "late night", "summer afternoon", "winter morning", "long drive")
+_ERAS = ("60s", "70s", "80s", "90s", "2000s", "2010s")
+_TEMPOS = ("slow", "fast", "mid tempo", "120 bpm")
+
+
+def sample_prompts(n: int, seed: int = 0) -> list[str]:
+    """`n` prompts drawn with a seeded generator; the same (n, seed) gives the same list."""
+    rng = np.random.default_rng(seed)
+
+    def pick(options: tuple[str, ...]) -> str:
+        return str(options[rng.integers(len(options))])
+
+    prompts = []
+    for _ in range(n):
+        template = pick(_TEMPLATES)
+        prompts.append(template.format(
+            mood=pick(vocab.MOOD_BY_NAME[pick(tuple(vocab.MOOD_BY_NAME))].words),
+            genre=pick(vocab.GENRES),
+            activity=pick(vocab.ACTIVITY_BY_NAME[pick(tuple(vocab.ACTIVITY_BY_NAME))].words),
+            exclude=pick(vocab.GENRES),
+            era=pick(_ERAS),
+            tempo=pick(_TEMPOS),
+            time=pick(_TIMES),
+        ))
+    return prompts

@@ -1,0 +1,282 @@
+"""Versioned artifact folders: build one from a catalog source, load and verify one.
+
+A folder holds the int8 encoder, its tokenizer, the catalog table, the track vectors
+(float16, for re-indexing and recall checks), the HNSW index, fallback playlists and
+`manifest.json` with a sha256 per file. The version is derived from those hashes, so the
+same bytes always carry the same version and cache keys can rely on it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import msgspec
+import numpy as np
+
+from models.catalog import Catalog, LoadReport, load_rows, table_from_rows
+from models.descriptors import PART_WEIGHTS, descriptor_parts, embed_texts, track_vectors
+from models.encoder import PromptEncoder
+from models.encoder_build import build_encoder, load_parity_prompts
+from models.errors import ArtifactError, ModelError
+from models.fallback import FallbackPlaylists
+from models.generator import PlaylistGenerator
+from models.index import IndexParams, TrackIndex, choose_ef
+from models.intent import IntentParser
+from models.ranker import RankParams
+from models.synthetic import synthetic_catalog
+
+FORMAT = 1
+MANIFEST = "manifest.json"
+FILES = {
+    "encoder": "encoder.onnx",
+    "tokenizer": "tokenizer.json",
+    "catalog": "catalog.arrow",
+    "vectors": "vectors.npy",
+    "index": "index.hnsw",
+    "fallbacks": "fallbacks.json",
+}
+
+
+class BuildSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """Everything that shapes a build besides the catalog source."""
+
+    index: IndexParams = IndexParams()
+    """HNSW parameters."""
+    jitter: float = 0.15
+    """Norm of the seeded noise added to each track vector (keeps equal tracks apart)."""
+    seed: int = 7
+    """Seed for the synthetic catalog and vector jitter."""
+    embed_batch: int = 64
+    """Descriptor texts per encoder call."""
+    encoder_threads: int = 2
+    """onnxruntime intra-op threads while embedding descriptors."""
+    fallback_length: int = 100
+    """Tracks per precomputed fallback playlist."""
+    strict: bool = False
+    """Fail the build on any bad catalog row instead of skipping and reporting it."""
+
+
+class FileEntry(msgspec.Struct, frozen=True):
+    sha256: str
+    bytes: int
+
+
+class Manifest(msgspec.Struct, frozen=True):
+    """What `manifest.json` records about a build."""
+
+    format: int
+    version: str
+    created: str
+    source: str
+    dim: int
+    tracks: int
+    index: IndexParams
+    recall: dict[str, float]
+    encoder: dict[str, str | int | float]
+    descriptors: dict[str, int | float]
+    catalog: dict[str, int | list[str]]
+    files: dict[str, FileEntry]
+
+
+@dataclass(frozen=True)
+class Artifacts:
+    """A loaded, verified artifact version: everything the request path needs from models."""
+
+    path: Path
+    manifest: Manifest
+    catalog: Catalog
+    index: TrackIndex
+    encoder: PromptEncoder
+    fallbacks: FallbackPlaylists
+    parser: IntentParser
+
+    @property
+    def version(self) -> str:
+        return self.manifest.version
+
+    def generator(self, params: RankParams = RankParams()) -> PlaylistGenerator:
+        """The miss path over this version's encoder, index and catalog."""
+        return PlaylistGenerator(catalog=self.catalog, index=self.index, encoder=self.encoder,
+                                 fallbacks=self.fallbacks, version=self.version, params=params)
+
+
+def _sha256(path: Path) -> str:
+    with path.open("rb") as handle:
+        return hashlib.file_digest(handle, "sha256").hexdigest()
+
+
+def _catalog_from(source: str, settings: BuildSettings) -> tuple[Catalog, LoadReport]:
+    if source.startswith("synthetic:"):
+        try:
+            n_tracks = int(source.split(":", 1)[1])
+        except ValueError as exc:
+            raise ArtifactError(f"bad catalog source {source!r}: use synthetic:N") from exc
+        catalog = synthetic_catalog(n_tracks, seed=settings.seed)
+        return catalog, LoadReport(rows=len(catalog))
+    rows, report = load_rows(Path(source), strict=settings.strict)
+    return Catalog(table_from_rows(rows)), report
+
+
+def build(source: str, out: Path, settings: BuildSettings = BuildSettings(),
+          progress: bool = True) -> Manifest:
+    """Build an artifact folder at `out` from `synthetic:N`, a .csv or a .jsonl catalog.
+
+    Everything is written to a temporary sibling folder first and moved into place at the
+    end, so a failed build never leaves a half-written `out`.
+    """
+    out = out.resolve()
+    tmp = out.parent / f".{out.name}.building-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    try:
+        manifest = _build_into(tmp, source, settings, progress)
+        _replace_dir(tmp, out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return manifest
+
+
+def _build_into(tmp: Path, source: str, settings: BuildSettings, progress: bool) -> Manifest:
+    say = print if progress else (lambda *_: None)
+    catalog, report = _catalog_from(source, settings)
+    for line, why in report.skipped[:20]:
+        say(f"skipped catalog line {line}: {why}")
+    if report.skipped:
+        say(f"skipped {len(report.skipped)} bad rows in all; kept {report.rows}")
+    catalog.save(tmp / FILES["catalog"])
+    say(f"catalog: {len(catalog)} tracks, {len(catalog.genre_names)} genres")
+
+    built = build_encoder(tmp / "encoder-build")
+    os.replace(built.onnx_path, tmp / FILES["encoder"])
+    os.replace(built.tokenizer_path, tmp / FILES["tokenizer"])
+    shutil.rmtree(tmp / "encoder-build")
+    say(f"encoder: int8 parity with fp32 min {built.parity_min:.4f} mean {built.parity_mean:.4f}")
+    encoder = PromptEncoder(tmp / FILES["encoder"], tmp / FILES["tokenizer"],
+                            max_tokens=built.max_tokens, intra_op_threads=settings.encoder_threads,
+                            batch_size=settings.embed_batch)
+
+    parts = descriptor_parts(catalog)
+    part_vectors = {
+        part: embed_texts(encoder, texts, settings.embed_batch, progress)
+        for part, texts in parts.texts.items()
+    }
+    vectors = np.lib.format.open_memmap(tmp / FILES["vectors"], mode="w+", dtype=np.float16,
+                                        shape=(len(catalog), encoder.dim))
+    blocks = track_vectors(part_vectors, parts, jitter=settings.jitter, seed=settings.seed)
+    index = TrackIndex.build(blocks, vectors, settings.index, progress)
+    vectors.flush()
+    queries = encoder.encode(load_parity_prompts())
+    ef, recalls = choose_ef(index, vectors, queries, settings.index)
+    say(f"index: ef_search={ef}; recall@{settings.index.recall_k}: "
+        + ", ".join(f"ef={k} {v:.3f}" for k, v in recalls.items()))
+    index.save(tmp / FILES["index"])
+    del vectors, index
+    FallbackPlaylists.build(catalog, settings.fallback_length,
+                            RankParams().max_per_artist).save(tmp / FILES["fallbacks"])
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        digests = dict(zip(FILES, pool.map(_sha256, (tmp / f for f in FILES.values())),
+                           strict=True))
+    files = {FILES[k]: FileEntry(digests[k], (tmp / FILES[k]).stat().st_size) for k in FILES}
+    version = "v" + hashlib.sha256("".join(sorted(digests.values())).encode()).hexdigest()[:12]
+    manifest = Manifest(
+        format=FORMAT,
+        version=version,
+        created=datetime.now(UTC).isoformat(timespec="seconds"),
+        source=source,
+        dim=encoder.dim,
+        tracks=len(catalog),
+        index=msgspec.structs.replace(settings.index, ef_search=ef),
+        recall={str(k): round(v, 4) for k, v in recalls.items()},
+        encoder={
+            "model": "sentence-transformers/all-MiniLM-L6-v2",
+            "quantization": "dynamic, per-channel uint8 weights",
+            "max_tokens": built.max_tokens,
+            "parity_min": round(built.parity_min, 5),
+            "parity_mean": round(built.parity_mean, 5),
+        },
+        descriptors={
+            **{f"{p}_texts": len(t) for p, t in parts.texts.items()},
+            **{f"{p}_weight": w for p, w in PART_WEIGHTS.items()},
+            "jitter": settings.jitter,
+            "seed": settings.seed,
+        },
+        catalog={"skipped_rows": len(report.skipped), "genres": list(catalog.genre_names)},
+        files=files,
+    )
+    (tmp / MANIFEST).write_bytes(msgspec.json.format(msgspec.json.encode(manifest)))
+    return manifest
+
+
+def _replace_dir(new: Path, target: Path) -> None:
+    # Two renames: the old folder is moved aside before the new one takes its name.
+    old = target.parent / f".{target.name}.old-{os.getpid()}"
+    if target.exists():
+        os.replace(target, old)
+    os.replace(new, target)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def read_manifest(path: Path) -> Manifest:
+    """Decode `manifest.json`, refusing missing, malformed or unsupported ones."""
+    file = path / MANIFEST
+    if not file.is_file():
+        raise ArtifactError(f"{path}: no {MANIFEST}; build one with `python -m models build`")
+    try:
+        manifest = msgspec.json.decode(file.read_bytes(), type=Manifest)
+    except msgspec.DecodeError as exc:
+        raise ArtifactError(f"{file}: malformed manifest: {exc}") from exc
+    if manifest.format != FORMAT:
+        raise ArtifactError(f"{file}: artifact format {manifest.format}, expected {FORMAT}")
+    return manifest
+
+
+def verify(path: Path, manifest: Manifest) -> None:
+    """Check that every file the manifest lists exists with its size and sha256."""
+    expected = set(FILES.values())
+    if set(manifest.files) != expected:
+        raise ArtifactError(f"{path}: manifest lists {sorted(manifest.files)}, "
+                            f"expected {sorted(expected)}")
+    for name, entry in manifest.files.items():
+        file = path / name
+        if not file.is_file():
+            raise ArtifactError(f"{path}: missing {name}")
+        if file.stat().st_size != entry.bytes:
+            raise ArtifactError(f"{path}: {name} is {file.stat().st_size} bytes, "
+                                f"manifest says {entry.bytes}")
+    names = list(manifest.files)
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        for name, digest in zip(names, pool.map(_sha256, (path / n for n in names)), strict=True):
+            if digest != manifest.files[name].sha256:
+                raise ArtifactError(f"{path}: checksum mismatch for {name} (corrupt or edited)")
+
+
+def load(path: Path, *, encoder_threads: int = 1, check: bool = True) -> Artifacts:
+    """Load a verified artifact folder, refusing a corrupt or inconsistent one."""
+    path = Path(path)
+    manifest = read_manifest(path)
+    if check:
+        verify(path, manifest)
+    try:
+        catalog = Catalog.load(path / FILES["catalog"])
+        index = TrackIndex.load(path / FILES["index"], path / FILES["vectors"], manifest.dim,
+                                manifest.index.ef_search)
+        encoder = PromptEncoder(path / FILES["encoder"], path / FILES["tokenizer"],
+                                max_tokens=int(manifest.encoder["max_tokens"]),
+                                intra_op_threads=encoder_threads)
+        fallbacks = FallbackPlaylists.load(path / FILES["fallbacks"])
+    except (ModelError, msgspec.DecodeError, OSError) as exc:
+        raise ArtifactError(f"{path}: cannot load: {exc}") from exc
+    if len(catalog) != manifest.tracks or len(index) != manifest.tracks:
+        raise ArtifactError(f"{path}: manifest says {manifest.tracks} tracks, catalog has "
+                            f"{len(catalog)} and index {len(index)}")
+    if encoder.dim != index.dim:
+        raise ArtifactError(f"{path}: encoder dim {encoder.dim} != index dim {index.dim}")
+    parser = IntentParser(catalog.genre_names)
+    return Artifacts(path, manifest, catalog, index, encoder, fallbacks, parser)
