@@ -17,6 +17,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -57,9 +58,12 @@ def probe(artifact_dir: Path, n_queries: int, seed: int) -> dict[str, float]:
     return {
         "tracks": len(loaded.catalog),
         "load_s": load_s,
-        "encode_p50": _pct(encode_ms, 50), "encode_p99": _pct(encode_ms, 99),
-        "ann_p50": _pct(ann_ms, 50), "ann_p99": _pct(ann_ms, 99),
-        "miss_p50": _pct(miss_ms, 50), "miss_p99": _pct(miss_ms, 99),
+        "encode_p50": _pct(encode_ms, 50),
+        "encode_p99": _pct(encode_ms, 99),
+        "ann_p50": _pct(ann_ms, 50),
+        "ann_p99": _pct(ann_ms, 99),
+        "miss_p50": _pct(miss_ms, 50),
+        "miss_p99": _pct(miss_ms, 99),
         "ann_k": k,
         "ef_search": loaded.manifest.index.ef_search,
         "recall": loaded.manifest.recall[str(loaded.manifest.index.ef_search)],
@@ -72,7 +76,9 @@ def _child_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
 
 
-def bench_models(sizes: list[int], n_queries: int, root: Path, rebuild: bool) -> list[dict]:
+def bench_models(
+    sizes: list[int], n_queries: int, root: Path, rebuild: bool
+) -> list[dict[str, Any]]:
     """Build (or reuse) one artifact per size, then probe each in a fresh process."""
     rows = []
     for size in sizes:
@@ -81,14 +87,27 @@ def bench_models(sizes: list[int], n_queries: int, root: Path, rebuild: bool) ->
         if rebuild or not (out / "manifest.json").exists():
             print(f"== building synthetic:{size} into {out}", flush=True)
             start = time.perf_counter()
-            subprocess.run([sys.executable, "-m", "models", "build", "--catalog",
-                            f"synthetic:{size}", "--out", str(out)], check=True)
+            subprocess.run(
+                [
+                    sys.executable,
+                    "-m",
+                    "models",
+                    "build",
+                    "--catalog",
+                    f"synthetic:{size}",
+                    "--out",
+                    str(out),
+                ],
+                check=True,
+            )
             build_s = time.perf_counter() - start
             build_rss = _child_rss_mb()  # max over children so far: builds grow with size
         print(f"== probing {out} with {n_queries} prompts", flush=True)
         result = subprocess.run(
             [sys.executable, "-m", "loadtest.bench", "_probe", str(out), str(n_queries)],
-            check=True, capture_output=True, text=True,
+            check=True,
+            capture_output=True,
+            text=True,
         )
         row = json.loads(result.stdout)
         row.update(build_s=build_s, build_rss_mb=build_rss)
@@ -97,7 +116,7 @@ def bench_models(sizes: list[int], n_queries: int, root: Path, rebuild: bool) ->
     return rows
 
 
-def _print_row(r: dict) -> None:
+def _print_row(r: dict[str, Any]) -> None:
     ratio = r["miss_p50"] / (r["encode_p50"] + r["ann_p50"])
     print(
         f"tracks={r['tracks']:>8}  encoder batch-1 p50 {r['encode_p50']:.2f} ms p99 "
@@ -112,12 +131,16 @@ def _print_row(r: dict) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m loadtest.bench", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m loadtest.bench",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     commands = parser.add_subparsers(dest="command", required=True)
     models = commands.add_parser("models", help="encoder, ANN and miss-path latency; build cost")
-    models.add_argument("--sizes", default="100000,1000000",
-                        help="comma-separated synthetic catalog sizes")
+    models.add_argument(
+        "--sizes", default="100000,1000000", help="comma-separated synthetic catalog sizes"
+    )
     models.add_argument("--queries", type=int, default=300)
     models.add_argument("--root", default="bench-out/artifacts", help="where artifacts go")
     models.add_argument("--rebuild", action="store_true", help="rebuild existing artifacts")

@@ -33,13 +33,15 @@ def sample_prompts(n: int, seed: int = 0) -> list[str]:
     prompts = []
     for _ in range(n):
         template = pick(_TEMPLATES)
-        prompts.append(template.format(
-            mood=pick(vocab.MOOD_BY_NAME[pick(tuple(vocab.MOOD_BY_NAME))].words),
-            genre=pick(vocab.GENRES),
-            activity=pick(vocab.ACTIVITY_BY_NAME[pick(tuple(vocab.ACTIVITY_BY_NAME))].words),
-            exclude=pick(vocab.GENRES),
-            era=pick(_ERAS),
-            tempo=pick(_TEMPOS),
-            time=pick(_TIMES),
-        ))
+        prompts.append(
+            template.format(
+                mood=pick(vocab.MOOD_BY_NAME[pick(tuple(vocab.MOOD_BY_NAME))].words),
+                genre=pick(vocab.GENRES),
+                activity=pick(vocab.ACTIVITY_BY_NAME[pick(tuple(vocab.ACTIVITY_BY_NAME))].words),
+                exclude=pick(vocab.GENRES),
+                era=pick(_ERAS),
+                tempo=pick(_TEMPOS),
+                time=pick(_TIMES),
+            )
+        )
     return prompts

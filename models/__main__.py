@@ -19,12 +19,15 @@ from models.ranker import RankParams
 
 def _build(args: argparse.Namespace) -> None:
     index = IndexParams(m=args.m, ef_construction=args.ef_construction, threads=args.threads)
-    settings = artifacts.BuildSettings(index=index, seed=args.seed, strict=args.strict,
-                                       encoder_threads=args.threads)
+    settings = artifacts.BuildSettings(
+        index=index, seed=args.seed, strict=args.strict, encoder_threads=args.threads
+    )
     start = time.perf_counter()
     manifest = artifacts.build(args.catalog, Path(args.out), settings, progress=not args.quiet)
-    print(f"built {manifest.version} ({manifest.tracks} tracks) in {args.out} "
-          f"in {time.perf_counter() - start:.1f}s")
+    print(
+        f"built {manifest.version} ({manifest.tracks} tracks) in {args.out} "
+        f"in {time.perf_counter() - start:.1f}s"
+    )
 
 
 def _query(args: argparse.Namespace) -> None:
@@ -42,8 +45,13 @@ def _query(args: argparse.Namespace) -> None:
         "version": playlist.version,
         "fingerprint": playlist.fingerprint,
         "tracks": [
-            {"id": t["id"], "title": t["title"], "artist": t["artist"], "genres": t["genres"],
-             "score": score}
+            {
+                "id": t["id"],
+                "title": t["title"],
+                "artist": t["artist"],
+                "genres": t["genres"],
+                "score": score,
+            }
             for t, score in zip(tracks, playlist.scores, strict=True)
         ],
         "timings_ms": {"parse": round(parse_ms, 3), **{k: round(v, 3) for k, v in timings.items()}},

@@ -104,8 +104,14 @@ class Artifacts:
 
     def generator(self, params: RankParams = RankParams()) -> PlaylistGenerator:
         """The miss path over this version's encoder, index and catalog."""
-        return PlaylistGenerator(catalog=self.catalog, index=self.index, encoder=self.encoder,
-                                 fallbacks=self.fallbacks, version=self.version, params=params)
+        return PlaylistGenerator(
+            catalog=self.catalog,
+            index=self.index,
+            encoder=self.encoder,
+            fallbacks=self.fallbacks,
+            version=self.version,
+            params=params,
+        )
 
 
 def _sha256(path: Path) -> str:
@@ -125,8 +131,9 @@ def _catalog_from(source: str, settings: BuildSettings) -> tuple[Catalog, LoadRe
     return Catalog(table_from_rows(rows)), report
 
 
-def build(source: str, out: Path, settings: BuildSettings = BuildSettings(),
-          progress: bool = True) -> Manifest:
+def build(
+    source: str, out: Path, settings: BuildSettings = BuildSettings(), progress: bool = True
+) -> Manifest:
     """Build an artifact folder at `out` from `synthetic:N`, a .csv or a .jsonl catalog.
 
     Everything is written to a temporary sibling folder first and moved into place at the
@@ -159,32 +166,41 @@ def _build_into(tmp: Path, source: str, settings: BuildSettings, progress: bool)
     os.replace(built.tokenizer_path, tmp / FILES["tokenizer"])
     shutil.rmtree(tmp / "encoder-build")
     say(f"encoder: int8 parity with fp32 min {built.parity_min:.4f} mean {built.parity_mean:.4f}")
-    encoder = PromptEncoder(tmp / FILES["encoder"], tmp / FILES["tokenizer"],
-                            max_tokens=built.max_tokens, intra_op_threads=settings.encoder_threads,
-                            batch_size=settings.embed_batch)
+    encoder = PromptEncoder(
+        tmp / FILES["encoder"],
+        tmp / FILES["tokenizer"],
+        max_tokens=built.max_tokens,
+        intra_op_threads=settings.encoder_threads,
+        batch_size=settings.embed_batch,
+    )
 
     parts = descriptor_parts(catalog)
     part_vectors = {
         part: embed_texts(encoder, texts, settings.embed_batch, progress)
         for part, texts in parts.texts.items()
     }
-    vectors = np.lib.format.open_memmap(tmp / FILES["vectors"], mode="w+", dtype=np.float16,
-                                        shape=(len(catalog), encoder.dim))
+    vectors = np.lib.format.open_memmap(
+        tmp / FILES["vectors"], mode="w+", dtype=np.float16, shape=(len(catalog), encoder.dim)
+    )
     blocks = track_vectors(part_vectors, parts, jitter=settings.jitter, seed=settings.seed)
     index = TrackIndex.build(blocks, vectors, settings.index, progress)
     vectors.flush()
     queries = encoder.encode(load_parity_prompts())
     ef, recalls = choose_ef(index, vectors, queries, settings.index)
-    say(f"index: ef_search={ef}; recall@{settings.index.recall_k}: "
-        + ", ".join(f"ef={k} {v:.3f}" for k, v in recalls.items()))
+    say(
+        f"index: ef_search={ef}; recall@{settings.index.recall_k}: "
+        + ", ".join(f"ef={k} {v:.3f}" for k, v in recalls.items())
+    )
     index.save(tmp / FILES["index"])
     del vectors, index
-    FallbackPlaylists.build(catalog, settings.fallback_length,
-                            RankParams().max_per_artist).save(tmp / FILES["fallbacks"])
+    FallbackPlaylists.build(catalog, settings.fallback_length, RankParams().max_per_artist).save(
+        tmp / FILES["fallbacks"]
+    )
 
     with ThreadPoolExecutor(max_workers=2) as pool:
-        digests = dict(zip(FILES, pool.map(_sha256, (tmp / f for f in FILES.values())),
-                           strict=True))
+        digests = dict(
+            zip(FILES, pool.map(_sha256, (tmp / f for f in FILES.values())), strict=True)
+        )
     files = {FILES[k]: FileEntry(digests[k], (tmp / FILES[k]).stat().st_size) for k in FILES}
     version = "v" + hashlib.sha256("".join(sorted(digests.values())).encode()).hexdigest()[:12]
     manifest = Manifest(
@@ -243,15 +259,17 @@ def verify(path: Path, manifest: Manifest) -> None:
     """Check that every file the manifest lists exists with its size and sha256."""
     expected = set(FILES.values())
     if set(manifest.files) != expected:
-        raise ArtifactError(f"{path}: manifest lists {sorted(manifest.files)}, "
-                            f"expected {sorted(expected)}")
+        raise ArtifactError(
+            f"{path}: manifest lists {sorted(manifest.files)}, expected {sorted(expected)}"
+        )
     for name, entry in manifest.files.items():
         file = path / name
         if not file.is_file():
             raise ArtifactError(f"{path}: missing {name}")
         if file.stat().st_size != entry.bytes:
-            raise ArtifactError(f"{path}: {name} is {file.stat().st_size} bytes, "
-                                f"manifest says {entry.bytes}")
+            raise ArtifactError(
+                f"{path}: {name} is {file.stat().st_size} bytes, manifest says {entry.bytes}"
+            )
     names = list(manifest.files)
     with ThreadPoolExecutor(max_workers=2) as pool:
         for name, digest in zip(names, pool.map(_sha256, (path / n for n in names)), strict=True):
@@ -267,17 +285,23 @@ def load(path: Path, *, encoder_threads: int = 1, check: bool = True) -> Artifac
         verify(path, manifest)
     try:
         catalog = Catalog.load(path / FILES["catalog"])
-        index = TrackIndex.load(path / FILES["index"], path / FILES["vectors"], manifest.dim,
-                                manifest.index.ef_search)
-        encoder = PromptEncoder(path / FILES["encoder"], path / FILES["tokenizer"],
-                                max_tokens=int(manifest.encoder["max_tokens"]),
-                                intra_op_threads=encoder_threads)
+        index = TrackIndex.load(
+            path / FILES["index"], path / FILES["vectors"], manifest.dim, manifest.index.ef_search
+        )
+        encoder = PromptEncoder(
+            path / FILES["encoder"],
+            path / FILES["tokenizer"],
+            max_tokens=int(manifest.encoder["max_tokens"]),
+            intra_op_threads=encoder_threads,
+        )
         fallbacks = FallbackPlaylists.load(path / FILES["fallbacks"])
     except (ModelError, msgspec.DecodeError, OSError) as exc:
         raise ArtifactError(f"{path}: cannot load: {exc}") from exc
     if len(catalog) != manifest.tracks or len(index) != manifest.tracks:
-        raise ArtifactError(f"{path}: manifest says {manifest.tracks} tracks, catalog has "
-                            f"{len(catalog)} and index {len(index)}")
+        raise ArtifactError(
+            f"{path}: manifest says {manifest.tracks} tracks, catalog has "
+            f"{len(catalog)} and index {len(index)}"
+        )
     if encoder.dim != index.dim:
         raise ArtifactError(f"{path}: encoder dim {encoder.dim} != index dim {index.dim}")
     parser = IntentParser(catalog.genre_names)

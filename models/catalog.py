@@ -23,27 +23,34 @@ from models import vocab
 from models.errors import CatalogError
 
 UNIT_FEATURES = (
-    "energy", "valence", "danceability", "acousticness", "instrumentalness", "speechiness",
+    "energy",
+    "valence",
+    "danceability",
+    "acousticness",
+    "instrumentalness",
+    "speechiness",
 )
 FEATURES = (*UNIT_FEATURES, "tempo", "loudness")
 _RANGES: Mapping[str, tuple[float, float]] = {
-    **{f: (0.0, 1.0) for f in UNIT_FEATURES},
+    **dict.fromkeys(UNIT_FEATURES, (0.0, 1.0)),
     "tempo": (0.0, 300.0),
     "loudness": (-60.0, 5.0),
 }
 
-SCHEMA = pa.schema([
-    ("id", pa.string()),
-    ("title", pa.string()),
-    ("artist", pa.string()),
-    ("album", pa.string()),
-    ("genres", pa.list_(pa.string())),
-    *[(f, pa.float32()) for f in FEATURES],
-    ("explicit", pa.bool_()),
-    ("duration_ms", pa.int32()),
-    ("popularity", pa.int16()),
-    ("year", pa.int16()),  # 0 when unknown
-])
+SCHEMA = pa.schema(
+    [
+        ("id", pa.string()),
+        ("title", pa.string()),
+        ("artist", pa.string()),
+        ("album", pa.string()),
+        ("genres", pa.list_(pa.string())),
+        *[(f, pa.float32()) for f in FEATURES],
+        ("explicit", pa.bool_()),
+        ("duration_ms", pa.int32()),
+        ("popularity", pa.int16()),
+        ("year", pa.int16()),  # 0 when unknown
+    ]
+)
 
 # Column names used by public Spotify-style datasets → our field names, first match wins.
 COLUMN_VARIANTS: Mapping[str, tuple[str, ...]] = {
@@ -233,7 +240,7 @@ class Catalog:
         self.activity_bits = _slot_bits(vocab.ACTIVITIES, self.features)
 
     def __len__(self) -> int:
-        return self.table.num_rows
+        return int(self.table.num_rows)
 
     def has_genre(self, genre: str, rows: np.ndarray | None = None) -> np.ndarray:
         """Boolean mask: which tracks (all, or `rows`) carry `genre`."""
@@ -245,7 +252,10 @@ class Catalog:
 
     def tracks(self, rows: Iterable[int]) -> list[dict[str, Any]]:
         """Full records of the given rows, in order."""
-        return self.table.take(pa.array(list(rows), type=pa.int64())).to_pylist()
+        records: list[dict[str, Any]] = self.table.take(
+            pa.array(list(rows), pa.int64())
+        ).to_pylist()
+        return records
 
     def save(self, path: Path) -> None:
         """Write the table as an uncompressed Arrow IPC file (memory-mappable)."""

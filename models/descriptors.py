@@ -21,7 +21,6 @@ from models import vocab
 from models.catalog import Catalog
 from models.encoder import Encoder
 
-
 # How much each part weighs in a track vector: what it is, how it feels, when it fits.
 PART_WEIGHTS = {"genre": 1.0, "style": 1.0, "context": 0.6}
 
@@ -53,9 +52,11 @@ def descriptor_parts(catalog: Catalog) -> DescriptorParts:
     Embedding whole sentences would need one encoder call per distinct combination (about
     200k at a million tracks, ~6 min); parts stay in the low thousands and compose by sum.
     """
-    genre_text = pc.binary_join(catalog.table.column("genres"), " and ").to_numpy(
-        zero_copy_only=False
-    ).astype(str)
+    genre_text = (
+        pc.binary_join(catalog.table.column("genres"), " and ")
+        .to_numpy(zero_copy_only=False)
+        .astype(str)
+    )
     tempo_bin = np.digitize(catalog.features["tempo"], [95.0, 125.0]).astype(np.int64)
     vocals = (catalog.features["instrumentalness"] < 0.5).astype(np.int64)
     decade = np.where(catalog.year > 0, catalog.year // 10 * 10, 0).astype(np.int64)
@@ -70,26 +71,31 @@ def descriptor_parts(catalog: Catalog) -> DescriptorParts:
 
     first, codes["style"] = _distinct(moods << 3 | tempo_bin << 1 | vocals)
     texts["style"] = [
-        ", ".join([
-            *_phrases(int(moods[r]), vocab.MOODS),
-            f"{('slow', 'mid tempo', 'fast')[tempo_bin[r]]} tempo",
-            "with vocals" if vocals[r] else "instrumental, no vocals",
-        ])
+        ", ".join(
+            [
+                *_phrases(int(moods[r]), vocab.MOODS),
+                f"{('slow', 'mid tempo', 'fast')[tempo_bin[r]]} tempo",
+                "with vocals" if vocals[r] else "instrumental, no vocals",
+            ]
+        )
         for r in first
     ]
     first, codes["context"] = _distinct(activities << 12 | decade)
     texts["context"] = [
-        ", ".join([
-            *([f"from the {decade[r]}s"] if decade[r] else []),
-            *_phrases(int(activities[r]), vocab.ACTIVITIES),
-        ])
+        ", ".join(
+            [
+                *([f"from the {decade[r]}s"] if decade[r] else []),
+                *_phrases(int(activities[r]), vocab.ACTIVITIES),
+            ]
+        )
         for r in first
     ]
     return DescriptorParts(texts=texts, codes=codes)
 
 
-def embed_texts(encoder: Encoder, texts: list[str], batch_size: int = 256,
-                progress: bool = True) -> np.ndarray:
+def embed_texts(
+    encoder: Encoder, texts: list[str], batch_size: int = 256, progress: bool = True
+) -> np.ndarray:
     """Encode texts in batches with a progress bar; returns (len(texts), dim) float32."""
     out = np.empty((len(texts), encoder.dim), dtype=np.float32)
     with tqdm(total=len(texts), desc="embed descriptors", unit="text", disable=not progress) as bar:
@@ -100,9 +106,14 @@ def embed_texts(encoder: Encoder, texts: list[str], batch_size: int = 256,
     return out
 
 
-def track_vectors(part_vectors: dict[str, np.ndarray], parts: DescriptorParts, *,
-                  jitter: float, seed: int, chunk: int = 65_536
-                  ) -> Iterator[tuple[int, np.ndarray]]:
+def track_vectors(
+    part_vectors: dict[str, np.ndarray],
+    parts: DescriptorParts,
+    *,
+    jitter: float,
+    seed: int,
+    chunk: int = 65_536,
+) -> Iterator[tuple[int, np.ndarray]]:
     """Yield (first row, unit vectors) chunk by chunk: weighted parts plus seeded jitter.
 
     Chunks keep peak memory at one chunk rather than a second copy of every vector.

@@ -38,7 +38,7 @@ class ParityError(EncoderError):
     """The quantized encoder's output is too far from the fp32 graph's."""
 
 
-class IndexError_(ModelError):  # noqa: N801 - trailing underscore avoids the builtin
+class IndexError_(ModelError):
     """The HNSW track index failed to build, load or search."""
 
 

@@ -10,9 +10,9 @@ import numpy as np
 
 from models.catalog import Catalog
 from models.encoder import Encoder, PromptEncoder
+from models.errors import IntentError
 from models.fallback import FallbackPlaylists
 from models.index import TrackIndex
-from models.errors import IntentError
 from models.intent import Intent
 from models.ranker import Playlist, Ranker, RankParams
 
@@ -31,9 +31,17 @@ def _stage(timings: Timings, name: str, clock: Callable[[], float]) -> Iterator[
 class PlaylistGenerator:
     """Turns an intent into a playlist; blocking, so callers run it on a worker thread."""
 
-    def __init__(self, *, catalog: Catalog, index: TrackIndex, encoder: Encoder,
-                 fallbacks: FallbackPlaylists, version: str, params: RankParams = RankParams(),
-                 clock: Callable[[], float] = time.perf_counter) -> None:
+    def __init__(
+        self,
+        *,
+        catalog: Catalog,
+        index: TrackIndex,
+        encoder: Encoder,
+        fallbacks: FallbackPlaylists,
+        version: str,
+        params: RankParams = RankParams(),
+        clock: Callable[[], float] = time.perf_counter,
+    ) -> None:
         self.catalog = catalog
         self.encoder = encoder
         self.fallbacks = fallbacks
@@ -52,8 +60,9 @@ class PlaylistGenerator:
         with _stage(timings, "encode", self._clock):
             return self.encoder.encode(texts)
 
-    def generate(self, intent: Intent, n: int | None = None, vector: np.ndarray | None = None
-                 ) -> tuple[Playlist, Timings]:
+    def generate(
+        self, intent: Intent, n: int | None = None, vector: np.ndarray | None = None
+    ) -> tuple[Playlist, Timings]:
         """Rank `n` tracks for the intent; pass `vector` when the prompt is already encoded."""
         n = self._length(n)
         timings: Timings = {}

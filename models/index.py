@@ -43,8 +43,10 @@ class TrackIndex:
 
     def __init__(self, index: hnswlib.Index, ef_search: int, store: np.ndarray) -> None:
         if len(store) != index.get_current_count() or store.shape[1] != index.dim:
-            raise IndexError_(f"vector store {store.shape} does not match the index "
-                              f"({index.get_current_count()} × {index.dim})")
+            raise IndexError_(
+                f"vector store {store.shape} does not match the index "
+                f"({index.get_current_count()} × {index.dim})"
+            )
         self._index = index
         self._store = store
         self.ef_search = ef_search
@@ -58,17 +60,27 @@ class TrackIndex:
         return int(self._index.get_current_count())
 
     @classmethod
-    def build(cls, blocks: Iterable[tuple[int, np.ndarray]], store: np.ndarray,
-              params: IndexParams, progress: bool = True) -> TrackIndex:
+    def build(
+        cls,
+        blocks: Iterable[tuple[int, np.ndarray]],
+        store: np.ndarray,
+        params: IndexParams,
+        progress: bool = True,
+    ) -> TrackIndex:
         """Add (first row, vectors) blocks, also copied into `store` (rows = catalog rows)."""
         n_items, dim = store.shape
         index = hnswlib.Index(space="ip", dim=dim)
-        index.init_index(max_elements=n_items, ef_construction=params.ef_construction,
-                         M=params.m, random_seed=params.seed)
+        index.init_index(
+            max_elements=n_items,
+            ef_construction=params.ef_construction,
+            M=params.m,
+            random_seed=params.seed,
+        )
         with tqdm(total=n_items, desc="build index", unit="track", disable=not progress) as bar:
             for start, block in blocks:
-                index.add_items(block, np.arange(start, start + len(block)),
-                                num_threads=params.threads)
+                index.add_items(
+                    block, np.arange(start, start + len(block)), num_threads=params.threads
+                )
                 store[start : start + len(block)] = block
                 bar.update(len(block))
         return cls(index, params.ef_search, store)
@@ -115,8 +127,9 @@ class TrackIndex:
         return self._store
 
 
-def exact_top_k(vectors: np.ndarray, queries: np.ndarray, k: int,
-                chunk: int = 131_072) -> np.ndarray:
+def exact_top_k(
+    vectors: np.ndarray, queries: np.ndarray, k: int, chunk: int = 131_072
+) -> np.ndarray:
     """Brute-force top-k rows per query, reading `vectors` (may be a memmap) in chunks."""
     best_rows = np.empty((len(queries), 0), dtype=np.int64)
     best_sims = np.empty((len(queries), 0), dtype=np.float32)
@@ -131,8 +144,9 @@ def exact_top_k(vectors: np.ndarray, queries: np.ndarray, k: int,
     return best_rows
 
 
-def choose_ef(index: TrackIndex, vectors: np.ndarray, queries: np.ndarray,
-              params: IndexParams) -> tuple[int, dict[int, float]]:
+def choose_ef(
+    index: TrackIndex, vectors: np.ndarray, queries: np.ndarray, params: IndexParams
+) -> tuple[int, dict[int, float]]:
     """Smallest ef on a ladder whose recall@k against brute force reaches the target.
 
     Returns the chosen ef and the recall measured at each ef tried; leaves the index at it.

@@ -38,8 +38,17 @@ _NEGATION = re.compile(
 )
 _BPM = re.compile(r"\b(?P<bpm>\d{2,3})\s*-?\s*bpm\b")
 _ERA = re.compile(r"(?<![\w'])'?(?P<century>19|20)?(?P<decade>\d)0'?s\b")
-_CLEAN_WORDS = ("clean", "family friendly", "family-friendly", "kid friendly", "kid-friendly",
-                "radio edit", "no explicit", "non explicit", "non-explicit")
+_CLEAN_WORDS = (
+    "clean",
+    "family friendly",
+    "family-friendly",
+    "kid friendly",
+    "kid-friendly",
+    "radio edit",
+    "no explicit",
+    "non explicit",
+    "non-explicit",
+)
 
 Range = tuple[float, float]
 
@@ -243,7 +252,7 @@ def describe_slots(slots: Slots) -> str:
     words = list(slots.moods) + list(slots.genres)
     if slots.tempo is not None:
         words.insert(0, vocab.tempo_word(sum(slots.tempo) / 2))
-    phrase = " ".join(words + ["music"]) if words else ""
+    phrase = " ".join([*words, "music"]) if words else ""
     if slots.activities:
         phrase = f"{phrase or 'music'} for {' and '.join(slots.activities)}"
     return phrase

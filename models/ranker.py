@@ -56,12 +56,24 @@ class Playlist(msgspec.Struct, frozen=True):
     degraded: bool = False
 
     @classmethod
-    def of(cls, catalog: Catalog, rows: Sequence[int], scores: Sequence[float], version: str,
-           degraded: bool = False) -> Playlist:
+    def of(
+        cls,
+        catalog: Catalog,
+        rows: Sequence[int],
+        scores: Sequence[float],
+        version: str,
+        degraded: bool = False,
+    ) -> Playlist:
         ids = tuple(catalog.ids[int(r)].as_py() for r in rows)
         digest = xxhash.xxh3_64_hexdigest("\n".join((version, *ids)).encode())
-        return cls(tuple(int(r) for r in rows), ids, tuple(round(float(s), 4) for s in scores),
-                   version, digest, degraded)
+        return cls(
+            tuple(int(r) for r in rows),
+            ids,
+            tuple(round(float(s), 4) for s in scores),
+            version,
+            digest,
+            degraded,
+        )
 
 
 def hard_mask(catalog: Catalog, slots: Slots, rows: np.ndarray | None = None) -> np.ndarray:
@@ -110,8 +122,12 @@ def _has_preferences(slots: Slots) -> bool:
 
 
 def _has_exclusions(slots: Slots) -> bool:
-    return bool(slots.exclude_genres or slots.exclude_moods or slots.exclude_attributes
-                or slots.explicit is not None)
+    return bool(
+        slots.exclude_genres
+        or slots.exclude_moods
+        or slots.exclude_attributes
+        or slots.explicit is not None
+    )
 
 
 class Ranker:
@@ -151,15 +167,18 @@ class Ranker:
                 top = np.argpartition(-exact_sims, p.candidates - 1)[: p.candidates]
                 exact_rows, exact_sims = exact_rows[top], exact_sims[top]
             keep = ok & ~np.isin(rows, exact_rows)  # nearest allowed tracks backfill
-            return (np.concatenate([exact_rows, rows[keep]]),
-                    np.concatenate([exact_sims, sims[keep]]))
+            return (
+                np.concatenate([exact_rows, rows[keep]]),
+                np.concatenate([exact_sims, sims[keep]]),
+            )
         k = min(p.max_fetch, math.ceil(p.candidates * len(self.catalog) / matching))
         rows, sims = self.index.search(query, max(k, p.candidates))
         keep = allowed[rows]
         return rows[keep], sims[keep]
 
-    def rank(self, rows: np.ndarray, sims: np.ndarray, slots: Slots, n: int
-             ) -> tuple[list[int], list[float]]:
+    def rank(
+        self, rows: np.ndarray, sims: np.ndarray, slots: Slots, n: int
+    ) -> tuple[list[int], list[float]]:
         """MMR over candidates, preferred tracks first, at most `max_per_artist` per artist."""
         p = self.params
         if len(rows) == 0:
@@ -169,18 +188,23 @@ class Ranker:
         order = np.lexsort((-relevance, tier))
         # Diversity looks at a bounded pool first; wider pools, then a relaxed artist cap,
         # are only for lists that would otherwise come out short.
-        for size, cap in ((max(p.pool, 2 * n), p.max_per_artist), (len(order), p.max_per_artist),
-                          (len(order), n)):
+        for size, cap in (
+            (max(p.pool, 2 * n), p.max_per_artist),
+            (len(order), p.max_per_artist),
+            (len(order), n),
+        ):
             top = order[:size]
             base = (1 - p.diversity) * relevance[top] - _TIER_PENALTY * tier[top]
-            chosen = self._mmr(base, self.index.vectors(rows[top]),
-                               self.catalog.artist_codes[rows[top]], n, cap)
-            if len(chosen) == n or size == len(order) and cap == n:
+            chosen = self._mmr(
+                base, self.index.vectors(rows[top]), self.catalog.artist_codes[rows[top]], n, cap
+            )
+            if len(chosen) == n or (size == len(order) and cap == n):
                 break
         return [int(rows[top[i]]) for i in chosen], [float(sims[top[i]]) for i in chosen]
 
-    def _mmr(self, base: np.ndarray, vectors: np.ndarray, artists: np.ndarray, n: int,
-             cap: int) -> list[int]:
+    def _mmr(
+        self, base: np.ndarray, vectors: np.ndarray, artists: np.ndarray, n: int, cap: int
+    ) -> list[int]:
         diversity = self.params.diversity
         closest = np.zeros(len(base), dtype=np.float32)
         open_ = np.ones(len(base), dtype=bool)

@@ -63,22 +63,109 @@ PROFILES: dict[str, GenreProfile] = {
 }
 
 _ADJECTIVES = (
-    "blue", "golden", "midnight", "electric", "quiet", "wild", "velvet", "neon", "silver",
-    "broken", "lucky", "hollow", "summer", "winter", "paper", "crystal", "distant", "burning",
-    "gentle", "restless", "northern", "secret", "lonely", "open", "faded", "sweet",
+    "blue",
+    "golden",
+    "midnight",
+    "electric",
+    "quiet",
+    "wild",
+    "velvet",
+    "neon",
+    "silver",
+    "broken",
+    "lucky",
+    "hollow",
+    "summer",
+    "winter",
+    "paper",
+    "crystal",
+    "distant",
+    "burning",
+    "gentle",
+    "restless",
+    "northern",
+    "secret",
+    "lonely",
+    "open",
+    "faded",
+    "sweet",
 )
 _NOUNS = (
-    "river", "heart", "city", "dream", "fire", "road", "ocean", "sky", "light", "shadow",
-    "garden", "mountain", "echo", "storm", "window", "letter", "morning", "tide", "flame",
-    "horizon", "memory", "signal", "harbor", "season", "machine", "mirror", "station",
+    "river",
+    "heart",
+    "city",
+    "dream",
+    "fire",
+    "road",
+    "ocean",
+    "sky",
+    "light",
+    "shadow",
+    "garden",
+    "mountain",
+    "echo",
+    "storm",
+    "window",
+    "letter",
+    "morning",
+    "tide",
+    "flame",
+    "horizon",
+    "memory",
+    "signal",
+    "harbor",
+    "season",
+    "machine",
+    "mirror",
+    "station",
 )
 _FIRST = (
-    "ana", "ben", "cleo", "dev", "eli", "faye", "gus", "hana", "ivo", "june", "kai", "lena",
-    "milo", "nora", "otis", "pia", "quinn", "rosa", "sami", "tess", "uma", "vik", "wren", "yara",
+    "ana",
+    "ben",
+    "cleo",
+    "dev",
+    "eli",
+    "faye",
+    "gus",
+    "hana",
+    "ivo",
+    "june",
+    "kai",
+    "lena",
+    "milo",
+    "nora",
+    "otis",
+    "pia",
+    "quinn",
+    "rosa",
+    "sami",
+    "tess",
+    "uma",
+    "vik",
+    "wren",
+    "yara",
 )
 _LAST = (
-    "hart", "vale", "cruz", "moss", "reed", "lane", "frost", "wolfe", "banks", "stone",
-    "rivers", "knox", "sol", "park", "okafor", "lind", "duarte", "kato", "novak", "ferro",
+    "hart",
+    "vale",
+    "cruz",
+    "moss",
+    "reed",
+    "lane",
+    "frost",
+    "wolfe",
+    "banks",
+    "stone",
+    "rivers",
+    "knox",
+    "sol",
+    "park",
+    "okafor",
+    "lind",
+    "duarte",
+    "kato",
+    "novak",
+    "ferro",
 )
 
 
@@ -87,8 +174,9 @@ def _beta(rng: np.random.Generator, mean: np.ndarray, concentration: float = 6.0
     return rng.beta(mean * concentration, (1 - mean) * concentration).astype(np.float32)
 
 
-def _names(rng: np.random.Generator, left: tuple[str, ...], right: tuple[str, ...], n: int,
-           sep: str = " ") -> np.ndarray:
+def _names(
+    rng: np.random.Generator, left: tuple[str, ...], right: tuple[str, ...], n: int, sep: str = " "
+) -> np.ndarray:
     a = np.array(left)[rng.integers(0, len(left), n)]
     b = np.array(right)[rng.integers(0, len(right), n)]
     return np.char.add(np.char.add(a, sep), b)
@@ -144,10 +232,14 @@ def synthetic_catalog(n_tracks: int, seed: int = 7) -> Catalog:
         "instrumentalness": _beta(rng, column("instrumental"), 3.0),
         "speechiness": _beta(rng, column("speech"), 12.0) * 0.8,
         "tempo": tempo.astype(np.float32),
-        "loudness": np.clip(-28 + 24 * energy + rng.normal(0, 2.5, n_tracks), -60, 0).astype(np.float32),
+        "loudness": np.clip(-28 + 24 * energy + rng.normal(0, 2.5, n_tracks), -60, 0).astype(
+            np.float32
+        ),
         "explicit": rng.random(n_tracks) < column("explicit"),
         "duration_ms": rng.normal(215_000, 45_000, n_tracks).clip(60_000, 600_000).astype(np.int32),
-        "popularity": np.clip(artist_pop[artist] * rng.uniform(0.4, 1.0, n_tracks), 0, 100).astype(np.int16),
+        "popularity": np.clip(artist_pop[artist] * rng.uniform(0.4, 1.0, n_tracks), 0, 100).astype(
+            np.int16
+        ),
         "year": year.astype(np.int16),
     }
     arrays = [pa.array(columns[f.name], type=f.type) for f in SCHEMA]

@@ -46,14 +46,38 @@ MOODS: tuple[SlotValue, ...] = (
     ),
     SlotValue(
         "calm",
-        ("calm", "chill", "chilled", "mellow", "relaxing", "relaxed", "peaceful", "soft",
-         "laid back", "laid-back", "cozy", "rainy", "low energy", "low-energy", "quiet"),
+        (
+            "calm",
+            "chill",
+            "chilled",
+            "mellow",
+            "relaxing",
+            "relaxed",
+            "peaceful",
+            "soft",
+            "laid back",
+            "laid-back",
+            "cozy",
+            "rainy",
+            "low energy",
+            "low-energy",
+            "quiet",
+        ),
         lambda c: _f(c, "energy") <= 0.4,
         "calm, mellow, relaxing",
     ),
     SlotValue(
         "energetic",
-        ("energetic", "high energy", "high-energy", "hype", "pumped", "intense", "powerful", "loud"),
+        (
+            "energetic",
+            "high energy",
+            "high-energy",
+            "hype",
+            "pumped",
+            "intense",
+            "powerful",
+            "loud",
+        ),
         lambda c: _f(c, "energy") >= 0.7,
         "energetic, intense, powerful",
     ),
@@ -66,8 +90,9 @@ MOODS: tuple[SlotValue, ...] = (
     SlotValue(
         "romantic",
         ("romantic", "love", "sensual", "date night", "tender"),
-        lambda c: (_f(c, "valence") >= 0.4) & (_f(c, "energy") <= 0.6)
-        & (_f(c, "acousticness") >= 0.3),
+        lambda c: (
+            (_f(c, "valence") >= 0.4) & (_f(c, "energy") <= 0.6) & (_f(c, "acousticness") >= 0.3)
+        ),
         "romantic, tender, warm",
     ),
     SlotValue(
@@ -93,10 +118,22 @@ ACTIVITIES: tuple[SlotValue, ...] = (
     ),
     SlotValue(
         "focus",
-        ("focus", "study", "studying", "concentration", "concentrate", "deep work", "work",
-         "coding", "reading"),
-        lambda c: (_f(c, "energy") <= 0.6) & (_f(c, "speechiness") <= 0.1)
-        & (_f(c, "instrumentalness") >= 0.4),
+        (
+            "focus",
+            "study",
+            "studying",
+            "concentration",
+            "concentrate",
+            "deep work",
+            "work",
+            "coding",
+            "reading",
+        ),
+        lambda c: (
+            (_f(c, "energy") <= 0.6)
+            & (_f(c, "speechiness") <= 0.1)
+            & (_f(c, "instrumentalness") >= 0.4)
+        ),
         "good for focus and studying",
     ),
     SlotValue(
@@ -133,34 +170,88 @@ ACTIVITIES: tuple[SlotValue, ...] = (
 
 # Genres every catalog understands; a catalog may add its own (they are parsed by name).
 GENRES: tuple[str, ...] = (
-    "acoustic", "ambient", "blues", "classical", "country", "disco", "drum and bass", "edm",
-    "electronic", "folk", "funk", "gospel", "hip hop", "house", "indie", "jazz", "k-pop",
-    "latin", "lo-fi", "metal", "piano", "pop", "punk", "r&b", "reggae", "rock", "soul",
-    "soundtrack", "synthwave", "techno",
+    "acoustic",
+    "ambient",
+    "blues",
+    "classical",
+    "country",
+    "disco",
+    "drum and bass",
+    "edm",
+    "electronic",
+    "folk",
+    "funk",
+    "gospel",
+    "hip hop",
+    "house",
+    "indie",
+    "jazz",
+    "k-pop",
+    "latin",
+    "lo-fi",
+    "metal",
+    "piano",
+    "pop",
+    "punk",
+    "r&b",
+    "reggae",
+    "rock",
+    "soul",
+    "soundtrack",
+    "synthwave",
+    "techno",
 )
 
 # Alternative spellings → canonical genre name.
 GENRE_ALIASES: Mapping[str, str] = {
-    "hiphop": "hip hop", "hip-hop": "hip hop", "rap": "hip hop", "lofi": "lo-fi",
-    "lo fi": "lo-fi", "rnb": "r&b", "r and b": "r&b", "rhythm and blues": "r&b",
-    "dnb": "drum and bass", "drum n bass": "drum and bass", "kpop": "k-pop", "k pop": "k-pop",
-    "electronica": "electronic", "dance music": "edm", "heavy metal": "metal",
-    "classic rock": "rock", "alt rock": "rock", "alternative": "indie", "film score": "soundtrack",
-    "score": "soundtrack", "synth wave": "synthwave", "retrowave": "synthwave",
+    "hiphop": "hip hop",
+    "hip-hop": "hip hop",
+    "rap": "hip hop",
+    "lofi": "lo-fi",
+    "lo fi": "lo-fi",
+    "rnb": "r&b",
+    "r and b": "r&b",
+    "rhythm and blues": "r&b",
+    "dnb": "drum and bass",
+    "drum n bass": "drum and bass",
+    "kpop": "k-pop",
+    "k pop": "k-pop",
+    "electronica": "electronic",
+    "dance music": "edm",
+    "heavy metal": "metal",
+    "classic rock": "rock",
+    "alt rock": "rock",
+    "alternative": "indie",
+    "film score": "soundtrack",
+    "score": "soundtrack",
+    "synth wave": "synthwave",
+    "retrowave": "synthwave",
 }
 
 # Attributes a listener may exclude ("no vocals", "without explicit lyrics").
 ATTRIBUTE_WORDS: Mapping[str, str] = {
-    "vocals": "vocals", "vocal": "vocals", "singing": "vocals", "lyrics": "vocals",
-    "words": "vocals", "explicit": "explicit", "swearing": "explicit", "profanity": "explicit",
+    "vocals": "vocals",
+    "vocal": "vocals",
+    "singing": "vocals",
+    "lyrics": "vocals",
+    "words": "vocals",
+    "explicit": "explicit",
+    "swearing": "explicit",
+    "profanity": "explicit",
     "cursing": "explicit",
 }
 
 # Tempo words → (min_bpm, max_bpm); open ends use 0 and 300.
 TEMPO_WORDS: Mapping[str, tuple[float, float]] = {
-    "slow": (0.0, 95.0), "slower": (0.0, 95.0), "downtempo": (0.0, 100.0),
-    "mid tempo": (95.0, 125.0), "midtempo": (95.0, 125.0), "medium tempo": (95.0, 125.0),
-    "fast": (125.0, 300.0), "faster": (125.0, 300.0), "uptempo": (120.0, 300.0),
+    "slow": (0.0, 95.0),
+    "slower": (0.0, 95.0),
+    "downtempo": (0.0, 100.0),
+    "mid tempo": (95.0, 125.0),
+    "midtempo": (95.0, 125.0),
+    "medium tempo": (95.0, 125.0),
+    "fast": (125.0, 300.0),
+    "faster": (125.0, 300.0),
+    "uptempo": (120.0, 300.0),
     "up-tempo": (120.0, 300.0),
 }
 BPM_TOLERANCE = 10.0

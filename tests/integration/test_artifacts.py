@@ -46,7 +46,7 @@ def test_corrupt_file_is_refused(artifact_dir: Path, tmp_path: Path) -> None:
     data = bytearray(index.read_bytes())
     data[len(data) // 2] ^= 0xFF
     index.write_bytes(bytes(data))
-    with pytest.raises(ArtifactError, match="checksum mismatch for index.hnsw"):
+    with pytest.raises(ArtifactError, match=r"checksum mismatch for index\.hnsw"):
         artifacts.load(copy)
 
 
@@ -59,8 +59,9 @@ def test_corrupt_file_is_refused(artifact_dir: Path, tmp_path: Path) -> None:
         (lambda d: (d / "catalog.arrow").write_bytes(b"short"), "catalog.arrow is 5 bytes"),
     ],
 )
-def test_broken_folders_are_refused(artifact_dir: Path, tmp_path: Path, mutate: object,
-                                    message: str) -> None:
+def test_broken_folders_are_refused(
+    artifact_dir: Path, tmp_path: Path, mutate: object, message: str
+) -> None:
     """Missing or malformed pieces raise ArtifactError naming the problem."""
     copy = _copy(artifact_dir, tmp_path)
     mutate(copy)  # type: ignore[operator]
@@ -111,8 +112,14 @@ def test_mood_precision(loaded: artifacts.Artifacts, mood: str) -> None:
 
 @pytest.mark.parametrize(
     "prompt",
-    ["jazz, no vocals", "upbeat but no pop", "workout without hip hop or metal",
-     "nothing sad, clean rap", "anything but country, 80s", "chill, not lo-fi, no ambient"],
+    [
+        "jazz, no vocals",
+        "upbeat but no pop",
+        "workout without hip hop or metal",
+        "nothing sad, clean rap",
+        "anything but country, 80s",
+        "chill, not lo-fi, no ambient",
+    ],
 )
 def test_exclusion_violations_are_zero(loaded: artifacts.Artifacts, prompt: str) -> None:
     """No track in the top 30 violates an exclusion."""
@@ -133,8 +140,13 @@ def test_prompt_meaning_reaches_the_ranking(loaded: artifacts.Artifacts) -> None
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "models", *args], capture_output=True,
-                          text=True, check=False, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "models", *args],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+    )
 
 
 def test_cli_query_prints_playlist_and_timings(artifact_dir: Path) -> None:
@@ -167,13 +179,28 @@ def test_cli_reports_errors_without_traceback(tmp_path: Path) -> None:
 def test_cli_build_from_csv_reports_bad_rows(tmp_path: Path, loaded: artifacts.Artifacts) -> None:
     """Building from a CSV skips and reports bad lines by number; --strict fails instead."""
     rows = loaded.catalog.tracks(range(300))
-    header = ["track_id", "track_name", "artists", "track_genre", "popularity",
-              *[k for k in rows[0] if k not in {"id", "title", "artist", "genres", "popularity",
-                                                  "album"}]]
+    header = [
+        "track_id",
+        "track_name",
+        "artists",
+        "track_genre",
+        "popularity",
+        *[
+            k
+            for k in rows[0]
+            if k not in {"id", "title", "artist", "genres", "popularity", "album"}
+        ],
+    ]
     lines = [",".join(header)]
     for r in rows:
-        values = [r["id"], r["title"], r["artist"], r["genres"][0], r["popularity"],
-                  *[r[k] for k in header[5:]]]
+        values = [
+            r["id"],
+            r["title"],
+            r["artist"],
+            r["genres"][0],
+            r["popularity"],
+            *[r[k] for k in header[5:]],
+        ]
         lines.append(",".join(str(v) for v in values))
     lines.insert(5, "bad,row,with,too,few")
     csv = tmp_path / "tracks.csv"
@@ -183,8 +210,9 @@ def test_cli_build_from_csv_reports_bad_rows(tmp_path: Path, loaded: artifacts.A
     manifest = msgspec.json.decode((tmp_path / "a" / "manifest.json").read_bytes())
     assert manifest["tracks"] == 300
     assert manifest["catalog"]["skipped_rows"] == 1
-    strict = _cli("build", "--catalog", str(csv), "--out", str(tmp_path / "b"), "--strict",
-                  "--quiet")
+    strict = _cli(
+        "build", "--catalog", str(csv), "--out", str(tmp_path / "b"), "--strict", "--quiet"
+    )
     assert strict.returncode == 2
     assert "line 6" in strict.stderr
     assert not (tmp_path / "b").exists()

@@ -24,11 +24,18 @@ def fake_generator() -> PlaylistGenerator:
     vectors = {p: embed_texts(encoder, t, progress=False) for p, t in parts.texts.items()}
     blocks = track_vectors(vectors, parts, jitter=0.15, seed=1, chunk=1000)
     store = np.empty((len(catalog), encoder.dim), dtype=np.float16)
-    index = TrackIndex.build(blocks, store, IndexParams(m=12, ef_construction=100, ef_search=128),
-                             progress=False)
+    index = TrackIndex.build(
+        blocks, store, IndexParams(m=12, ef_construction=100, ef_search=128), progress=False
+    )
     fallbacks = FallbackPlaylists.build(catalog, 100, 2)
-    return PlaylistGenerator(catalog=catalog, index=index, encoder=encoder, fallbacks=fallbacks,
-                             version="vtest", params=RankParams())
+    return PlaylistGenerator(
+        catalog=catalog,
+        index=index,
+        encoder=encoder,
+        fallbacks=fallbacks,
+        version="vtest",
+        params=RankParams(),
+    )
 
 
 @pytest.fixture(scope="session")

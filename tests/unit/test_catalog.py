@@ -12,8 +12,10 @@ from models.catalog import Catalog, load_rows, table_from_rows
 from models.errors import CatalogError
 from models.synthetic import synthetic_catalog
 
-FEATURES = ("energy=0.8,valence=0.6,danceability=0.7,acousticness=0.1,"
-            "instrumentalness=0.0,speechiness=0.05,tempo=128.0,loudness=-5.0")
+FEATURES = (
+    "energy=0.8,valence=0.6,danceability=0.7,acousticness=0.1,"
+    "instrumentalness=0.0,speechiness=0.05,tempo=128.0,loudness=-5.0"
+)
 
 
 def _csv(path: Path, header: str, rows: list[str]) -> Path:
@@ -29,9 +31,12 @@ def _features_header_values() -> tuple[str, str]:
 def test_csv_spotify_tracks_layout(tmp_path: Path) -> None:
     """`track_id/track_name/artists/track_genre/popularity` columns load into the schema."""
     names, values = _features_header_values()
-    path = _csv(tmp_path / "a.csv", f"track_id,track_name,artists,album_name,track_genre,"
-                f"popularity,explicit,duration_ms,{names}",
-                [f"t1,Song,\"['Ann', 'Bo']\",Alb,hip-hop,55,True,200000,{values}"])
+    path = _csv(
+        tmp_path / "a.csv",
+        f"track_id,track_name,artists,album_name,track_genre,"
+        f"popularity,explicit,duration_ms,{names}",
+        [f"t1,Song,\"['Ann', 'Bo']\",Alb,hip-hop,55,True,200000,{values}"],
+    )
     rows, report = load_rows(path)
     assert report.skipped == []
     assert rows[0]["id"] == "t1"
@@ -44,10 +49,13 @@ def test_csv_spotify_tracks_layout(tmp_path: Path) -> None:
 def test_csv_playlist_genre_layout(tmp_path: Path) -> None:
     """`track_artist/playlist_genre+playlist_subgenre/track_popularity` load too."""
     names, values = _features_header_values()
-    path = _csv(tmp_path / "b.csv", f"track_id,track_name,track_artist,track_album_name,"
-                f"playlist_genre,playlist_subgenre,track_popularity,"
-                f"track_album_release_date,{names}",
-                [f"t2,Song,Cy,Alb,pop,dance pop,70,1987-05-01,{values}"])
+    path = _csv(
+        tmp_path / "b.csv",
+        f"track_id,track_name,track_artist,track_album_name,"
+        f"playlist_genre,playlist_subgenre,track_popularity,"
+        f"track_album_release_date,{names}",
+        [f"t2,Song,Cy,Alb,pop,dance pop,70,1987-05-01,{values}"],
+    )
     rows, _ = load_rows(path)
     assert rows[0]["genres"] == ["pop", "dance pop"]
     assert rows[0]["year"] == 1987
@@ -58,13 +66,17 @@ def test_bad_rows_are_reported_with_line_numbers(tmp_path: Path) -> None:
     """Rows with missing ids, bad numbers or duplicates are skipped and named by line."""
     names, values = _features_header_values()
     bad_energy = values.replace("0.8", "1.7", 1)
-    path = _csv(tmp_path / "c.csv", f"id,name,artist,genre,{names}", [
-        f"t1,Ok,A,rock,{values}",
-        f",NoId,A,rock,{values}",
-        f"t3,Loud,A,rock,{bad_energy}",
-        f"t1,Dup,A,rock,{values}",
-        f"t5,Nan,A,rock,{values.replace('128.0', 'fast')}",
-    ])
+    path = _csv(
+        tmp_path / "c.csv",
+        f"id,name,artist,genre,{names}",
+        [
+            f"t1,Ok,A,rock,{values}",
+            f",NoId,A,rock,{values}",
+            f"t3,Loud,A,rock,{bad_energy}",
+            f"t1,Dup,A,rock,{values}",
+            f"t5,Nan,A,rock,{values.replace('128.0', 'fast')}",
+        ],
+    )
     rows, report = load_rows(path)
     assert [r["id"] for r in rows] == ["t1"]
     assert [line for line, _ in report.skipped] == [3, 4, 5, 6]
@@ -77,8 +89,11 @@ def test_bad_rows_are_reported_with_line_numbers(tmp_path: Path) -> None:
 def test_strict_mode_fails_the_load(tmp_path: Path) -> None:
     """With strict=True, any bad row fails the whole load with its line number."""
     names, values = _features_header_values()
-    path = _csv(tmp_path / "d.csv", f"id,name,artist,genre,{names}",
-                [f"t1,Ok,A,rock,{values}", f"t2,,A,rock,{values}"])
+    path = _csv(
+        tmp_path / "d.csv",
+        f"id,name,artist,genre,{names}",
+        [f"t1,Ok,A,rock,{values}", f"t2,,A,rock,{values}"],
+    )
     with pytest.raises(CatalogError, match="line 3") as caught:
         load_rows(path, strict=True)
     assert caught.value.bad_rows[0][0] == 3
@@ -86,8 +101,13 @@ def test_strict_mode_fails_the_load(tmp_path: Path) -> None:
 
 def test_jsonl_with_bad_lines(tmp_path: Path) -> None:
     """JSONL loads objects; invalid JSON and non-objects are reported by line."""
-    record = {"id": "j1", "name": "S", "artists": ["Dee"], "genres": ["Jazz", "Soul"],
-              **{k: float(v) for k, v in (p.split("=") for p in FEATURES.split(","))}}
+    record = {
+        "id": "j1",
+        "name": "S",
+        "artists": ["Dee"],
+        "genres": ["Jazz", "Soul"],
+        **{k: float(v) for k, v in (p.split("=") for p in FEATURES.split(","))},
+    }
     path = tmp_path / "e.jsonl"
     path.write_text("\n".join([json.dumps(record), "{not json", "[1, 2]"]) + "\n")
     rows, report = load_rows(path)
@@ -116,8 +136,9 @@ def test_arrow_round_trip_and_derived_arrays(tmp_path: Path) -> None:
     jazz = loaded.has_genre("jazz")
     assert jazz.tolist() == ["jazz" in g for g in genres]
     assert not loaded.has_genre("polka").any()
-    assert len(set(loaded.artist_codes.tolist())) == len(set(loaded.table.column("artist")
-                                                              .to_pylist()))
+    assert len(set(loaded.artist_codes.tolist())) == len(
+        set(loaded.table.column("artist").to_pylist())
+    )
 
 
 def test_many_genres_use_several_bit_words() -> None:
@@ -127,7 +148,8 @@ def test_many_genres_use_several_bit_words() -> None:
     catalog = Catalog(table_from_rows(rows))
     assert catalog.genre_bits.shape == (70, 2)
     assert [int(np.flatnonzero(catalog.has_genre(f"genre {i}"))[0]) for i in range(70)] == list(
-        range(70))
+        range(70)
+    )
 
 
 def test_synthetic_catalog_is_seeded() -> None:
@@ -141,7 +163,8 @@ def test_synthetic_catalog_is_realistic() -> None:
     catalog = synthetic_catalog(20_000)
     for name in ("energy", "valence", "danceability", "instrumentalness"):
         values = catalog.features[name]
-        assert 0 <= values.min() and values.max() <= 1
+        assert values.min() >= 0
+        assert values.max() <= 1
     counts = np.bincount(catalog.artist_codes)
     assert counts.max() > 10 * np.median(counts)
     assert len(catalog.genre_names) == 30

@@ -50,8 +50,10 @@ def test_pii_never_reaches_intent(parser: IntentParser) -> None:
 @pytest.mark.parametrize(
     ("prompt", "expected"),
     [
-        ("rainy sunday morning jazz", Slots(moods=("calm",), activities=("dinner",),
-                                            genres=("jazz",))),
+        (
+            "rainy sunday morning jazz",
+            Slots(moods=("calm",), activities=("dinner",), genres=("jazz",)),
+        ),
         ("no vocals, deep focus", Slots(activities=("focus",), exclude_attributes=("vocals",))),
         ("anything but country", Slots(exclude_genres=("country",))),
         ("without jazz or blues", Slots(exclude_genres=("blues", "jazz"))),
@@ -60,14 +62,18 @@ def test_pii_never_reaches_intent(parser: IntentParser) -> None:
         ("slow songs", Slots(tempo=(0.0, 95.0))),
         ("fast techno", Slots(genres=("techno",), tempo=(125.0, 300.0))),
         ("running at 170 bpm", Slots(activities=("running",), tempo=(160.0, 180.0))),
-        ("clean rap for the gym", Slots(activities=("workout",), genres=("hip hop",),
-                                        explicit=False)),
+        (
+            "clean rap for the gym",
+            Slots(activities=("workout",), genres=("hip hop",), explicit=False),
+        ),
         ("nothing sad", Slots(exclude_moods=("sad",))),
         ("pop but no explicit lyrics", Slots(genres=("pop",), explicit=False)),
         ("low energy lofi", Slots(moods=("calm",), genres=("lo-fi",))),
         ("shoegaze", Slots(genres=("shoegaze",))),
-        ("jazz not rock for studying", Slots(activities=("focus",), genres=("jazz",),
-                                             exclude_genres=("rock",))),
+        (
+            "jazz not rock for studying",
+            Slots(activities=("focus",), genres=("jazz",), exclude_genres=("rock",)),
+        ),
     ],
 )
 def test_slots_from_text(parser: IntentParser, prompt: str, expected: Slots) -> None:
@@ -119,8 +125,9 @@ def test_structured_genres_are_canonicalised(parser: IntentParser) -> None:
         ("x" * (MAX_PROMPT_CHARS + 1), None, "limit"),
     ],
 )
-def test_bad_intents_are_refused(parser: IntentParser, prompt: str, slots: Slots | None,
-                                 message: str) -> None:
+def test_bad_intents_are_refused(
+    parser: IntentParser, prompt: str, slots: Slots | None, message: str
+) -> None:
     """Empty, contradictory, unknown or oversized requests raise IntentError saying why."""
     with pytest.raises(IntentError, match=message):
         parser.parse(prompt, slots)

@@ -20,11 +20,17 @@ def _tracks(gen: PlaylistGenerator, playlist: Playlist) -> list[dict[str, object
 
 @pytest.mark.parametrize(
     "prompt",
-    ["jazz, no vocals", "anything but rock or pop", "nothing sad, clean hip hop",
-     "calm piano without classical", "no electronic, no techno, no house"],
+    [
+        "jazz, no vocals",
+        "anything but rock or pop",
+        "nothing sad, clean hip hop",
+        "calm piano without classical",
+        "no electronic, no techno, no house",
+    ],
 )
-def test_exclusions_are_never_violated(fake_generator: PlaylistGenerator, parser: IntentParser,
-                                       prompt: str) -> None:
+def test_exclusions_are_never_violated(
+    fake_generator: PlaylistGenerator, parser: IntentParser, prompt: str
+) -> None:
     """No track in the playlist breaks an exclusion or the explicit setting."""
     intent = parser.parse(prompt)
     playlist, _ = fake_generator.generate(intent, 50)
@@ -32,8 +38,9 @@ def test_exclusions_are_never_violated(fake_generator: PlaylistGenerator, parser
     assert hard_mask(fake_generator.catalog, intent.slots, np.array(playlist.rows)).all()
 
 
-def test_preferred_tracks_come_first(fake_generator: PlaylistGenerator,
-                                     parser: IntentParser) -> None:
+def test_preferred_tracks_come_first(
+    fake_generator: PlaylistGenerator, parser: IntentParser
+) -> None:
     """Tracks meeting every preference precede any backfill (artist cap off)."""
     gen = fake_generator
     ranker = Ranker(gen.catalog, gen.ranker.index, RankParams(max_per_artist=1000))
@@ -53,34 +60,47 @@ def test_artist_cap(fake_generator: PlaylistGenerator, parser: IntentParser) -> 
     assert max(artists.values()) <= fake_generator.params.max_per_artist
 
 
-def test_artist_cap_relaxes_rather_than_shorten(fake_generator: PlaylistGenerator,
-                                                parser: IntentParser) -> None:
+def test_artist_cap_relaxes_rather_than_shorten(
+    fake_generator: PlaylistGenerator, parser: IntentParser
+) -> None:
     """When capped artists cannot fill the length, the cap gives way and n is still met."""
     gen = fake_generator
-    rows = np.flatnonzero(gen.catalog.artist_codes == np.bincount(gen.catalog.artist_codes).argmax())
+    rows = np.flatnonzero(
+        gen.catalog.artist_codes == np.bincount(gen.catalog.artist_codes).argmax()
+    )
     sims = np.linspace(0.9, 0.5, len(rows)).astype(np.float32)
     ranked, _ = gen.ranker.rank(rows, sims, Slots(), min(len(rows), 5))
     assert len(ranked) == min(len(rows), 5)
 
 
-def test_diversity_spreads_the_list(fake_generator: PlaylistGenerator,
-                                    parser: IntentParser) -> None:
+def test_diversity_spreads_the_list(
+    fake_generator: PlaylistGenerator, parser: IntentParser
+) -> None:
     """With diversity on, the list is less self-similar than pure relevance order."""
     gen = fake_generator
     intent = parser.parse("chill acoustic evening")
-    plain = PlaylistGenerator(catalog=gen.catalog, index=gen.ranker.index, encoder=gen.encoder,
-                              fallbacks=gen.fallbacks, version=gen.version,
-                              params=RankParams(diversity=0.0, max_per_artist=100))
+    plain = PlaylistGenerator(
+        catalog=gen.catalog,
+        index=gen.ranker.index,
+        encoder=gen.encoder,
+        fallbacks=gen.fallbacks,
+        version=gen.version,
+        params=RankParams(diversity=0.0, max_per_artist=100),
+    )
+
     def self_similarity(playlist: Playlist) -> float:
         v = gen.ranker.index.vectors(np.array(playlist.rows))
         sims = v @ v.T
         return float(sims[np.triu_indices(len(v), 1)].mean())
+
     assert self_similarity(gen.generate(intent, 30)[0]) < self_similarity(
-        plain.generate(intent, 30)[0])
+        plain.generate(intent, 30)[0]
+    )
 
 
-def test_selective_filters_use_exact_search(fake_generator: PlaylistGenerator,
-                                            parser: IntentParser) -> None:
+def test_selective_filters_use_exact_search(
+    fake_generator: PlaylistGenerator, parser: IntentParser
+) -> None:
     """A filter keeping few tracks still fills the list with matching tracks."""
     intent = parser.parse("sad disco from the 2010s")
     playlist, _ = fake_generator.generate(intent, 10)
@@ -89,8 +109,9 @@ def test_selective_filters_use_exact_search(fake_generator: PlaylistGenerator,
     assert met.sum() == min(10, available)
 
 
-def test_over_fetch_when_filters_keep_many(fake_generator: PlaylistGenerator,
-                                           parser: IntentParser) -> None:
+def test_over_fetch_when_filters_keep_many(
+    fake_generator: PlaylistGenerator, parser: IntentParser
+) -> None:
     """With exact search disabled, over-fetching still returns only allowed tracks."""
     gen = fake_generator
     ranker = Ranker(gen.catalog, gen.ranker.index, RankParams(exact_limit=0))
@@ -101,8 +122,9 @@ def test_over_fetch_when_filters_keep_many(fake_generator: PlaylistGenerator,
     assert hard_mask(gen.catalog, intent.slots, rows).all()
 
 
-def test_impossible_filters_give_an_empty_list(fake_generator: PlaylistGenerator,
-                                               parser: IntentParser) -> None:
+def test_impossible_filters_give_an_empty_list(
+    fake_generator: PlaylistGenerator, parser: IntentParser
+) -> None:
     """When no track can satisfy the exclusions, the playlist is empty, not wrong."""
     genres = fake_generator.catalog.genre_names
     intent = parser.parse("", Slots(exclude_genres=genres))
@@ -119,8 +141,9 @@ def test_fingerprint_names_the_list_and_version(fake_generator: PlaylistGenerato
     assert a.fingerprint != Playlist.of(cat, [1, 2, 3], [0.9, 0.8, 0.7], "v2").fingerprint
 
 
-def test_generation_is_deterministic(fake_generator: PlaylistGenerator,
-                                     parser: IntentParser) -> None:
+def test_generation_is_deterministic(
+    fake_generator: PlaylistGenerator, parser: IntentParser
+) -> None:
     """The same intent gives byte-identical playlists."""
     intent = parser.parse("late night drive synthwave")
     first, timings = fake_generator.generate(intent, 30)
@@ -136,8 +159,9 @@ def test_length_bounds(fake_generator: PlaylistGenerator, parser: IntentParser, 
         fake_generator.generate(parser.parse("jazz"), n)
 
 
-def test_fallback_matches_slots_and_exclusions(fake_generator: PlaylistGenerator,
-                                               parser: IntentParser) -> None:
+def test_fallback_matches_slots_and_exclusions(
+    fake_generator: PlaylistGenerator, parser: IntentParser
+) -> None:
     """Fallback lists follow the first slot, respect exclusions and are flagged degraded."""
     intent = parser.parse("jazz without vocals")
     playlist = fake_generator.fallback(intent, 20)
