@@ -206,18 +206,23 @@ class Ranker:
         self, base: np.ndarray, vectors: np.ndarray, artists: np.ndarray, n: int, cap: int
     ) -> list[int]:
         diversity = self.params.diversity
-        closest = np.zeros(len(base), dtype=np.float32)
-        open_ = np.ones(len(base), dtype=bool)
+        pairwise = vectors @ vectors.T  # one small matmul instead of one per pick
+        score = base.astype(np.float64)  # relevance minus novelty penalty; -inf once taken
+        closest = np.zeros(len(base), dtype=np.float64)
         per_artist: dict[int, int] = {}
         chosen: list[int] = []
-        while len(chosen) < n and open_.any():
-            value = np.where(open_, base - diversity * closest, -np.inf)
-            pick = int(np.argmax(value))
-            open_[pick] = False
+        for _ in range(len(base)):
+            pick = int(score.argmax())
+            if len(chosen) == n or score[pick] == -np.inf:
+                break
+            score[pick] = -np.inf
             artist = int(artists[pick])
             if per_artist.get(artist, 0) >= cap:
                 continue
             per_artist[artist] = per_artist.get(artist, 0) + 1
             chosen.append(pick)
-            np.maximum(closest, vectors @ vectors[pick], out=closest)
+            # Raise each candidate's penalty to its similarity with the closest chosen track.
+            grown = np.maximum(closest, pairwise[pick])
+            score -= diversity * (grown - closest)
+            closest = grown
         return chosen
