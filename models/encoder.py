@@ -58,9 +58,8 @@ def _ort_errors() -> tuple[type[Exception], ...]:
     """onnxruntime's error classes; they derive from Exception directly, with no common base."""
     from onnxruntime.capi import onnxruntime_pybind11_state as state
 
-    return tuple(
-        v for v in vars(state).values() if isinstance(v, type) and issubclass(v, Exception)
-    )
+    errors = [v for v in vars(state).values() if isinstance(v, type) and issubclass(v, Exception)]
+    return (*errors, ValueError, RuntimeError)
 
 
 class PromptEncoder:
@@ -135,7 +134,7 @@ class PromptEncoder:
         """Run the graph on one tokenized batch; returns float32 [batch, dim] unit rows."""
         try:
             (out,) = self._session.run(["embedding"], {"input_ids": ids, "attention_mask": mask})
-        except (*_ort_errors(), ValueError, RuntimeError) as exc:
+        except _ort_errors() as exc:
             raise EncoderError(f"encoder run failed: {exc}") from exc
         return np.asarray(out, dtype=np.float32)
 
