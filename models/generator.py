@@ -69,7 +69,7 @@ class PlaylistGenerator:
         if vector is None:
             vector = self.embed([intent.query_text], timings)[0]
         with _stage(timings, "search", self._clock):
-            rows, sims = self.ranker.candidates(vector, intent.slots)
+            rows, sims = self.ranker.candidates(vector, intent.slots, n)
         with _stage(timings, "rank", self._clock):
             ranked, scores = self.ranker.rank(rows, sims, intent.slots, n)
             playlist = Playlist.of(self.catalog, ranked, scores, self.version)

@@ -138,7 +138,9 @@ class Ranker:
         self.index = index
         self.params = params
 
-    def candidates(self, query: np.ndarray, slots: Slots) -> tuple[np.ndarray, np.ndarray]:
+    def candidates(
+        self, query: np.ndarray, slots: Slots, n: int
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Rows and cosines of tracks worth ranking; hard constraints already applied.
 
         With filters, the share of the catalog they keep decides the plan: a small share is
@@ -152,7 +154,8 @@ class Ranker:
         # Fast path: the nearest tracks already hold plenty that meet every slot. They are
         # then exactly the best such tracks, so no catalog-wide filtering is needed.
         ok = hard_mask(self.catalog, slots, rows)
-        if (ok & soft_mask(self.catalog, slots, rows)).sum() >= min(p.pool, 4 * p.length):
+        # Twice the length leaves diversity and the artist cap room to choose.
+        if (ok & soft_mask(self.catalog, slots, rows)).sum() >= 2 * n:
             return rows[ok], sims[ok]
         allowed = hard_mask(self.catalog, slots)
         preferred = allowed & soft_mask(self.catalog, slots)

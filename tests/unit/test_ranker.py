@@ -48,7 +48,7 @@ def test_preferred_tracks_come_first(
     available = int(soft_mask(gen.catalog, intent.slots).sum())
     n = available + 10  # more than the preferred tracks, so backfill must happen
     vector = gen.encoder.encode([intent.query_text])[0]
-    ranked, _ = ranker.rank(*ranker.candidates(vector, intent.slots), intent.slots, n)
+    ranked, _ = ranker.rank(*ranker.candidates(vector, intent.slots, n), intent.slots, n)
     met = soft_mask(gen.catalog, intent.slots, np.array(ranked)).tolist()
     assert met == [True] * available + [False] * 10
 
@@ -117,7 +117,7 @@ def test_over_fetch_when_filters_keep_many(
     ranker = Ranker(gen.catalog, gen.ranker.index, RankParams(exact_limit=0))
     intent = parser.parse("pop, no vocals")
     vector = gen.encoder.encode([intent.query_text])[0]
-    rows, _ = ranker.candidates(vector, intent.slots)
+    rows, _ = ranker.candidates(vector, intent.slots, 30)
     assert len(rows) > 0
     assert hard_mask(gen.catalog, intent.slots, rows).all()
 
