@@ -31,7 +31,7 @@ class RankParams(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """Longest playlist a request may ask for."""
     candidates: int = 300
     """Nearest tracks the first search asks for; enough matches among them end the search."""
-    pool: int = 120
+    pool: int = 80
     """Best candidates (preferred first) that diversity chooses from."""
     exact_limit: int = 4096
     """When filters leave at most this many tracks, score them all instead of over-fetching."""
