@@ -122,10 +122,10 @@ def _sha256(path: Path) -> str:
 
 def _catalog_from(source: str, settings: BuildSettings) -> tuple[Catalog, LoadReport]:
     if source.startswith("synthetic:"):
-        try:
-            n_tracks = int(source.split(":", 1)[1])
-        except ValueError as exc:
-            raise ArtifactError(f"bad catalog source {source!r}: use synthetic:N") from exc
+        count = source.split(":", 1)[1]
+        if not count.isdigit() or int(count) < 1:
+            raise ArtifactError(f"bad catalog source {source!r}: use synthetic:N with N ≥ 1")
+        n_tracks = int(count)
         catalog = synthetic_catalog(n_tracks, seed=settings.seed)
         return catalog, LoadReport(rows=len(catalog))
     rows, report = load_rows(Path(source), strict=settings.strict)
@@ -305,7 +305,7 @@ def load(
             intra_op_threads=encoder_threads,
         )
         fallbacks = FallbackPlaylists.load(path / FILES["fallbacks"])
-    except (ModelError, msgspec.DecodeError, OSError) as exc:
+    except (ModelError, msgspec.DecodeError, OSError, KeyError, ValueError, TypeError) as exc:
         raise ArtifactError(f"{path}: cannot load: {exc}") from exc
     if len(catalog) != manifest.tracks or len(index) != manifest.tracks:
         raise ArtifactError(

@@ -125,14 +125,14 @@ def _pick(record: Mapping[str, Any], name: str) -> Any:
 
 def parse_record(record: Mapping[str, Any]) -> dict[str, Any]:
     """Validate one source record (any supported column layout) into a schema row."""
-    track_id = _pick(record, "id")
-    if track_id is None:
+    track_id = str(_pick(record, "id") or "").strip()
+    if not track_id:
         raise ValueError("missing track id")
     genres_raw = _pick(record, "genres")
     if genres_raw is None:
         genres_raw = [record[c] for c in _PLAYLIST_GENRE_COLUMNS if record.get(c)]
     row: dict[str, Any] = {
-        "id": str(track_id).strip(),
+        "id": track_id,
         "title": str(_pick(record, "title") or "").strip(),
         "artist": _parse_artist(_pick(record, "artist") or ""),
         "album": str(_pick(record, "album") or "").strip(),
@@ -150,10 +150,13 @@ def parse_record(record: Mapping[str, Any]) -> dict[str, Any]:
             raise ValueError(f"{feature}={raw!r} outside {low}..{high}")
         row[feature] = value
     row["explicit"] = _parse_bool(_pick(record, "explicit") or False)
-    duration = int(float(_pick(record, "duration_ms") or 0))
-    popularity = int(float(_pick(record, "popularity") or 0))
-    if duration < 0 or not 0 <= popularity <= 100:
-        raise ValueError("duration_ms must be ≥ 0 and popularity 0..100")
+    duration_raw = float(_pick(record, "duration_ms") or 0)
+    popularity_raw = float(_pick(record, "popularity") or 0)
+    if not (math.isfinite(duration_raw) and math.isfinite(popularity_raw)):
+        raise ValueError("duration_ms and popularity must be finite numbers")
+    duration, popularity = int(duration_raw), int(popularity_raw)
+    if not 0 <= duration < 2**31 or not 0 <= popularity <= 100:
+        raise ValueError("duration_ms must be 0..2^31-1 and popularity 0..100")
     row["duration_ms"], row["popularity"] = duration, popularity
     row["year"] = _parse_year(_pick(record, "year") or "")
     return row
@@ -190,12 +193,31 @@ def load_rows(path: Path, *, strict: bool = False) -> tuple[list[dict[str, Any]]
         raise CatalogError(f"{path}: no such catalog file")
     rows: list[dict[str, Any]] = []
     report = LoadReport()
+    try:
+        _collect(_records(path), rows, report)
+    except (UnicodeDecodeError, csv.Error) as exc:
+        done = len(rows) + len(report.skipped)
+        raise CatalogError(f"{path}: unreadable after {done} records: {exc}") from exc
+    report.rows = len(rows)
+    if report.skipped and strict:
+        lines = "; ".join(f"line {n}: {why}" for n, why in report.skipped[:20])
+        raise CatalogError(f"{path}: {len(report.skipped)} bad rows ({lines})", report.skipped)
+    if not rows:
+        raise CatalogError(f"{path}: no valid tracks", report.skipped)
+    return rows, report
+
+
+def _collect(
+    records: Iterator[tuple[int, Mapping[str, Any] | None, str]],
+    rows: list[dict[str, Any]],
+    report: LoadReport,
+) -> None:
     seen: set[str] = set()
-    for number, record, error in _records(path):
+    for number, record, error in records:
         if record is not None:
             try:
                 row = parse_record(record)
-            except (ValueError, TypeError) as exc:
+            except (ValueError, TypeError, ArithmeticError) as exc:
                 error = str(exc)
             else:
                 if row["id"] in seen:
@@ -205,13 +227,6 @@ def load_rows(path: Path, *, strict: bool = False) -> tuple[list[dict[str, Any]]
                     rows.append(row)
                     continue
         report.skipped.append((number, error))
-    report.rows = len(rows)
-    if report.skipped and strict:
-        lines = "; ".join(f"line {n}: {why}" for n, why in report.skipped[:20])
-        raise CatalogError(f"{path}: {len(report.skipped)} bad rows ({lines})", report.skipped)
-    if not rows:
-        raise CatalogError(f"{path}: no valid tracks", report.skipped)
-    return rows, report
 
 
 def table_from_rows(rows: Sequence[Mapping[str, Any]]) -> pa.Table:

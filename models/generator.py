@@ -81,6 +81,6 @@ class PlaylistGenerator:
 
     def _length(self, n: int | None) -> int:
         n = self.params.length if n is None else n
-        if not 1 <= n <= self.params.max_length:
+        if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= self.params.max_length:
             raise IntentError(f"playlist length must be 1..{self.params.max_length}, got {n}")
         return n

@@ -23,12 +23,16 @@ INTENT_FORMAT = 1  # bump when the canonical form changes: it invalidates every 
 _EMAIL = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
 _URL = re.compile(
     r"\b(?:https?://|www\.)\S+|\b[\w-]+(?:\.[\w-]+)*\.(?:com|net|org|io|fm|me)\b(?:/\S*)?"
+    r"|\b[\w-]+(?:\.[\w-]+)*\.[a-z]{2,}/\S*"  # any host with a path: youtu.be/…, bit.ly/…
 )
 _HANDLE = re.compile(r"(?<![\w@<])@\w{2,}")
 _LONG_DIGITS = re.compile(r"\d{6,}")
 _PHONE = re.compile(r"(?<![\w<])\+?\(?\d[\d\s().-]{5,}\d(?![\w>])")
 _MASK = re.compile(r"<(?:email|url|handle|phone|number)>")
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2060-\u206f\ufeff]")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+# Invisible format characters (soft hyphen, zero-width, bidi marks) vanish: "ja\u200bzz" is jazz.
+_INVISIBLE = re.compile(r"[\u00ad\u200b-\u200f\u202a-\u202e\u2060-\u206f\ufeff]")
+_YEAR_RANGE = re.compile(r"(?:19|20)\d\d\s*-\s*(?:19|20)\d\d")
 
 # A negation cue opens an exclusion clause that runs to punctuation or a joining word.
 _NEGATION = re.compile(
@@ -36,6 +40,8 @@ _NEGATION = re.compile(
     r"none of|never|non)(?:\s+|-)(?P<clause>.*?)(?=[,.;:!?()]|\b(?:but|just|only|with|for|please|"
     r"while|to)\b|$)"
 )
+_FILLERS = frozenset({"", "any", "more", "too much", "so much", "real", "the"})
+_CONNECTORS = frozenset({"or", "and", "nor", "/", "or any", "and no", "or no", "nor any"})
 _BPM = re.compile(r"\b(?P<bpm>\d{2,3})\s*-?\s*bpm\b")
 _ERA = re.compile(r"(?<![\w'])'?(?P<century>19|20)?(?P<decade>\d)0'?s\b")
 _CLEAN_WORDS = (
@@ -96,13 +102,17 @@ class Intent(msgspec.Struct, frozen=True):
 def normalize(text: str) -> str:
     """NFKC, casefold, drop control and invisible characters, collapse whitespace."""
     text = unicodedata.normalize("NFKC", text).casefold()
-    return " ".join(_CONTROL.sub(" ", text).split())
+    return " ".join(_CONTROL.sub(" ", _INVISIBLE.sub("", text)).split())
 
 
 def _phone(match: re.Match[str]) -> str:
-    # Seven digits or more make a phone number; "120 - 130 bpm" or "80s 90s" do not.
-    digits = sum(ch.isdigit() for ch in match.group(0))
-    return "<phone>" if digits >= 7 else match.group(0)
+    # Eight digits or more make a phone number (seven with a leading + or parenthesis);
+    # tempo ranges, counts and year ranges such as "1990-1999" do not.
+    found = match.group(0)
+    digits = sum(ch.isdigit() for ch in found)
+    if _YEAR_RANGE.fullmatch(found) or digits < (7 if found[0] in "+(" else 8):
+        return found
+    return "<phone>"
 
 
 def mask_pii(text: str) -> str:
@@ -152,9 +162,16 @@ class IntentParser:
 
     def parse(self, prompt: str = "", slots: Slots | None = None) -> Intent:
         """Build an intent; structured `slots` fields that are set override parsed ones."""
-        text = mask_pii(normalize(prompt))
+        # Length is checked before masking: masks shorten text, and the PII patterns cost
+        # more than linear time on long runs of word characters.
+        if len(prompt) > 4 * MAX_PROMPT_CHARS:
+            raise IntentError(
+                f"prompt is {len(prompt)} characters; the limit is {MAX_PROMPT_CHARS}"
+            )
+        text = normalize(prompt)
         if len(text) > MAX_PROMPT_CHARS:
             raise IntentError(f"prompt is {len(text)} characters; the limit is {MAX_PROMPT_CHARS}")
+        text = mask_pii(text)
         parsed, positive = self._parse_text(text)
         merged = self._merge(parsed, slots) if slots is not None else parsed
         self._validate(merged)
@@ -169,10 +186,21 @@ class IntentParser:
         explicit: bool | None = False if self._clean.search(text) else None
 
         def take_clause(match: re.Match[str]) -> str:
-            for kind, value in self._lexicon.find(match.group("clause")):
+            # A negation covers the slot terms right after it, joined by "or", "and", "/":
+            # "no jazz or blues". The first other word ends it ("no vocals jazz piano" keeps
+            # jazz piano); with no slot term at all ("no-nonsense") the text stays as it was.
+            clause, start, taken = match.group("clause"), match.start("clause"), 0
+            for term in self._lexicon.pattern.finditer(clause):
+                gap = clause[taken : term.start()].strip()
+                if gap not in (_FILLERS if taken == 0 else _CONNECTORS):
+                    break
+                kind, value = self._lexicon.lookup[term.group(0)]
                 if kind in excluded:
                     excluded[kind].add(value)
-            return " "
+                taken = term.end()
+            if taken == 0:
+                return match.group(0)
+            return " " + text[start + taken : match.end()]
 
         positive = _NEGATION.sub(take_clause, self._clean.sub(" ", text))
         if "explicit" in excluded["attribute"]:
@@ -187,7 +215,10 @@ class IntentParser:
                 tempo = vocab.TEMPO_WORDS[value]
         if bpm := _BPM.search(positive):
             center = float(bpm.group("bpm"))
-            tempo = (center - vocab.BPM_TOLERANCE, center + vocab.BPM_TOLERANCE)
+            tempo = (
+                max(vocab.MIN_BPM, center - vocab.BPM_TOLERANCE),
+                min(vocab.MAX_BPM, center + vocab.BPM_TOLERANCE),
+            )
         era: tuple[int, int] | None = None
         if decade := _ERA.search(positive):
             century = decade.group("century") or ("20" if decade.group("decade") in "012" else "19")

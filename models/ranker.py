@@ -16,6 +16,7 @@ import xxhash
 
 from models import vocab
 from models.catalog import Catalog
+from models.errors import IntentError
 from models.index import TrackIndex
 from models.intent import Slots
 
@@ -113,7 +114,9 @@ def soft_mask(catalog: Catalog, slots: Slots, rows: np.ndarray | None = None) ->
 
 
 def _bit(bits: np.ndarray, values: tuple[vocab.SlotValue, ...], name: str) -> np.ndarray:
-    position = next(i for i, v in enumerate(values) if v.name == name)
+    position = next((i for i, v in enumerate(values) if v.name == name), None)
+    if position is None:
+        raise IntentError(f"unknown slot value {name!r}")
     return (bits >> np.uint16(position) & np.uint16(1)).astype(bool)
 
 
@@ -138,9 +141,7 @@ class Ranker:
         self.index = index
         self.params = params
 
-    def candidates(
-        self, query: np.ndarray, slots: Slots, n: int
-    ) -> tuple[np.ndarray, np.ndarray]:
+    def candidates(self, query: np.ndarray, slots: Slots, n: int) -> tuple[np.ndarray, np.ndarray]:
         """Rows and cosines of tracks worth ranking; hard constraints already applied.
 
         With filters, the share of the catalog they keep decides the plan: a small share is
@@ -159,25 +160,28 @@ class Ranker:
             return rows[ok], sims[ok]
         allowed = hard_mask(self.catalog, slots)
         preferred = allowed & soft_mask(self.catalog, slots)
-        pool = preferred if preferred.any() else allowed
+        # Too few preferred tracks to fill the list: every allowed track may backfill.
+        pool = preferred if preferred.sum() >= 2 * n else allowed
         matching = int(pool.sum())
         if matching == 0:
             return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.float32)
         if matching <= p.exact_limit:
-            exact_rows = np.flatnonzero(pool)
-            exact_sims = self.index.vectors(exact_rows) @ query
-            if len(exact_rows) > p.candidates:
-                top = np.argpartition(-exact_sims, p.candidates - 1)[: p.candidates]
-                exact_rows, exact_sims = exact_rows[top], exact_sims[top]
-            keep = ok & ~np.isin(rows, exact_rows)  # nearest allowed tracks backfill
-            return (
-                np.concatenate([exact_rows, rows[keep]]),
-                np.concatenate([exact_sims, sims[keep]]),
-            )
-        k = min(p.max_fetch, math.ceil(p.candidates * len(self.catalog) / matching))
-        rows, sims = self.index.search(query, max(k, p.candidates))
-        keep = allowed[rows]
-        return rows[keep], sims[keep]
+            found = np.flatnonzero(pool)
+            found_sims = self.index.vectors(found) @ query
+            if len(found) > p.candidates:
+                top = np.argpartition(-found_sims, p.candidates - 1)[: p.candidates]
+                found, found_sims = found[top], found_sims[top]
+        else:
+            k = min(p.max_fetch, math.ceil(p.candidates * len(self.catalog) / matching))
+            found, found_sims = self.index.search(query, max(k, p.candidates))
+            keep = allowed[found]
+            found, found_sims = found[keep], found_sims[keep]
+        if pool is allowed:  # the few preferred tracks must be ranked, wherever they are
+            few = np.setdiff1d(np.flatnonzero(preferred), found)
+            found = np.concatenate([found, few])
+            found_sims = np.concatenate([found_sims, self.index.vectors(few) @ query])
+        keep = ok & ~np.isin(rows, found)  # the nearest allowed tracks always take part
+        return np.concatenate([found, rows[keep]]), np.concatenate([found_sims, sims[keep]])
 
     def rank(
         self, rows: np.ndarray, sims: np.ndarray, slots: Slots, n: int
@@ -191,17 +195,20 @@ class Ranker:
         order = np.lexsort((-relevance, tier))
         # Diversity looks at a bounded pool first; wider pools, then a relaxed artist cap,
         # are only for lists that would otherwise come out short.
+        # The wide pool is bounded too: over-fetching can bring thousands of candidates, and
+        # diversity compares every pair.
+        wide = min(len(order), max(p.candidates, 8 * n))
         for size, cap in (
             (max(p.pool, 2 * n), p.max_per_artist),
-            (len(order), p.max_per_artist),
-            (len(order), n),
+            (wide, p.max_per_artist),
+            (wide, n),
         ):
             top = order[:size]
             base = (1 - p.diversity) * relevance[top] - _TIER_PENALTY * tier[top]
             chosen = self._mmr(
                 base, self.index.vectors(rows[top]), self.catalog.artist_codes[rows[top]], n, cap
             )
-            if len(chosen) == n or (size == len(order) and cap == n):
+            if len(chosen) == n or (size == wide and cap == n):
                 break
         return [int(rows[top[i]]) for i in chosen], [float(sims[top[i]]) for i in chosen]
 

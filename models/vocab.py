@@ -255,7 +255,7 @@ TEMPO_WORDS: Mapping[str, tuple[float, float]] = {
     "up-tempo": (120.0, 300.0),
 }
 BPM_TOLERANCE = 10.0
-MIN_BPM, MAX_BPM = 40.0, 250.0
+MIN_BPM, MAX_BPM = 0.0, 300.0  # the range a tempo slot may span
 
 MOOD_BY_NAME: Mapping[str, SlotValue] = {m.name: m for m in MOODS}
 ACTIVITY_BY_NAME: Mapping[str, SlotValue] = {a.name: a for a in ACTIVITIES}

@@ -168,3 +168,42 @@ def test_synthetic_catalog_is_realistic() -> None:
     counts = np.bincount(catalog.artist_codes)
     assert counts.max() > 10 * np.median(counts)
     assert len(catalog.genre_names) == 30
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "reason"),
+    [
+        ("duration_ms", "inf", "duration"),
+        ("duration_ms", 10**10, "duration"),
+        ("id", "   ", "missing track id"),
+        ("popularity", 101, "popularity"),
+    ],
+)
+def test_out_of_range_fields_are_bad_rows(
+    tmp_path: Path, field: str, value: object, reason: str
+) -> None:
+    """Overflowing, blank or out-of-range fields are reported as bad rows, never crash."""
+    good = {
+        "id": "j1",
+        "name": "S",
+        "artists": "Dee",
+        "genre": "jazz",
+        **{k: float(v) for k, v in (p.split("=") for p in FEATURES.split(","))},
+    }
+    path = tmp_path / "f.jsonl"
+    path.write_text(json.dumps(good) + "\n" + json.dumps({**good, "id": "j2", field: value}) + "\n")
+    rows, report = load_rows(path)
+    assert [r["id"] for r in rows] == ["j1"]
+    assert report.skipped[0][0] == 2
+    assert reason in report.skipped[0][1]
+
+
+@pytest.mark.parametrize(
+    "content", [b"id,name\nt1,caf\xe9\n", b"id,name\nt1," + b"x" * 200_000 + b"\n"]
+)
+def test_unreadable_files_raise_catalog_error(tmp_path: Path, content: bytes) -> None:
+    """Undecodable bytes or oversized fields fail with CatalogError, not a raw exception."""
+    path = tmp_path / "bad.csv"
+    path.write_bytes(content)
+    with pytest.raises(CatalogError, match="unreadable"):
+        load_rows(path)

@@ -18,6 +18,12 @@ def test_normalize_folds_width_case_and_space() -> None:
     assert normalize("  Ｊａｚｚ\u3000FOR\tStudying\u200b ") == "jazz for studying"
 
 
+def test_invisible_characters_do_not_split_words() -> None:
+    """Zero-width and soft-hyphen characters vanish instead of becoming spaces."""
+    assert normalize("ja\u200bzz j\u00adazz") == "jazz jazz"
+    assert normalize("a\x00b") == "a b"
+
+
 @pytest.mark.parametrize(
     ("raw", "masked"),
     [
@@ -27,7 +33,12 @@ def test_normalize_folds_width_case_and_space() -> None:
         ("for @dj_kat tonight", "for <handle> tonight"),
         ("call +1 (555) 123-4567 now", "call <phone> now"),
         ("card 4111111111111111", "card <phone>"),
-        ("order 1234567", "order <phone>"),
+        ("order 12345678", "order <phone>"),
+        ("call 555-1234", "call 555-1234"),
+        ("watch youtu.be/dQw4w9WgXcQ now", "watch <url> now"),
+        ("see bit.ly/abc123", "see <url>"),
+        ("music from 1990-1999", "music from 1990-1999"),
+        ("top 100 2010 hits", "top 100 2010 hits"),
         ("120 - 130 bpm", "120 - 130 bpm"),
         ("80s and 90s", "80s and 90s"),
         ("code 123456x", "code <number>x"),
@@ -74,6 +85,12 @@ def test_pii_never_reaches_intent(parser: IntentParser) -> None:
             "jazz not rock for studying",
             Slots(activities=("focus",), genres=("jazz",), exclude_genres=("rock",)),
         ),
+        ("no vocals jazz piano", Slots(genres=("jazz", "piano"), exclude_attributes=("vocals",))),
+        ("no jazz/blues", Slots(exclude_genres=("blues", "jazz"))),
+        ("without jazz, rock please", Slots(genres=("rock",), exclude_genres=("jazz",))),
+        ("no-nonsense rock", Slots(genres=("rock",))),
+        ("non-stop party rock", Slots(activities=("party",), genres=("rock",))),
+        ("music at 295 bpm", Slots(tempo=(285.0, 300.0))),
     ],
 )
 def test_slots_from_text(parser: IntentParser, prompt: str, expected: Slots) -> None:
@@ -123,6 +140,8 @@ def test_structured_genres_are_canonicalised(parser: IntentParser) -> None:
         ("", Slots(tempo=(150.0, 90.0)), "tempo range"),
         ("", Slots(era=(1800, 1809)), "era"),
         ("x" * (MAX_PROMPT_CHARS + 1), None, "limit"),
+        ("1" * 20_000 + "a", None, "limit"),  # refused before masking could shorten it
+        ("jazz " + "a@b.co " * 100, None, "limit"),
     ],
 )
 def test_bad_intents_are_refused(

@@ -171,3 +171,45 @@ def test_fallback_matches_slots_and_exclusions(
     tracks = _tracks(fake_generator, playlist)
     assert sum("jazz" in t["genres"] for t in tracks) >= 1
     assert len(set(playlist.rows)) == 20
+
+
+@pytest.mark.parametrize("prompt", ["happy country no vocals", "k-pop, no vocals"])
+def test_selective_exclusions_still_fill_the_list(
+    fake_generator: PlaylistGenerator, parser: IntentParser, prompt: str
+) -> None:
+    """When few tracks meet the preferences, other allowed tracks backfill to full length."""
+    intent = parser.parse(prompt)
+    rows = np.array(fake_generator.generate(intent, 30)[0].rows)
+    assert len(rows) == 30
+    assert hard_mask(fake_generator.catalog, intent.slots, rows).all()
+    preferred = soft_mask(fake_generator.catalog, intent.slots)
+    allowed = hard_mask(fake_generator.catalog, intent.slots)
+    met = soft_mask(fake_generator.catalog, intent.slots, rows)
+    assert met.sum() == min(30, (preferred & allowed).sum())
+
+
+def test_explicit_only_fills_the_list(
+    fake_generator: PlaylistGenerator, parser: IntentParser
+) -> None:
+    """explicit=True keeps only explicit tracks and still fills the list when enough exist."""
+    intent = parser.parse("jazz", Slots(explicit=True))
+    rows = list(fake_generator.generate(intent, 30)[0].rows)
+    assert len(rows) == min(30, int(fake_generator.catalog.explicit.sum()))
+    assert fake_generator.catalog.explicit[rows].all()
+
+
+@pytest.mark.parametrize("n", [2.5, True, "3"])
+def test_length_must_be_an_integer(
+    fake_generator: PlaylistGenerator, parser: IntentParser, n: object
+) -> None:
+    """Non-integer lengths are refused rather than producing an unbounded list."""
+    with pytest.raises(IntentError, match="length"):
+        fake_generator.generate(parser.parse("jazz"), n)  # type: ignore[arg-type]
+
+
+def test_unknown_slot_values_from_code_raise_intent_error(
+    fake_generator: PlaylistGenerator,
+) -> None:
+    """Slots built without the parser still fail with IntentError, not StopIteration."""
+    with pytest.raises(IntentError, match="Happy"):
+        hard_mask(fake_generator.catalog, Slots(exclude_moods=("Happy",)))
