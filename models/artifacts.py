@@ -120,6 +120,12 @@ def _sha256(path: Path) -> str:
         return hashlib.file_digest(handle, "sha256").hexdigest()
 
 
+def _digests(folder: Path, names: list[str]) -> dict[str, str]:
+    """sha256 of each named file, two at a time (hashlib releases the GIL)."""
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        return dict(zip(names, pool.map(_sha256, (folder / n for n in names)), strict=True))
+
+
 def _catalog_from(source: str, settings: BuildSettings) -> tuple[Catalog, LoadReport]:
     if source.startswith("synthetic:"):
         count = source.split(":", 1)[1]
@@ -198,11 +204,10 @@ def _build_into(tmp: Path, source: str, settings: BuildSettings, progress: bool)
         tmp / FILES["fallbacks"]
     )
 
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        digests = dict(
-            zip(FILES, pool.map(_sha256, (tmp / f for f in FILES.values())), strict=True)
-        )
-    files = {FILES[k]: FileEntry(digests[k], (tmp / FILES[k]).stat().st_size) for k in FILES}
+    digests = _digests(tmp, list(FILES.values()))
+    files = {
+        name: FileEntry(digest, (tmp / name).stat().st_size) for name, digest in digests.items()
+    }
     version = "v" + hashlib.sha256("".join(sorted(digests.values())).encode()).hexdigest()[:12]
     manifest = Manifest(
         format=FORMAT,
@@ -271,11 +276,9 @@ def verify(path: Path, manifest: Manifest) -> None:
             raise ArtifactError(
                 f"{path}: {name} is {file.stat().st_size} bytes, manifest says {entry.bytes}"
             )
-    names = list(manifest.files)
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        for name, digest in zip(names, pool.map(_sha256, (path / n for n in names)), strict=True):
-            if digest != manifest.files[name].sha256:
-                raise ArtifactError(f"{path}: checksum mismatch for {name} (corrupt or edited)")
+    for name, digest in _digests(path, list(manifest.files)).items():
+        if digest != manifest.files[name].sha256:
+            raise ArtifactError(f"{path}: checksum mismatch for {name} (corrupt or edited)")
 
 
 def load(

@@ -32,10 +32,6 @@ class DescriptorParts:
     texts: dict[str, list[str]]
     codes: dict[str, np.ndarray]  # part → int32 index into texts[part], one per track
 
-    def sentence(self, row: int) -> str:
-        """The whole descriptor of one track, for display and debugging."""
-        return ", ".join(t for t in (self.texts[p][self.codes[p][row]] for p in self.texts) if t)
-
 
 def _phrases(bits: int, values: tuple[vocab.SlotValue, ...]) -> list[str]:
     return [v.describe for i, v in enumerate(values) if bits >> i & 1]

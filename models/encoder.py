@@ -37,14 +37,12 @@ class FakeEncoder:
 
     def __init__(self, dim: int = DIM) -> None:
         self.dim = dim
-        self.calls = 0
 
     def _word(self, word: str) -> np.ndarray:
         seed = xxhash.xxh3_64_intdigest(word.encode())
         return np.random.default_rng(seed).standard_normal(self.dim).astype(np.float32)
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
-        self.calls += 1
         out = np.zeros((len(texts), self.dim), dtype=np.float32)
         for row, text in enumerate(texts):
             words = [w.strip(".,;:!?") for w in text.lower().split()] or [""]

@@ -121,11 +121,6 @@ class TrackIndex:
         """The stored unit vectors of `rows`."""
         return np.asarray(self._store[rows], dtype=np.float32)
 
-    @property
-    def store(self) -> np.ndarray:
-        """All vectors, row-aligned with the catalog (possibly a read-only memmap)."""
-        return self._store
-
 
 def exact_top_k(
     vectors: np.ndarray, queries: np.ndarray, k: int, chunk: int = 131_072

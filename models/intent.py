@@ -76,12 +76,6 @@ class Slots(msgspec.Struct, frozen=True, forbid_unknown_fields=True, omit_defaul
         """True when the slots constrain nothing."""
         return self == Slots()
 
-    def tags(self) -> list[str]:
-        """Flat `kind:value` labels, for surrogate keys and metrics."""
-        out = [f"mood:{m}" for m in self.moods] + [f"activity:{a}" for a in self.activities]
-        out += [f"genre:{g}" for g in self.genres] + [f"not-genre:{g}" for g in self.exclude_genres]
-        return out
-
 
 class Intent(msgspec.Struct, frozen=True):
     """What a listener asked for: masked text, the text the encoder sees, and the slots."""

@@ -198,25 +198,28 @@ class Ranker:
         # The wide pool is bounded too: over-fetching can bring thousands of candidates, and
         # diversity compares every pair.
         wide = min(len(order), max(p.candidates, 8 * n))
+        pools: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
         for size, cap in (
             (max(p.pool, 2 * n), p.max_per_artist),
             (wide, p.max_per_artist),
             (wide, n),
         ):
-            top = order[:size]
+            if size not in pools:  # the last two passes share one pool and its similarities
+                top = order[:size]
+                vectors = self.index.vectors(rows[top])
+                pools[size] = (top, vectors @ vectors.T, self.catalog.artist_codes[rows[top]])
+            top, pairwise, artists = pools[size]
             base = (1 - p.diversity) * relevance[top] - _TIER_PENALTY * tier[top]
-            chosen = self._mmr(
-                base, self.index.vectors(rows[top]), self.catalog.artist_codes[rows[top]], n, cap
-            )
+            chosen = self._mmr(base, pairwise, artists, n, cap)
             if len(chosen) == n or (size == wide and cap == n):
                 break
         return [int(rows[top[i]]) for i in chosen], [float(sims[top[i]]) for i in chosen]
 
     def _mmr(
-        self, base: np.ndarray, vectors: np.ndarray, artists: np.ndarray, n: int, cap: int
+        self, base: np.ndarray, pairwise: np.ndarray, artists: np.ndarray, n: int, cap: int
     ) -> list[int]:
+        """Greedy MMR; `pairwise` holds the candidates' cosine similarities to each other."""
         diversity = self.params.diversity
-        pairwise = vectors @ vectors.T  # one small matmul instead of one per pick
         score = base.astype(np.float64)  # relevance minus novelty penalty; -inf once taken
         closest = np.zeros(len(base), dtype=np.float64)
         per_artist: dict[int, int] = {}
