@@ -1,6 +1,7 @@
 """Benchmarks that print ratios measured side by side in one run.
 
     python -m loadtest.bench models [--sizes 100000,1000000] [--queries 300] [--root DIR]
+    python -m loadtest.bench http [--artifacts DIR] [--server granian,uvicorn] [--seconds 5]
 
 `models` builds an artifact per catalog size in a child process (build time, peak RSS),
 then loads it in another child (load time, peak RSS) that times the encoder, the ANN search
@@ -148,12 +149,31 @@ def main(argv: list[str] | None = None) -> int:
     models.add_argument("--queries", type=int, default=300)
     models.add_argument("--root", default="bench-out/artifacts", help="where artifacts go")
     models.add_argument("--rebuild", action="store_true", help="rebuild existing artifacts")
+    web = commands.add_parser("http", help="edge node hits and misses against bare baselines")
+    web.add_argument("--artifacts", default="artifacts/default")
+    web.add_argument("--server", default="granian", help="granian, uvicorn, or both (comma)")
+    web.add_argument("--seconds", type=float, default=5.0, help="length of each hit run")
+    web.add_argument("--rounds", type=int, default=3, help="interleaved hit/bare/raw rounds")
+    web.add_argument("--connections", type=int, default=32)
+    web.add_argument("--miss-seconds", type=float, default=15.0)
+    web.add_argument("--hits-sampled", type=int, default=3000)
     hidden = commands.add_parser("_probe")
     hidden.add_argument("artifacts")
     hidden.add_argument("queries", type=int)
     args = parser.parse_args(argv)
     if args.command == "_probe":
         print(json.dumps(probe(Path(args.artifacts), args.queries, seed=1)))
+        return 0
+    if args.command == "http":
+        from loadtest import bench_http
+
+        for server in args.server.split(","):
+            result = bench_http.bench_http(
+                Path(args.artifacts), server=server, seconds=args.seconds, rounds=args.rounds,
+                connections=args.connections, miss_seconds=args.miss_seconds,
+                hits_sampled=args.hits_sampled,
+            )
+            bench_http.report(server, result)
         return 0
     sizes = [int(s) for s in args.sizes.split(",")]
     bench_models(sizes, args.queries, Path(args.root), args.rebuild)

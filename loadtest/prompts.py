@@ -45,3 +45,14 @@ def sample_prompts(n: int, seed: int = 0) -> list[str]:
             )
         )
     return prompts
+
+
+def unique_prompts(n: int, seed: int = 0) -> list[str]:
+    """`n` distinct prompts (as many as the templates allow), in a seeded order."""
+    seen: dict[str, None] = {}
+    for attempt in range(50):
+        for prompt in sample_prompts(n, seed=seed * 1000 + attempt):
+            seen.setdefault(prompt)
+            if len(seen) == n:
+                return list(seen)
+    return list(seen)

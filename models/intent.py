@@ -88,9 +88,14 @@ class Intent(msgspec.Struct, frozen=True):
         """Stable bytes for cache keys: same meaning, same bytes."""
         return msgspec.json.encode({"f": INTENT_FORMAT, "text": self.text, "slots": self.slots})
 
-    def key(self, version: str) -> str:
-        """xxh3-128 of the canonical intent and the artifact version, as hex."""
-        return xxhash.xxh3_128_hexdigest(self.canonical() + b"\x00" + version.encode())
+    def key(self, version: str, length: int | None = None) -> str:
+        """xxh3-128 of the canonical intent, the artifact version and the playlist length."""
+        tail = b"" if length is None else b"\x00" + str(length).encode()
+        return xxhash.xxh3_128_hexdigest(self.canonical() + b"\x00" + version.encode() + tail)
+
+    def prompt_key(self) -> str:
+        """xxh3-64 of the canonical intent alone: names a prompt across versions and lengths."""
+        return xxhash.xxh3_64_hexdigest(self.canonical())
 
 
 def normalize(text: str) -> str:

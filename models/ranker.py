@@ -66,15 +66,19 @@ class Playlist(msgspec.Struct, frozen=True):
         degraded: bool = False,
     ) -> Playlist:
         ids = tuple(catalog.ids[int(r)].as_py() for r in rows)
-        digest = xxhash.xxh3_64_hexdigest("\n".join((version, *ids)).encode())
         return cls(
             tuple(int(r) for r in rows),
             ids,
             tuple(round(float(s), 4) for s in scores),
             version,
-            digest,
+            fingerprint(version, ids),
             degraded,
         )
+
+
+def fingerprint(version: str, ids: Sequence[str]) -> str:
+    """xxh3-64 of the artifact version and the ordered track ids: names exactly one list."""
+    return xxhash.xxh3_64_hexdigest("\n".join((version, *ids)).encode())
 
 
 def hard_mask(catalog: Catalog, slots: Slots, rows: np.ndarray | None = None) -> np.ndarray:

@@ -160,3 +160,6 @@ def test_equivalent_requests_share_a_key(parser: IntentParser) -> None:
     assert a.key("v1") != a.key("v2")
     assert parser.parse("jazz").key("v1") != parser.parse("no jazz").key("v1")
     assert len(a.key("v1")) == 32  # 128-bit hex
+    assert a.key("v1", 30) == b.key("v1", 30)
+    assert a.key("v1", 30) != a.key("v1", 31)
+    assert a.prompt_key() == b.prompt_key() != parser.parse("jazz").prompt_key()

@@ -1,0 +1,82 @@
+"""The tier contract: an async store of `Entry` values keyed by strings, TTLs in seconds.
+
+Every tier (in-process memory now, Redis and disk behind it) implements `Tier` with the same
+signatures, and one contract test suite runs against all of them.
+"""
+
+from __future__ import annotations
+
+import enum
+from abc import ABC, abstractmethod
+
+import msgspec
+
+
+class Entry(msgspec.Struct, frozen=True, gc=False):
+    """Stored bytes plus what a cache needs to judge them; times are clock seconds.
+
+    An entry is fresh until `fresh_until`; after that it may still be served while its
+    revalidation runs (until `revalidate_until`) or when computing a new one fails (until
+    `stale_until`). A tier keeps it until `stale_until` at the latest.
+    """
+
+    body: bytes
+    created: float
+    fresh_until: float
+    revalidate_until: float
+    stale_until: float
+    etag: str = ""
+    tags: tuple[str, ...] = ()
+    shared: bool = True
+    """False for answers that must stay on this node (degraded fallbacks)."""
+
+    def age(self, now: float) -> float:
+        """Seconds since the entry was made (never negative)."""
+        return max(0.0, now - self.created)
+
+    @property
+    def max_age(self) -> float:
+        """Freshness lifetime in seconds."""
+        return self.fresh_until - self.created
+
+    def is_fresh(self, now: float) -> bool:
+        return now < self.fresh_until
+
+    def ttl(self, now: float) -> float:
+        """Seconds a tier should still keep the entry."""
+        return self.stale_until - now
+
+
+class TierState(enum.StrEnum):
+    """What /readyz reports per tier."""
+
+    OK = "ok"
+    DEGRADED = "degraded"
+    DOWN = "down"
+
+
+class Tier(ABC):
+    """One level of the cache. Reads that fail raise `TierUnavailable`; callers treat it
+    as a miss."""
+
+    name: str
+
+    @abstractmethod
+    async def get(self, key: str) -> Entry | None:
+        """The entry under `key`, or None if absent or expired."""
+
+    @abstractmethod
+    async def set(self, key: str, entry: Entry, expires_in: float) -> None:
+        """Store `entry` for `expires_in` seconds (nothing is stored if it is not positive)."""
+
+    @abstractmethod
+    async def delete(self, key: str) -> bool:
+        """Drop `key`; True if something was there."""
+
+    @abstractmethod
+    async def expires_in(self, key: str) -> float | None:
+        """Seconds until `key` expires, or None if it is absent or expired."""
+
+    @abstractmethod
+    async def state(self) -> TierState:
+        """Health as seen from this process."""

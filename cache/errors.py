@@ -1,0 +1,16 @@
+"""Errors raised by cache tiers.
+
+    CacheError
+     └── TierUnavailable   a tier could not be reached in time; callers count it as a miss
+
+Tiers translate their clients' errors (connection refused, timeouts, bad replies) into
+`TierUnavailable` with `raise ... from exc`, so nothing above `cache/` sees a driver error.
+"""
+
+
+class CacheError(Exception):
+    """Base of every error raised from `cache/`."""
+
+
+class TierUnavailable(CacheError):
+    """A tier is down or too slow; the read is a miss and the write is skipped."""

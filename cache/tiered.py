@@ -1,0 +1,82 @@
+"""`TieredCache`: read-through over an ordered list of tiers, fastest first.
+
+A hit in a lower tier is copied into the tiers above it with the entry's remaining lifetime.
+A tier that fails counts as a miss on read and is skipped on write; the failure is reported
+to `on_error` so metrics and health can show it.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from typing import NamedTuple
+
+from cache.base import Entry, Tier
+from cache.errors import TierUnavailable
+
+Clock = Callable[[], float]
+
+
+class Lookup(NamedTuple):
+    """An entry and the name of the tier it was found in."""
+
+    entry: Entry
+    tier: str
+
+
+def _ignore(_tier: str, _exc: TierUnavailable) -> None:
+    return None
+
+
+class TieredCache:
+    """L1 → L2 → … The first tier is this process's; `Entry.shared=False` stays there."""
+
+    def __init__(
+        self,
+        tiers: Sequence[Tier],
+        *,
+        clock: Clock = time.time,
+        on_error: Callable[[str, TierUnavailable], None] = _ignore,
+    ) -> None:
+        if not tiers:
+            raise ValueError("a TieredCache needs at least one tier")
+        self.tiers = tuple(tiers)
+        self._clock = clock
+        self._on_error = on_error
+
+    async def get(self, key: str) -> Lookup | None:
+        """The first usable entry (fresh or still within its stale window), promoted upward."""
+        now = self._clock()
+        for depth, tier in enumerate(self.tiers):
+            try:
+                entry = await tier.get(key)
+            except TierUnavailable as exc:
+                self._on_error(tier.name, exc)
+                continue
+            if entry is None or entry.ttl(now) <= 0:
+                continue
+            for upper in self.tiers[:depth]:
+                await self._write(upper, key, entry, now)
+            return Lookup(entry, tier.name)
+        return None
+
+    async def set(self, key: str, entry: Entry) -> None:
+        """Write to every tier the entry may live in, for its remaining lifetime."""
+        now = self._clock()
+        for depth, tier in enumerate(self.tiers):
+            if depth > 0 and not entry.shared:
+                break
+            await self._write(tier, key, entry, now)
+
+    async def delete(self, key: str) -> None:
+        for tier in self.tiers:
+            try:
+                await tier.delete(key)
+            except TierUnavailable as exc:
+                self._on_error(tier.name, exc)
+
+    async def _write(self, tier: Tier, key: str, entry: Entry, now: float) -> None:
+        try:
+            await tier.set(key, entry, entry.ttl(now))
+        except TierUnavailable as exc:
+            self._on_error(tier.name, exc)

@@ -1,0 +1,74 @@
+"""`python -m edge`: serve an edge node (granian, uvloop), building default artifacts if asked.
+
+Every flag has an EDGE_* form (EDGE_ARTIFACTS, EDGE_HOST, EDGE_PORT, EDGE_WORKERS); flags
+win. Worker processes read their settings from the environment this process passes on.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from edge.settings import EdgeSettings
+
+SERVERS = ("granian", "uvicorn")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m edge", description=__doc__.splitlines()[0])
+    parser.add_argument("--artifacts", help="artifact folder (EDGE_ARTIFACTS)")
+    parser.add_argument("--host", help="listen address (EDGE_HOST, default 127.0.0.1)")
+    parser.add_argument("--port", type=int, help="listen port (EDGE_PORT, default 8000)")
+    parser.add_argument("--workers", type=int, help="server processes (EDGE_WORKERS, default 1)")
+    parser.add_argument("--server", choices=SERVERS, default=os.environ.get("EDGE_SERVER",
+                        "granian"), help="ASGI server (EDGE_SERVER, default granian)")
+    parser.add_argument("--build-catalog", metavar="SOURCE",
+                        help="build the artifacts from SOURCE (e.g. synthetic:20000) if the "
+                        "folder has no manifest yet")
+    args = parser.parse_args(argv)
+    try:
+        settings = EdgeSettings.from_env(
+            artifacts=args.artifacts, host=args.host, port=args.port, workers=args.workers
+        )
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    folder = Path(settings.artifacts)
+    if args.build_catalog and not (folder / "manifest.json").exists():
+        from models import artifacts
+
+        artifacts.build(args.build_catalog, folder, progress=True)
+    if not (folder / "manifest.json").exists():
+        print(f"error: no artifacts at {folder}; build them with "
+              f"`python -m models build --catalog synthetic:20000 --out {folder}`", file=sys.stderr)
+        return 2
+    os.environ.update(settings.env())
+    serve(settings, args.server)
+    return 0
+
+
+def serve(settings: EdgeSettings, server: str) -> None:
+    """Run the app factory under the chosen server with uvloop until interrupted."""
+    if server == "uvicorn":
+        import uvicorn
+
+        uvicorn.run(
+            "edge.app:app_from_env", factory=True, host=settings.host, port=settings.port,
+            workers=settings.workers, loop="uvloop", http="httptools", access_log=False,
+            log_level="warning", lifespan="on",
+        )
+        return
+    from granian import Granian
+    from granian.constants import Interfaces, Loops
+
+    Granian(
+        "edge.app:app_from_env", factory=True, address=settings.host, port=settings.port,
+        workers=settings.workers, interface=Interfaces.ASGI, loop=Loops.uvloop,
+        log_access=False, backlog=2048,
+    ).serve()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

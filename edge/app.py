@@ -1,0 +1,134 @@
+"""`create_app(settings)`: the Litestar application of an edge node.
+
+`EdgeApp` answers fresh L1 hits of `GET /v1/playlists` before routing: the key of a query
+string the routed path has already validated is remembered, so a repeat costs a dict
+lookup, an L1 peek and one `send`, with the same headers and metrics as the routed path.
+Everything else (first sight of a query, stale entries, misses, errors) goes through
+Litestar as usual.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+from litestar import Litestar
+from litestar.openapi import OpenAPIConfig
+from litestar.openapi.plugins import SwaggerRenderPlugin
+from litestar.types import Message, Receive, Scope, Send
+
+from edge import controllers, logs
+from edge.node import EdgeNode
+from edge.problems import HANDLERS
+from edge.settings import EdgeSettings
+from models.artifacts import Artifacts
+
+log = logging.getLogger("edge.access")
+
+ROUTES = frozenset({"/v1/playlists", "/healthz", "/readyz", "/metrics", "/_bench/bare"})
+_JSON_HEADER = (b"content-type", b"application/json")
+
+
+class EdgeApp(Litestar):
+    """Litestar plus the lean hit path and per-request metrics for every route."""
+
+    node: EdgeNode
+
+    async def __call__(self, scope: Any, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await super().__call__(scope, receive, send)
+            return
+        start = time.perf_counter()
+        path = scope["path"]
+        route = path if path in ROUTES else ("/schema" if path.startswith("/schema") else "other")
+        if path == "/v1/playlists" and scope["method"] == "GET" and self.node.lean_hits:
+            service = self.node.service
+            if service is not None:
+                answer = service.fresh_hit(scope["query_string"], _if_none_match(scope))
+                if answer is not None:
+                    headers = [(k.encode(), v.encode()) for k, v in answer.headers.items()]
+                    headers.append(_JSON_HEADER)
+                    headers.append((b"content-length", b"%d" % len(answer.body)))
+                    await send({"type": "http.response.start", "status": answer.status,
+                                "headers": headers})
+                    await send({"type": "http.response.body", "body": answer.body})
+                    self._observe(route, answer.status, start, scope)
+                    return
+        status = 500
+
+        async def send_status(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await super().__call__(scope, receive, send_status)
+        finally:
+            self._observe(route, status, start, scope)
+
+    def _observe(self, route: str, status: int, start: float, scope: Scope) -> None:
+        seconds = time.perf_counter() - start
+        self.node.metrics.request(route, status, seconds)
+        if self.node.settings.access_log:
+            # The path only: query strings carry unmasked prompts.
+            log.info("request", extra={"method": scope["method"], "route": route,
+                                       "status": status, "ms": round(seconds * 1000, 3)})
+
+
+def _if_none_match(scope: Scope) -> str | None:
+    for name, value in scope["headers"]:
+        if name == b"if-none-match":
+            return str(value.decode("latin-1"))
+    return None
+
+
+def create_app(
+    settings: EdgeSettings | None = None,
+    *,
+    artifacts: Artifacts | None = None,
+    clock: Callable[[], float] = time.time,
+    lean_hits: bool = True,
+) -> EdgeApp:
+    """Build an edge app; `artifacts` (already loaded) and `clock` are for tests."""
+    settings = settings or EdgeSettings.from_env()
+    node = EdgeNode(settings, artifacts=artifacts, clock=clock)
+    node.lean_hits = lean_hits
+
+    @asynccontextmanager
+    async def lifespan(_app: Litestar) -> AsyncIterator[None]:
+        logs.configure(settings.log_level)
+        node.start()
+        try:
+            yield
+        finally:
+            await node.close()
+
+    handlers: list[Any] = [
+        controllers.PlaylistController, controllers.healthz, controllers.readyz,
+        controllers.metrics,
+    ]
+    if settings.bench_routes:
+        handlers.append(controllers.bench_bare)
+    app = EdgeApp(
+        route_handlers=handlers,
+        lifespan=[lifespan],
+        exception_handlers=HANDLERS,  # type: ignore[arg-type]
+        openapi_config=OpenAPIConfig(
+            title="Playlist edge", version="1", path="/schema",
+            render_plugins=[SwaggerRenderPlugin()],
+        ),
+        request_max_body_size=settings.max_body_bytes,
+        state=None,
+    )
+    app.state.node = node
+    app.node = node
+    return app
+
+
+def app_from_env() -> EdgeApp:
+    """Factory for ASGI servers: settings from EDGE_* variables, read when called."""
+    return create_app(EdgeSettings.from_env())

@@ -1,0 +1,129 @@
+"""HTTP handlers: thin adapters from Litestar to `PlaylistService` and `EdgeNode`."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import msgspec
+from litestar import Controller, Request, Response, get, post
+from litestar.datastructures import State
+from litestar.openapi.spec import Example
+from litestar.openapi.datastructures import ResponseSpec
+from litestar.params import Parameter
+
+from edge.answers import JSON
+from edge.errors import BadRequest, UnknownSchemaVersion, UnsupportedMediaType
+from edge.metrics import CONTENT_TYPE
+from edge.node import EdgeNode
+from edge.query import check_text
+from edge.schemas import SCHEMA_VERSION, PlaylistBody, PlaylistOut, PlaylistRequest, Problem
+from edge.service import Answer
+
+_PROBLEMS = {
+    400: ResponseSpec(Problem, description="Invalid request", media_type="application/problem+json"),
+    503: ResponseSpec(Problem, description="Overloaded or not ready (Retry-After)",
+                      media_type="application/problem+json"),
+}
+_ANSWERS = {200: ResponseSpec(PlaylistOut, description="A playlist"), **_PROBLEMS}
+
+ListParam = Annotated[list[str] | None, Parameter(description="Repeated or comma-separated")]
+
+
+def _response(answer: Answer) -> Response[bytes]:
+    return Response(answer.body, status_code=answer.status, headers=answer.headers,
+                    media_type=JSON)
+
+
+async def _require_json(request: Request) -> None:
+    """Refuse non-JSON media types and bodies that are not UTF-8 before anything decodes them."""
+    media, _ = request.content_type
+    if media != "application/json" and not media.endswith("+json"):
+        raise UnsupportedMediaType(f"send application/json, not {media or 'no content type'}")
+    body = await request.body()
+    try:
+        body.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise BadRequest(f"body is not valid UTF-8 (byte {exc.start})") from None
+
+
+class PlaylistController(Controller):
+    path = "/v1/playlists"
+
+    @get(responses=_ANSWERS, summary="Playlist for a prompt and/or slots (CDN-cacheable)")
+    async def get_playlist(
+        self,
+        request: Request,
+        state: State,
+        q: Annotated[str | None, Parameter(max_length=2000, description="Free-text prompt",
+                                           examples=[Example(value="rainy sunday jazz")])] = None,
+        mood: ListParam = None,
+        activity: ListParam = None,
+        genre: ListParam = None,
+        exclude: Annotated[list[str] | None, Parameter(
+            description="Genres, moods, 'vocals' or 'explicit' to leave out")] = None,
+        tempo: Annotated[str | None, Parameter(
+            description="slow, medium, fast, a bpm, or a bpm range like 100-120")] = None,
+        explicit: Annotated[bool | None, Parameter(
+            description="false: clean tracks only")] = None,
+        n: Annotated[int | None, Parameter(ge=1, description="Playlist length")] = None,
+    ) -> Response[bytes]:
+        node: EdgeNode = state.node
+        service = node.require()
+        answer = await service.answer_get(
+            request.scope["query_string"], request.headers.get("if-none-match")
+        )
+        return _response(answer)
+
+    @post(responses=_ANSWERS, status_code=200, before_request=_require_json,
+          summary="Playlist from a JSON body; with `user`, personalised and private")
+    async def post_playlist(self, request: Request, state: State, data: PlaylistBody) -> Response[bytes]:
+        node: EdgeNode = state.node
+        if data.schema_version != SCHEMA_VERSION:
+            raise UnknownSchemaVersion(
+                f"schema_version {data.schema_version} is not supported; this node speaks "
+                f"{SCHEMA_VERSION}"
+            )
+        service = node.require()
+        playlist_request = PlaylistRequest(
+            prompt=check_text(data.prompt, "prompt"),
+            slots=data.slots.to_slots() if data.slots is not None else None,
+            n=data.n if data.n is not None else node.settings.default_length,
+            user=data.user,
+        )
+        intent, key = service.intent(playlist_request)
+        answer = await service.answer(
+            playlist_request, intent, key, request.headers.get("if-none-match")
+        )
+        return _response(answer)
+
+
+@get("/healthz", summary="The process is alive", cache_control=None)
+async def healthz() -> Response[bytes]:
+    return Response(b'{"status":"alive"}', media_type=JSON, headers={"cache-control": "no-store"})
+
+
+@get("/readyz", summary="Artifacts loaded and verified, warm-up done; state of each tier",
+     responses={503: ResponseSpec(dict[str, object], description="Not ready")})
+async def readyz(state: State) -> Response[bytes]:
+    node: EdgeNode = state.node
+    ready, doc = await node.readiness()
+    return Response(msgspec.json.encode(doc), status_code=200 if ready else 503, media_type=JSON,
+                    headers={"cache-control": "no-store"})
+
+
+@get("/metrics", summary="Prometheus metrics of this process")
+async def metrics(state: State) -> Response[bytes]:
+    node: EdgeNode = state.node
+    return Response(node.metrics.render(), media_type=CONTENT_TYPE,
+                    headers={"cache-control": "no-store"})
+
+
+@get("/_bench/bare", include_in_schema=False)
+async def bench_bare(request: Request, state: State) -> Response[bytes]:
+    """The answer's bytes from a plain dict: the benchmark's baseline for a Litestar route."""
+    node: EdgeNode = state.node
+    raw = request.scope["query_string"]
+    body = node.bench_bodies.get(raw)
+    if body is None:
+        body = node.bench_bodies[raw] = (await node.require().answer_get(raw, None)).body
+    return Response(body, media_type=JSON)

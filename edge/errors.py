@@ -1,0 +1,61 @@
+"""Errors the edge raises on purpose; each maps to one HTTP status in `edge.problems`.
+
+    EdgeError
+     ├── BadRequest             400  the request is malformed or asks for nothing possible
+     │    └── UnknownSchemaVersion   400  a POST body names a schema_version we do not speak
+     ├── PayloadTooLarge        413
+     ├── UnsupportedMediaType   415
+     ├── Overloaded             503  the compute bulkhead is full (Retry-After)
+     └── NotReady               503  artifacts not loaded or warm-up not done (Retry-After)
+
+`models.errors.IntentError` (a prompt or slot that cannot be served) also maps to 400.
+"""
+
+from __future__ import annotations
+
+
+class EdgeError(Exception):
+    """Base of the edge's own errors; `status` is the HTTP status it becomes."""
+
+    status = 500
+    title = "Internal error"
+    retry_after: int | None = None
+
+
+class BadRequest(EdgeError):
+    status = 400
+    title = "Bad request"
+
+
+class UnknownSchemaVersion(BadRequest):
+    title = "Unknown schema version"
+
+
+class PayloadTooLarge(EdgeError):
+    status = 413
+    title = "Payload too large"
+
+
+class UnsupportedMediaType(EdgeError):
+    status = 415
+    title = "Unsupported media type"
+
+
+class Overloaded(EdgeError):
+    """Too many misses are queued for compute; cache hits are still served."""
+
+    status = 503
+    title = "Overloaded"
+
+    def __init__(self, message: str, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class NotReady(EdgeError):
+    status = 503
+    title = "Not ready"
+
+    def __init__(self, message: str, retry_after: int = 1) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after

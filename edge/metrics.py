@@ -1,0 +1,72 @@
+"""Prometheus metrics of one edge process, in a registry of its own (no global state)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST as CONTENT_TYPE  # noqa: F401 (re-export)
+
+_LATENCY_BUCKETS = (
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+)
+
+
+class Metrics:
+    """Request, cache, compute and rejection metrics; label children are bound once."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.requests = Counter(
+            "edge_requests", "HTTP requests by route and status", ["route", "status"], registry=r
+        )
+        self.latency = Histogram(
+            "edge_request_seconds", "Time from request to response body, by route", ["route"],
+            buckets=_LATENCY_BUCKETS, registry=r,
+        )
+        self.cache = Counter(
+            "edge_cache", "Cache outcomes by tier and kind (hit, miss, stale, coalesced, "
+            "fallback, error, revalidated)", ["tier", "kind"], registry=r,
+        )
+        self.stage = Histogram(
+            "edge_stage_seconds", "Miss path stage durations", ["stage"],
+            buckets=_LATENCY_BUCKETS, registry=r,
+        )
+        self.queue_depth = Gauge(
+            "edge_compute_queue_depth", "Misses admitted to compute (queued or running)",
+            registry=r,
+        )
+        self.batch_size = Histogram(
+            "edge_encoder_batch_size", "Prompts per encoder batch",
+            buckets=(1, 2, 4, 8, 16, 32, 64), registry=r,
+        )
+        self.rejections = Counter(
+            "edge_rejections", "Requests refused before compute, by reason", ["reason"],
+            registry=r,
+        )
+        self.ready = Gauge("edge_ready", "1 when artifacts are loaded and warm", registry=r)
+        self._requests: dict[tuple[str, int], Counter] = {}
+        self._latency: dict[str, Histogram] = {}
+        self._cache: dict[tuple[str, str], Counter] = {}
+
+    def request(self, route: str, status: int, seconds: float) -> None:
+        counter = self._requests.get((route, status))
+        if counter is None:
+            counter = self._requests[route, status] = self.requests.labels(route, str(status))
+        counter.inc()
+        histogram = self._latency.get(route)
+        if histogram is None:
+            histogram = self._latency[route] = self.latency.labels(route)
+        histogram.observe(seconds)
+
+    def cache_outcome(self, tier: str, kind: str) -> None:
+        counter = self._cache.get((tier, kind))
+        if counter is None:
+            counter = self._cache[tier, kind] = self.cache.labels(tier, kind)
+        counter.inc()
+
+    def stages(self, timings: dict[str, float]) -> None:
+        for name, ms in timings.items():
+            self.stage.labels(name).observe(ms / 1000)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

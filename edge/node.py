@@ -1,0 +1,141 @@
+"""`EdgeNode`: what one process serves — settings, metrics, and the service once loaded.
+
+Artifacts load in the background after startup, so /healthz answers at once and /readyz
+says "loading" until the version is verified and warm.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from cache.errors import TierUnavailable
+from cache.memory import MemoryTier
+from cache.tiered import TieredCache
+from edge.compute import ComputePool
+from edge.errors import NotReady
+from edge.metrics import Metrics
+from edge.personalize import UserExclusions
+from edge.service import PlaylistService
+from edge.settings import EdgeSettings
+from models import artifacts as model_artifacts
+from models.artifacts import Artifacts
+from models.errors import ModelError
+from models.ranker import RankParams
+
+log = logging.getLogger("edge.node")
+
+WARMUP_PROMPTS = ["rainy sunday morning jazz", "no vocals, deep focus", "upbeat running mix"]
+
+
+class EdgeNode:
+    """Owns the loaded service and reports readiness."""
+
+    def __init__(
+        self,
+        settings: EdgeSettings,
+        *,
+        artifacts: Artifacts | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.settings = settings
+        self.metrics = Metrics()
+        self.service: PlaylistService | None = None
+        self.state = "loading"
+        self.error = ""
+        self._preloaded = artifacts
+        self._clock = clock
+        self._task: asyncio.Task[None] | None = None
+        self.bench_bodies: dict[bytes, bytes] = {}
+        self.lean_hits = True
+
+    def require(self) -> PlaylistService:
+        """The service, or NotReady (503 + Retry-After) while loading or after a failed load."""
+        if self.service is None:
+            raise NotReady(f"edge node is {self.state}{': ' + self.error if self.error else ''}",
+                           self.settings.retry_after)
+        return self.service
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._load())
+
+    async def wait_ready(self) -> None:
+        if self._task is not None:
+            await asyncio.shield(self._task)
+
+    async def _load(self) -> None:
+        started = time.perf_counter()
+        try:
+            artifacts = self._preloaded or await asyncio.to_thread(
+                model_artifacts.load,
+                Path(self.settings.artifacts),
+                encoder_threads=self.settings.encoder_threads,
+                check=self.settings.verify_artifacts,
+            )
+            service = self._assemble(artifacts)
+            if self.settings.warmup:
+                await service.warm_up(WARMUP_PROMPTS)
+        except (ModelError, OSError) as exc:
+            self.state, self.error = "failed", str(exc)
+            log.error("artifacts failed to load", extra={"error": str(exc)})
+            return
+        self.service, self.state = service, "ready"
+        self.metrics.ready.set(1)
+        log.info(
+            "ready",
+            extra={"version": artifacts.version, "tracks": len(artifacts.catalog),
+                   "seconds": round(time.perf_counter() - started, 2)},
+        )
+
+    def _assemble(self, artifacts: Artifacts) -> PlaylistService:
+        s = self.settings
+        params = RankParams(length=s.default_length, max_length=s.max_length)
+        l1 = MemoryTier(s.l1_bytes, clock=self._clock)
+        cache = TieredCache([l1], clock=self._clock, on_error=self._tier_error)
+        compute = ComputePool(
+            artifacts.generator(params),
+            threads=s.compute_threads,
+            queue_limit=s.compute_queue,
+            window=s.batch_window_ms / 1000,
+            batch_size=s.batch_size,
+            retry_after=s.retry_after,
+            on_batch=self.metrics.batch_size.observe,
+        )
+        self.metrics.queue_depth.set_function(lambda: compute.in_flight)
+        users = UserExclusions(
+            MemoryTier(16 * 1024 * 1024, clock=self._clock, name="users"),
+            max_items=s.user_exclusions_max, clock=self._clock,
+        )
+        return PlaylistService(
+            artifacts, s, l1=l1, cache=cache, compute=compute, exclusions=users,
+            metrics=self.metrics, clock=self._clock,
+        )
+
+    def _tier_error(self, tier: str, exc: TierUnavailable) -> None:
+        self.metrics.cache_outcome(tier, "error")
+        log.warning("cache tier unavailable", extra={"tier": tier, "error": str(exc)})
+
+    async def readiness(self) -> tuple[bool, dict[str, object]]:
+        """(ready?, the /readyz document)."""
+        doc: dict[str, object] = {"status": self.state}
+        if self.error:
+            doc["error"] = self.error
+        service = self.service
+        if service is not None:
+            doc["version"] = service.version
+            doc["tiers"] = {t.name: str(await t.state()) for t in service.cache.tiers}
+            doc["compute"] = {
+                "in_flight": service.compute.in_flight,
+                "limit": service.compute.queue_limit,
+                "state": "degraded" if service.compute.overloaded else "ok",
+            }
+        return service is not None, doc
+
+    async def close(self) -> None:
+        if self._task is not None and not self._task.done():
+            self._task.cancel()
+        if self.service is not None:
+            await self.service.close()

@@ -1,0 +1,75 @@
+"""One exception handler: the project's errors and Litestar's HTTP errors → problem+json.
+
+RFC 9457 documents with a `type` URI per kind of problem, the status, a title and a detail
+that says what was wrong. Only known exception classes are mapped; anything else is a bug
+and stays a 500.
+"""
+
+from __future__ import annotations
+
+import re
+
+import msgspec
+from litestar import Request, Response
+from litestar.exceptions import HTTPException, ValidationException
+
+from edge.errors import EdgeError
+from edge.schemas import Problem
+from models.errors import IntentError
+
+PROBLEM_JSON = "application/problem+json"
+
+
+def _slug(title: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", title.lower()).strip("-")
+
+
+def _validation_detail(exc: ValidationException) -> str:
+    parts = []
+    for item in exc.extra if isinstance(exc.extra, list) else []:
+        if isinstance(item, dict):
+            where = item.get("key") or item.get("source") or ""
+            parts.append(f"{where}: {item.get('message', '')}".strip(": "))
+    return "; ".join(parts) or str(exc.detail)
+
+
+def problem_response(request: Request, exc: Exception) -> Response[bytes]:
+    """Map EdgeError, IntentError and Litestar HTTPException to a problem+json response."""
+    headers: dict[str, str] = {}
+    if isinstance(exc, EdgeError):
+        status, title, detail = exc.status, exc.title, str(exc)
+        if exc.retry_after is not None:
+            headers["retry-after"] = str(exc.retry_after)
+    elif isinstance(exc, IntentError):
+        status, title, detail = 400, "Bad request", str(exc)
+    elif isinstance(exc, ValidationException):
+        status, title, detail = exc.status_code, "Invalid request", _validation_detail(exc)
+    elif isinstance(exc, HTTPException):
+        status, title, detail = exc.status_code, _title(exc.status_code), str(exc.detail)
+        headers.update(exc.headers or {})
+    else:  # registered only for the classes above
+        raise exc
+    problem = Problem(
+        type=f"/problems/{_slug(title)}",
+        title=title,
+        status=status,
+        detail=detail,
+        instance=request.url.path,
+    )
+    return Response(
+        msgspec.json.encode(problem), status_code=status, media_type=PROBLEM_JSON,
+        headers={"cache-control": "no-store", **headers},
+    )
+
+
+def _title(status: int) -> str:
+    from http import HTTPStatus
+
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return "Error"
+
+
+HANDLERS = {EdgeError: problem_response, IntentError: problem_response,
+            HTTPException: problem_response}

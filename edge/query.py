@@ -1,0 +1,136 @@
+"""GET /v1/playlists query strings → `PlaylistRequest`, canonically.
+
+Parameters may come in any order, repeated or comma-separated (`mood=calm&mood=happy` is
+`mood=calm,happy`), in any case; the intent's canonical form then sorts and deduplicates, so
+equivalent URLs share one cache key. Unknown parameters are refused rather than ignored: a
+typo (`genres=`) would otherwise silently widen the answer and split the CDN cache.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from urllib.parse import parse_qsl
+
+from edge.errors import BadRequest
+from edge.schemas import PlaylistRequest
+from models import vocab
+from models.intent import Slots
+
+PARAMS = ("q", "mood", "activity", "genre", "exclude", "tempo", "explicit", "n")
+_SCALARS = {"q", "tempo", "explicit", "n"}
+_TRUE = {"true", "1", "yes"}
+_FALSE = {"false", "0", "no"}
+MAX_QUERY_BYTES = 4096
+MAX_VALUES = 16
+
+
+def check_text(text: str, what: str) -> str:
+    """Refuse control characters (tab, newline and carriage return are whitespace)."""
+    for char in text:
+        if char < " " and char not in "\t\n\r" or "\x7f" <= char <= "\x9f":
+            raise BadRequest(f"{what} contains control character U+{ord(char):04X}")
+    return text
+
+
+def _values(pairs: list[tuple[str, str]], name: str) -> list[str]:
+    found = [v for k, v in pairs if k == name]
+    if name in _SCALARS and len(found) > 1:
+        raise BadRequest(f"parameter {name!r} is given {len(found)} times; give it once")
+    items = [check_text(p.strip(), name) for v in found for p in v.split(",")]
+    items = [i for i in items if i]
+    if len(items) > MAX_VALUES:
+        raise BadRequest(f"parameter {name!r} has {len(items)} values; at most {MAX_VALUES}")
+    return items
+
+
+def parse_tempo(text: str) -> tuple[float, float]:
+    """A tempo word ("slow"), a bpm ("120") or a bpm range ("100-120")."""
+    word = text.casefold()
+    if word in vocab.TEMPO_WORDS:
+        return vocab.TEMPO_WORDS[word]
+    low, _, high = word.removesuffix("bpm").strip().partition("-")
+    try:
+        lo = float(low)
+        hi = float(high) if high else None
+    except ValueError:
+        raise BadRequest(
+            f"tempo {text!r} is not a bpm, a range like 100-120, or one of "
+            f"{', '.join(sorted(vocab.TEMPO_WORDS))}"
+        ) from None
+    if hi is None:
+        lo, hi = lo - vocab.BPM_TOLERANCE, lo + vocab.BPM_TOLERANCE
+        lo, hi = max(vocab.MIN_BPM, lo), min(vocab.MAX_BPM, hi)
+    if not (vocab.MIN_BPM <= lo <= hi <= vocab.MAX_BPM):
+        raise BadRequest(f"tempo {text!r} must lie within {vocab.MIN_BPM:g}-{vocab.MAX_BPM:g} bpm")
+    return (lo, hi)
+
+
+def parse_flag(text: str, name: str) -> bool:
+    word = text.casefold()
+    if word in _TRUE:
+        return True
+    if word in _FALSE:
+        return False
+    raise BadRequest(f"parameter {name!r} must be true or false, got {text!r}")
+
+
+def parse_length(text: str, max_length: int) -> int:
+    if not text.isdigit() or not 1 <= int(text) <= max_length:
+        raise BadRequest(f"n must be a whole number from 1 to {max_length}, got {text!r}")
+    return int(text)
+
+
+def parse_query(
+    raw: bytes, *, genres: Collection[str], default_length: int, max_length: int
+) -> PlaylistRequest:
+    """Parse and validate a raw query string; every problem raises `BadRequest`."""
+    if len(raw) > MAX_QUERY_BYTES:
+        raise BadRequest(f"query string is {len(raw)} bytes; the limit is {MAX_QUERY_BYTES}")
+    try:
+        pairs = parse_qsl(
+            raw.decode("utf-8"), keep_blank_values=True, errors="strict", max_num_fields=64
+        )
+    except UnicodeDecodeError:
+        raise BadRequest("query string is not valid UTF-8 (raw or percent-encoded)") from None
+    except ValueError as exc:  # too many fields
+        raise BadRequest(f"query string: {exc}") from None
+    if unknown := sorted({k for k, _ in pairs} - set(PARAMS)):
+        raise BadRequest(f"unknown parameter(s) {unknown}; known: {', '.join(PARAMS)}")
+    prompt = " ".join(_values(pairs, "q"))
+    excluded: dict[str, list[str]] = {"genre": [], "mood": [], "attribute": []}
+    explicit_values = _values(pairs, "explicit")
+    explicit = parse_flag(explicit_values[0], "explicit") if explicit_values else None
+    for value in _values(pairs, "exclude"):
+        word = value.casefold()
+        genre = vocab.canonical_genre(word)
+        if word == "explicit":
+            if explicit is True:
+                raise BadRequest("contradictory parameters: explicit=true and exclude=explicit")
+            explicit = False
+        elif word in vocab.MOOD_BY_NAME:
+            excluded["mood"].append(word)
+        elif genre in genres:
+            excluded["genre"].append(genre)
+        elif word in ("vocals", "vocal"):
+            excluded["attribute"].append("vocals")
+        else:
+            raise BadRequest(
+                f"cannot exclude {value!r}: not a known genre, mood, 'vocals' or 'explicit'"
+            )
+    tempo = _values(pairs, "tempo")
+    length = _values(pairs, "n")
+    slots = Slots(
+        moods=tuple(_values(pairs, "mood")),
+        activities=tuple(_values(pairs, "activity")),
+        genres=tuple(_values(pairs, "genre")),
+        exclude_genres=tuple(excluded["genre"]),
+        exclude_moods=tuple(excluded["mood"]),
+        exclude_attributes=tuple(excluded["attribute"]),
+        tempo=parse_tempo(tempo[0]) if tempo else None,
+        explicit=explicit,
+    )
+    return PlaylistRequest(
+        prompt=check_text(prompt, "q"),
+        slots=None if slots.is_empty() else slots,
+        n=parse_length(length[0], max_length) if length else default_length,
+    )

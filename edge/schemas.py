@@ -1,0 +1,105 @@
+"""Wire formats: the POST body, the response document, and the request both forms become."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import msgspec
+from msgspec import Meta
+
+from models.intent import Slots
+
+SCHEMA_VERSION = 1
+
+Name = Annotated[str, Meta(min_length=1, max_length=64)]
+Names = Annotated[list[Name], Meta(max_length=16)]
+Bpm = Annotated[float, Meta(ge=0, le=300)]
+Year = Annotated[int, Meta(ge=1900, le=2100)]
+
+
+class SlotsBody(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """Structured slots of a POST; set fields override what the prompt text says."""
+
+    moods: Names = []
+    activities: Names = []
+    genres: Names = []
+    exclude_genres: Names = []
+    exclude_moods: Names = []
+    exclude_attributes: Names = []
+    tempo: tuple[Bpm, Bpm] | None = None
+    era: tuple[Year, Year] | None = None
+    explicit: bool | None = None
+
+    def to_slots(self) -> Slots:
+        return Slots(
+            moods=tuple(self.moods),
+            activities=tuple(self.activities),
+            genres=tuple(self.genres),
+            exclude_genres=tuple(self.exclude_genres),
+            exclude_moods=tuple(self.exclude_moods),
+            exclude_attributes=tuple(self.exclude_attributes),
+            tempo=self.tempo,
+            era=self.era,
+            explicit=self.explicit,
+        )
+
+
+class PlaylistBody(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """POST /v1/playlists: free text and/or slots. `schema_version` is required."""
+
+    schema_version: int
+    prompt: Annotated[str, Meta(max_length=2000)] = ""
+    slots: SlotsBody | None = None
+    n: Annotated[int, Meta(ge=1, le=1000)] | None = None
+    user: Annotated[str, Meta(min_length=1, max_length=256)] | None = None
+
+
+class PlaylistRequest(msgspec.Struct, frozen=True):
+    """What GET and POST both reduce to before the intent is parsed."""
+
+    prompt: str
+    slots: Slots | None
+    n: int
+    user: str | None = None
+
+
+class TrackOut(msgspec.Struct, frozen=True):
+    id: str
+    title: str
+    artist: str
+    score: float
+
+
+class CacheInfo(msgspec.Struct, frozen=True):
+    tier: str
+    """Where the answer came from: L1, MISS (computed), STALE, FALLBACK."""
+    age: int
+    """Seconds since the answer was computed."""
+
+
+class PlaylistHead(msgspec.Struct, frozen=True):
+    """Everything of an answer except `cache`, which is appended per response."""
+
+    tracks: list[TrackOut]
+    prompt: str
+    slots: Slots
+    n: int
+    version: str
+    fingerprint: str
+    degraded: bool
+
+
+class PlaylistOut(PlaylistHead, frozen=True):
+    """The response document (for the OpenAPI schema; bodies are spliced from bytes)."""
+
+    cache: CacheInfo
+
+
+class Problem(msgspec.Struct, frozen=True, omit_defaults=True):
+    """RFC 9457 problem details."""
+
+    type: str
+    title: str
+    status: int
+    detail: str
+    instance: str = ""

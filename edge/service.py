@@ -1,0 +1,303 @@
+"""`PlaylistService`: the request path from a validated request to response bytes.
+
+    intent → key → TieredCache → (miss) single-flight compute → store → personalise → answer
+
+Freshness decides what a cached entry is good for: fresh entries are served as hits; stale
+ones inside the revalidation window are served at once while one background computation
+replaces them; older ones are recomputed, and served only if that fails (stale-if-error).
+When the encoder or index fails or is too slow, the precomputed fallback lists answer,
+flagged degraded, kept briefly in L1 only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+
+import msgspec
+from cachetools import LRUCache
+
+from cache.base import Entry
+from cache.flight import SingleFlight
+from cache.memory import MemoryTier
+from cache.policy import FreshnessPolicy
+from cache.tiered import TieredCache
+from edge import answers
+from edge.compute import ComputePool
+from edge.errors import BadRequest, Overloaded
+from edge.metrics import Metrics
+from edge.personalize import UserExclusions, user_hash
+from edge.query import parse_query
+from edge.schemas import PlaylistRequest
+from edge.settings import EdgeSettings
+from models.artifacts import Artifacts
+from models.errors import ModelError
+from models.intent import Intent
+from models.ranker import fingerprint
+
+log = logging.getLogger("edge.service")
+Clock = Callable[[], float]
+
+
+class Answer(msgspec.Struct):
+    """What a handler sends: status, body bytes and headers."""
+
+    status: int
+    body: bytes
+    headers: dict[str, str]
+
+
+class _ComputeFailed(Exception):
+    """The miss path failed or timed out; the caller serves stale or the fallback."""
+
+
+class PlaylistService:
+    """Answers playlist requests for one loaded artifact version."""
+
+    def __init__(
+        self,
+        artifacts: Artifacts,
+        settings: EdgeSettings,
+        *,
+        l1: MemoryTier,
+        cache: TieredCache,
+        compute: ComputePool,
+        exclusions: UserExclusions,
+        metrics: Metrics,
+        clock: Clock = time.time,
+    ) -> None:
+        self.artifacts = artifacts
+        self.version = artifacts.version
+        self.settings = settings
+        self.l1 = l1
+        self.cache = cache
+        self.compute = compute
+        self.exclusions = exclusions
+        self.metrics = metrics
+        self._clock = clock
+        self._policy = FreshnessPolicy(
+            fresh=settings.ttl,
+            revalidate=settings.stale_while_revalidate,
+            stale_if_error=settings.stale_if_error,
+            jitter=settings.ttl_jitter,
+        )
+        self._policy.rng.seed(settings.seed)
+        self.headers = answers.HeaderPolicy(
+            revalidate=settings.stale_while_revalidate,
+            stale_if_error=settings.stale_if_error,
+            fallback_ttl=settings.fallback_ttl,
+            private_max_age=settings.private_max_age,
+        )
+        self._flights: SingleFlight[Entry] = SingleFlight()
+        self._background: set[asyncio.Task[Entry]] = set()
+        # Raw query string → cache key, so repeated URLs skip parsing on the hit path.
+        self._keys: LRUCache[bytes, str] = LRUCache(maxsize=settings.key_memo)
+        self._genres = artifacts.parser.genres
+
+    # -- request forms -------------------------------------------------------------------
+
+    def parse_get(self, raw_query: bytes) -> PlaylistRequest:
+        s = self.settings
+        return parse_query(
+            raw_query, genres=self._genres, default_length=s.default_length, max_length=s.max_length
+        )
+
+    def intent(self, request: PlaylistRequest) -> tuple[Intent, str]:
+        if not 1 <= request.n <= self.settings.max_length:
+            raise BadRequest(f"n must be from 1 to {self.settings.max_length}, got {request.n}")
+        intent = self.artifacts.parser.parse(request.prompt, request.slots)
+        return intent, intent.key(self.version, request.n)
+
+    # -- the lean hit path ---------------------------------------------------------------
+
+    def fresh_hit(self, raw_query: bytes, if_none_match: str | None) -> Answer | None:
+        """A fresh L1 hit for a GET query string, without awaiting anything; else None.
+
+        Only keys already seen by the full path are known here, so validation is the
+        same: a query that was never parsed successfully is never answered here.
+        """
+        start = time.perf_counter()
+        key = self._keys.get(raw_query)
+        if key is None:
+            return None
+        entry = self.l1.peek(key)
+        if entry is None:
+            return None
+        now = self._clock()
+        if not entry.is_fresh(now) or not entry.shared:
+            return None
+        self.metrics.cache_outcome("l1", "hit")
+        lookup_ms = (time.perf_counter() - start) * 1000
+        return self._respond(entry, "HIT-L1", now, if_none_match, {"l1": lookup_ms}, start)
+
+    # -- the full path -------------------------------------------------------------------
+
+    async def answer_get(self, raw_query: bytes, if_none_match: str | None) -> Answer:
+        request = self.parse_get(raw_query)
+        intent, key = self.intent(request)
+        self._keys[raw_query] = key
+        return await self.answer(request, intent, key, if_none_match)
+
+    async def answer(
+        self, request: PlaylistRequest, intent: Intent, key: str, if_none_match: str | None
+    ) -> Answer:
+        start = time.perf_counter()
+        lookup = await self.cache.get(key)
+        timings = {"l1": (time.perf_counter() - start) * 1000}
+        now = self._clock()
+        if lookup is not None and lookup.entry.is_fresh(now):
+            entry, label = lookup.entry, _hit_label(lookup.entry, lookup.tier)
+            self.metrics.cache_outcome(lookup.tier, "hit" if entry.shared else "fallback")
+        elif lookup is not None and now < lookup.entry.revalidate_until:
+            entry, label = lookup.entry, "STALE"
+            self.metrics.cache_outcome(lookup.tier, "stale")
+            self._revalidate(key, intent, request.n)
+        else:
+            stale = lookup.entry if lookup is not None else None
+            entry, label = await self._miss(key, intent, request.n, stale, timings)
+        if request.user is not None:
+            return await self._personal(entry, label, request, intent, now, timings, start)
+        return self._respond(entry, label, now, if_none_match, timings, start)
+
+    async def _miss(
+        self, key: str, intent: Intent, n: int, stale: Entry | None, timings: dict[str, float]
+    ) -> tuple[Entry, str]:
+        task, leader = self._flights.start(key, lambda: self._produce(key, intent, n, timings))
+        try:
+            entry = await asyncio.shield(task)
+        except Overloaded:
+            if stale is None:
+                self.metrics.rejections.labels("overload").inc()
+                raise
+            self.metrics.cache_outcome("compute", "stale")
+            return stale, "STALE"
+        except _ComputeFailed:
+            if stale is not None:
+                self.metrics.cache_outcome("compute", "stale")
+                return stale, "STALE"
+            return await self._fallback(key, intent, n), "FALLBACK"
+        self.metrics.cache_outcome("compute", "miss" if leader else "coalesced")
+        return entry, "MISS"
+
+    async def _produce(self, key: str, intent: Intent, n: int, timings: dict[str, float]) -> Entry:
+        with self.compute.admit():
+            try:
+                async with asyncio.timeout(self.settings.compute_timeout):
+                    playlist, stage_ms = await self.compute.generate(intent, n)
+            except (ModelError, TimeoutError) as exc:
+                log.warning(
+                    "compute failed",
+                    extra={"key": key, "prompt": intent.text, "error": repr(exc)},
+                )
+                raise _ComputeFailed(str(exc)) from exc
+        body = answers.render(self.artifacts.catalog, playlist, intent, n)
+        entry = self._policy.entry(
+            body, now=self._clock(), etag=playlist.fingerprint,
+            tags=answers.surrogate_keys(intent, key, self.version),
+        )
+        await self.cache.set(key, entry)
+        timings.update(
+            encode=stage_ms.get("tokenize", 0.0) + stage_ms.get("encode", 0.0),
+            search=stage_ms.get("search", 0.0),
+            rank=stage_ms.get("rank", 0.0),
+        )
+        self.metrics.stages(stage_ms)
+        return entry
+
+    async def _fallback(self, key: str, intent: Intent, n: int) -> Entry:
+        self.metrics.cache_outcome("compute", "fallback")
+        playlist = self.compute.generator.fallback(intent, n)
+        body = answers.render(self.artifacts.catalog, playlist, intent, n)
+        entry = self._policy.entry(
+            body, now=self._clock(), etag=playlist.fingerprint, fresh=self.settings.fallback_ttl,
+            tags=answers.surrogate_keys(intent, key, self.version), shared=False,
+        )
+        await self.cache.set(key, entry)
+        return entry
+
+    def _revalidate(self, key: str, intent: Intent, n: int) -> None:
+        if key in self._flights:
+            return
+        if self.compute.overloaded:
+            self.metrics.rejections.labels("revalidate-overload").inc()
+            return
+        task, _ = self._flights.start(key, lambda: self._produce(key, intent, n, {}))
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+        self.metrics.cache_outcome("compute", "revalidated")
+
+    # -- responses -----------------------------------------------------------------------
+
+    def _respond(
+        self,
+        entry: Entry,
+        label: str,
+        now: float,
+        if_none_match: str | None,
+        timings: dict[str, float],
+        start: float,
+    ) -> Answer:
+        age = int(entry.age(now))
+        timings["total"] = (time.perf_counter() - start) * 1000
+        headers = self.headers.headers(entry, label=label, age=age, timings=timings)
+        if answers.etag_matches(if_none_match, entry.etag):
+            return Answer(304, b"", headers)
+        tier = label.removeprefix("HIT-") if label.startswith("HIT-") else label
+        return Answer(200, answers.finish(entry.body, tier, age), headers)
+
+    async def _personal(
+        self,
+        entry: Entry,
+        label: str,
+        request: PlaylistRequest,
+        intent: Intent,
+        now: float,
+        timings: dict[str, float],
+        start: float,
+    ) -> Answer:
+        """The shared answer minus this user's excluded tracks, backfilled; never cached shared."""
+        assert request.user is not None
+        excluded = await self.exclusions.get(request.user)
+        head = answers.parse_head(entry.body)
+        kept = [t for t in head.tracks if t.id not in excluded]
+        if len(kept) < len(head.tracks):
+            seen = {t.id for t in kept} | excluded
+            extra = self.compute.generator.fallback(intent, self.settings.max_length)
+            records = self.artifacts.catalog.tracks(extra.rows)
+            for record, score in zip(records, extra.scores, strict=True):
+                if len(kept) >= request.n:
+                    break
+                if record["id"] not in seen:
+                    kept.append(answers.TrackOut(record["id"], record["title"],
+                                                 record["artist"], score))
+        ids = [t.id for t in kept]
+        print_ = fingerprint(self.version, ids)
+        personal = msgspec.structs.replace(head, tracks=kept, fingerprint=print_)
+        age = int(entry.age(now))
+        timings["total"] = (time.perf_counter() - start) * 1000
+        headers = self.headers.headers(
+            entry, label=label, age=age, timings=timings, etag=print_, private=True
+        )
+        log.debug("personalised", extra={"user": user_hash(request.user), "dropped":
+                                         len(head.tracks) - len(kept)})
+        tier = label.removeprefix("HIT-") if label.startswith("HIT-") else label
+        return Answer(200, answers.finish(answers.encode_head(personal), tier, age), headers)
+
+    async def warm_up(self, prompts: list[str]) -> None:
+        """Run prompts through the miss path (not cached) so first requests are not slow."""
+        for prompt in prompts:
+            intent = self.artifacts.parser.parse(prompt)
+            with self.compute.admit():
+                await self.compute.generate(intent, self.settings.default_length)
+
+    async def close(self) -> None:
+        for task in list(self._background):
+            task.cancel()
+        self.compute.close()
+
+
+def _hit_label(entry: Entry, tier: str) -> str:
+    return f"HIT-{tier.upper()}" if entry.shared else "FALLBACK"
+

@@ -1,0 +1,119 @@
+"""`EdgeSettings`: every knob of an edge node, read from `EDGE_*` variables in one place."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+
+import msgspec
+
+PREFIX = "EDGE_"
+
+
+class EdgeSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    """Settings of one edge node; `from_env` fills them from `EDGE_<FIELD>` variables."""
+
+    artifacts: str = "artifacts/default"
+    """Artifact folder to serve (built by `python -m models build`)."""
+    host: str = "127.0.0.1"
+    """Address to listen on."""
+    port: int = 8000
+    """TCP port to listen on."""
+    workers: int = 1
+    """Server processes; each loads the artifacts and keeps its own L1."""
+    verify_artifacts: bool = True
+    """Check every artifact file's sha256 against the manifest at startup."""
+    l1_bytes: int = 64 * 1024 * 1024
+    """Byte budget of the in-process L1 (response bytes plus per-entry overhead)."""
+    ttl: float = 3600.0
+    """Seconds a shared answer stays fresh (Cache-Control max-age), before jitter."""
+    ttl_jitter: float = 0.1
+    """Fraction by which each answer's freshness is randomly shortened or lengthened."""
+    stale_while_revalidate: float = 600.0
+    """Seconds after expiry a stale answer is served while it is recomputed."""
+    stale_if_error: float = 86400.0
+    """Seconds after expiry a stale answer is served when recomputing fails."""
+    fallback_ttl: float = 10.0
+    """Seconds a degraded (fallback) answer may be cached; it never enters shared tiers."""
+    private_max_age: float = 60.0
+    """max-age of personalised (Cache-Control: private) answers."""
+    default_length: int = 30
+    """Playlist length when a request gives no n."""
+    max_length: int = 100
+    """Largest n a request may ask for."""
+    max_body_bytes: int = 8192
+    """Largest POST body accepted."""
+    encoder_threads: int = 2
+    """onnxruntime intra-op threads of the prompt encoder."""
+    compute_threads: int = 1
+    """Threads that run index search and ranking for misses."""
+    compute_queue: int = 64
+    """Misses admitted at once (queued or running); beyond it misses get 503."""
+    compute_timeout: float = 2.0
+    """Seconds a miss may take before the fallback answers instead."""
+    batch_window_ms: float = 2.0
+    """How long the first queued prompt waits for others to share its encoder batch."""
+    batch_size: int = 32
+    """Most prompts encoded in one batch."""
+    retry_after: int = 1
+    """Retry-After seconds sent with 503 answers."""
+    key_memo: int = 16384
+    """Raw query strings remembered with their cache key, to skip parsing on repeats."""
+    user_exclusions_max: int = 500
+    """Most excluded tracks kept per user."""
+    warmup: bool = True
+    """Run a few prompts through the miss path before reporting ready."""
+    access_log: bool = False
+    """Log one JSON line per request (misses and errors are always logged)."""
+    log_level: str = "info"
+    """Level of the JSON logs on stderr."""
+    seed: int = 0
+    """Seed of the TTL jitter."""
+    bench_routes: bool = False
+    """Expose /_bench/bare, the same bytes from a plain dict, for `loadtest.bench http`."""
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None, **overrides: object) -> EdgeSettings:
+        """Settings from `EDGE_*` variables (default: the process environment), then overrides."""
+        env = os.environ if env is None else env
+        fields = {f.lower(): None for f in cls.__struct_fields__}
+        values: dict[str, object] = {}
+        for name, value in env.items():
+            if name.startswith(PREFIX) and name[len(PREFIX) :].lower() in fields:
+                values[name[len(PREFIX) :].lower()] = value
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        try:
+            settings = msgspec.convert(values, cls, strict=False)
+        except msgspec.ValidationError as exc:
+            raise ValueError(f"bad EDGE_* setting: {exc}") from exc
+        settings.check()
+        return settings
+
+    def check(self) -> None:
+        """Reject values no node can run with."""
+        problems = [
+            f"{name} must be positive"
+            for name in ("port", "workers", "l1_bytes", "ttl", "default_length", "max_length",
+                         "max_body_bytes", "encoder_threads", "compute_threads", "compute_queue",
+                         "compute_timeout", "batch_size", "retry_after")
+            if getattr(self, name) <= 0
+        ]
+        if not 0 <= self.ttl_jitter < 1:
+            problems.append("ttl_jitter must be in [0, 1)")
+        if not 1 <= self.default_length <= self.max_length:
+            problems.append("default_length must be within 1..max_length")
+        if problems:
+            raise ValueError("bad EDGE_* settings: " + "; ".join(problems))
+
+    def env(self) -> dict[str, str]:
+        """These settings as EDGE_* variables (passed to server worker processes)."""
+        return {
+            PREFIX + name.upper(): _env_value(getattr(self, name))
+            for name in self.__struct_fields__
+        }
+
+
+def _env_value(value: object) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
