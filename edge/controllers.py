@@ -9,7 +9,7 @@ from litestar import Controller, Request, Response, get, post
 from litestar.datastructures import State
 from litestar.openapi.spec import Example
 from litestar.openapi.datastructures import ResponseSpec
-from litestar.params import Parameter
+from litestar.params import JSONBody, Parameter
 
 from edge.answers import JSON
 from edge.errors import BadRequest, UnknownSchemaVersion, UnsupportedMediaType
@@ -76,7 +76,7 @@ class PlaylistController(Controller):
 
     @post(responses=_ANSWERS, status_code=200, before_request=_require_json,
           summary="Playlist from a JSON body; with `user`, personalised and private")
-    async def post_playlist(self, request: Request, state: State, data: PlaylistBody) -> Response[bytes]:
+    async def post_playlist(self, request: Request, state: State, data: JSONBody[PlaylistBody]) -> Response[bytes]:
         node: EdgeNode = state.node
         if data.schema_version != SCHEMA_VERSION:
             raise UnknownSchemaVersion(
@@ -102,8 +102,7 @@ async def healthz() -> Response[bytes]:
     return Response(b'{"status":"alive"}', media_type=JSON, headers={"cache-control": "no-store"})
 
 
-@get("/readyz", summary="Artifacts loaded and verified, warm-up done; state of each tier",
-     responses={503: ResponseSpec(dict[str, object], description="Not ready")})
+@get("/readyz", summary="Artifacts loaded and verified, warm-up done; state of each tier (503 until)")
 async def readyz(state: State) -> Response[bytes]:
     node: EdgeNode = state.node
     ready, doc = await node.readiness()

@@ -105,6 +105,9 @@ class PromptEncoder:
             options = ort.SessionOptions()
             options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
             options.intra_op_num_threads = intra_op_threads
+            # Idle pool threads sleep instead of spinning: spinning threads would take the
+            # cores that search, ranking and the event loop need between encoder batches.
+            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
             options.inter_op_num_threads = inter_op_threads
             self._session = ort.InferenceSession(
                 str(onnx_path), sess_options=options, providers=["CPUExecutionProvider"]

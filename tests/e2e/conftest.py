@@ -1,0 +1,57 @@
+"""Edge apps over the real 20k-track artifact (int8 encoder), driven in-process over ASGI."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+
+import httpx
+import pytest
+
+from edge.app import EdgeApp, create_app
+from edge.service import PlaylistService
+from edge.settings import EdgeSettings
+from models.artifacts import Artifacts
+from tests.clock import FakeClock
+
+class Client(httpx.AsyncClient):
+    """An httpx client wired to one app in this event loop (requests really run concurrently)."""
+
+    app: EdgeApp
+ClientFactory = Callable[..., AbstractAsyncContextManager[Client]]
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def edge(loaded: Artifacts, clock: FakeClock) -> ClientFactory:
+    """`async with edge(**settings) as client`: a ready app over the shared artifacts."""
+
+    @asynccontextmanager
+    async def make(*, lean_hits: bool = True, **overrides: object) -> AsyncIterator[Client]:
+        settings = EdgeSettings(**{"warmup": False, "verify_artifacts": False, **overrides})
+        app = create_app(settings, artifacts=loaded, clock=clock, lean_hits=lean_hits)
+        transport = httpx.ASGITransport(app=app)
+        async with app.lifespan(), Client(transport=transport, base_url="http://edge") as client:
+            client.app = app
+            await app.node.wait_ready()
+            assert app.node.service is not None, app.node.error
+            yield client
+
+    return make
+
+
+def service_of(client: Client) -> PlaylistService:
+    service = client.app.node.service
+    assert service is not None
+    return service
+
+
+async def settle() -> None:
+    """Let background revalidations scheduled by the last request finish."""
+    for _ in range(200):
+        await asyncio.sleep(0.01)

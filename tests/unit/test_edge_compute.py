@@ -1,0 +1,88 @@
+"""The micro-batcher groups concurrent prompts; the bulkhead refuses beyond its limit."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+
+from edge.compute import ComputePool, MicroBatcher
+from edge.errors import Overloaded
+from models.generator import PlaylistGenerator, Timings
+
+
+def _recording_embed(batches: list[list[str]], gate: threading.Event | None = None):
+    def embed(texts: list[str], timings: Timings) -> np.ndarray:
+        if gate is not None:
+            gate.wait(5)
+        batches.append(list(texts))
+        return np.array([[float(len(t))] for t in texts], dtype=np.float32)
+
+    return embed
+
+
+async def test_concurrent_prompts_share_one_batch() -> None:
+    """Prompts arriving within the window are encoded together, each getting its own row."""
+    batches: list[list[str]] = []
+    with ThreadPoolExecutor(1) as pool:
+        batcher = MicroBatcher(_recording_embed(batches), pool, window=0.05, batch_size=32)
+        texts = ["a", "bb", "ccc", "dddd"]
+        results = await asyncio.gather(*(batcher.embed(t) for t in texts))
+    assert batches == [texts]
+    assert [float(v[0]) for v, _ in results] == [1.0, 2.0, 3.0, 4.0]
+
+
+async def test_a_full_batch_goes_at_once_and_the_rest_follows() -> None:
+    """More prompts than batch_size split into batches no larger than it."""
+    batches: list[list[str]] = []
+    with ThreadPoolExecutor(1) as pool:
+        batcher = MicroBatcher(_recording_embed(batches), pool, window=10.0, batch_size=3)
+        results = await asyncio.gather(*(batcher.embed(str(i) * (i + 1)) for i in range(7)))
+    assert [len(b) for b in batches] == [3, 3, 1]
+    assert [float(v[0]) for v, _ in results] == [float(i + 1) for i in range(7)]
+
+
+async def test_arrivals_during_a_batch_wait_for_it_then_go_together() -> None:
+    """While the encoder is busy, new prompts gather into the next batch."""
+    batches: list[list[str]] = []
+    gate = threading.Event()
+    with ThreadPoolExecutor(1) as pool:
+        batcher = MicroBatcher(_recording_embed(batches, gate), pool, window=0, batch_size=32)
+        first = asyncio.ensure_future(batcher.embed("first"))
+        await asyncio.sleep(0.01)
+        later = [asyncio.ensure_future(batcher.embed(t)) for t in ("x", "y", "z")]
+        await asyncio.sleep(0.01)
+        gate.set()
+        await asyncio.gather(first, *later)
+    assert batches == [["first"], ["x", "y", "z"]]
+
+
+async def test_encoder_errors_reach_every_caller_of_the_batch() -> None:
+    def broken(texts: list[str], timings: Timings) -> np.ndarray:
+        raise RuntimeError("onnx down")
+
+    with ThreadPoolExecutor(1) as pool:
+        batcher = MicroBatcher(broken, pool, window=0.01, batch_size=8)
+        results = await asyncio.gather(batcher.embed("a"), batcher.embed("b"),
+                                       return_exceptions=True)
+    assert all(isinstance(r, RuntimeError) for r in results)
+
+
+def test_bulkhead_refuses_beyond_its_limit(fake_generator: PlaylistGenerator) -> None:
+    """The (limit+1)-th admission raises Overloaded with a Retry-After; leaving frees a place."""
+    pool = ComputePool(fake_generator, threads=1, queue_limit=2, window=0, batch_size=4,
+                       retry_after=3)
+    try:
+        with pool.admit(), pool.admit():
+            assert pool.overloaded
+            with pytest.raises(Overloaded) as caught, pool.admit():
+                pass
+            assert caught.value.retry_after == 3
+        assert pool.in_flight == 0
+        with pool.admit():
+            assert pool.in_flight == 1
+    finally:
+        pool.close()
