@@ -8,7 +8,7 @@ CATALOG ?= synthetic:20000
 PROMPT ?= rainy sunday morning jazz, no vocals
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: setup run test lint artifacts redis-server
+.PHONY: setup run query test lint artifacts redis-server bench-deps
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -30,7 +30,15 @@ $(ARTIFACTS)/manifest.json: | $(VENV)/.installed
 artifacts: $(ARTIFACTS)/manifest.json
 
 run: setup artifacts
+	$(PY) -m edge --artifacts $(ARTIFACTS)
+
+query: setup artifacts
 	$(PY) -m models query --artifacts $(ARTIFACTS) "$(PROMPT)" -n 10
+
+bench-deps: setup
+	@command -v wrk >/dev/null 2>&1 || { \
+	  echo "installing wrk from Debian's packages"; \
+	  $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq wrk >/dev/null; }
 
 test: setup
 	$(PY) -m pytest
@@ -39,3 +47,4 @@ lint: setup
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
+	$(VENV)/bin/hadolint Dockerfile

@@ -22,11 +22,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--host", help="listen address (EDGE_HOST, default 127.0.0.1)")
     parser.add_argument("--port", type=int, help="listen port (EDGE_PORT, default 8000)")
     parser.add_argument("--workers", type=int, help="server processes (EDGE_WORKERS, default 1)")
-    parser.add_argument("--server", choices=SERVERS, default=os.environ.get("EDGE_SERVER",
-                        "granian"), help="ASGI server (EDGE_SERVER, default granian)")
-    parser.add_argument("--build-catalog", metavar="SOURCE",
-                        help="build the artifacts from SOURCE (e.g. synthetic:20000) if the "
-                        "folder has no manifest yet")
+    parser.add_argument(
+        "--server",
+        choices=SERVERS,
+        default=os.environ.get("EDGE_SERVER", "granian"),
+        help="ASGI server (EDGE_SERVER, default granian)",
+    )
+    parser.add_argument(
+        "--build-catalog",
+        metavar="SOURCE",
+        help="build the artifacts from SOURCE (e.g. synthetic:20000) if the "
+        "folder has no manifest yet",
+    )
     args = parser.parse_args(argv)
     try:
         settings = EdgeSettings.from_env(
@@ -41,8 +48,11 @@ def main(argv: list[str] | None = None) -> int:
 
         artifacts.build(args.build_catalog, folder, progress=True)
     if not (folder / "manifest.json").exists():
-        print(f"error: no artifacts at {folder}; build them with "
-              f"`python -m models build --catalog synthetic:20000 --out {folder}`", file=sys.stderr)
+        print(
+            f"error: no artifacts at {folder}; build them with "
+            f"`python -m models build --catalog synthetic:20000 --out {folder}`",
+            file=sys.stderr,
+        )
         return 2
     os.environ.update(settings.env())
     serve(settings, args.server)
@@ -55,18 +65,31 @@ def serve(settings: EdgeSettings, server: str) -> None:
         import uvicorn
 
         uvicorn.run(
-            "edge.app:app_from_env", factory=True, host=settings.host, port=settings.port,
-            workers=settings.workers, loop="uvloop", http="httptools", access_log=False,
-            log_level="warning", lifespan="on",
+            "edge.app:app_from_env",
+            factory=True,
+            host=settings.host,
+            port=settings.port,
+            workers=settings.workers,
+            loop="uvloop",
+            http="httptools",
+            access_log=False,
+            log_level="warning",
+            lifespan="on",
         )
         return
     from granian import Granian
     from granian.constants import Interfaces, Loops
 
     Granian(
-        "edge.app:app_from_env", factory=True, address=settings.host, port=settings.port,
-        workers=settings.workers, interface=Interfaces.ASGI, loop=Loops.uvloop,
-        log_access=False, backlog=2048,
+        "edge.app:app_from_env",
+        factory=True,
+        address=settings.host,
+        port=settings.port,
+        workers=settings.workers,
+        interface=Interfaces.ASGI,
+        loop=Loops.uvloop,
+        log_access=False,
+        backlog=2048,
     ).serve()
 
 

@@ -55,7 +55,7 @@ def encode_head(head: PlaylistHead) -> bytes:
 
 def finish(head: bytes, tier: str, age: int) -> bytes:
     """The full response body: the head plus this response's cache member."""
-    return b"%s{\"tier\":\"%s\",\"age\":%d}}" % (head, tier.encode(), age)
+    return b'%s{"tier":"%s","age":%d}}' % (head, tier.encode(), age)
 
 
 def surrogate_keys(intent: Intent, key: str, version: str) -> tuple[str, ...]:
@@ -71,7 +71,12 @@ class HeaderPolicy:
     """Cache-Control and friends for one node's settings."""
 
     def __init__(
-        self, *, revalidate: float, stale_if_error: float, fallback_ttl: float, private_max_age: float
+        self,
+        *,
+        revalidate: float,
+        stale_if_error: float,
+        fallback_ttl: float,
+        private_max_age: float,
     ) -> None:
         self._shared_tail = (
             f", stale-while-revalidate={int(revalidate)}, stale-if-error={int(stale_if_error)}"

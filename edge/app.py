@@ -18,7 +18,7 @@ from typing import Any
 from litestar import Litestar
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import SwaggerRenderPlugin
-from litestar.types import Message, Receive, Scope, Send
+from litestar.types import Message, Scope
 
 from edge import controllers, logs
 from edge.node import EdgeNode
@@ -37,7 +37,7 @@ class EdgeApp(Litestar):
 
     node: EdgeNode
 
-    async def __call__(self, scope: Any, receive: Receive, send: Send) -> None:
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
             await super().__call__(scope, receive, send)
             return
@@ -52,8 +52,9 @@ class EdgeApp(Litestar):
                     headers = [(k.encode(), v.encode()) for k, v in answer.headers.items()]
                     headers.append(_JSON_HEADER)
                     headers.append((b"content-length", b"%d" % len(answer.body)))
-                    await send({"type": "http.response.start", "status": answer.status,
-                                "headers": headers})
+                    await send(
+                        {"type": "http.response.start", "status": answer.status, "headers": headers}
+                    )
                     await send({"type": "http.response.body", "body": answer.body})
                     self._observe(route, answer.status, start, scope)
                     return
@@ -70,13 +71,20 @@ class EdgeApp(Litestar):
         finally:
             self._observe(route, status, start, scope)
 
-    def _observe(self, route: str, status: int, start: float, scope: Scope) -> None:
+    def _observe(self, route: str, status: int, start: float, scope: Any) -> None:
         seconds = time.perf_counter() - start
         self.node.metrics.request(route, status, seconds)
         if self.node.settings.access_log:
             # The path only: query strings carry unmasked prompts.
-            log.info("request", extra={"method": scope["method"], "route": route,
-                                       "status": status, "ms": round(seconds * 1000, 3)})
+            log.info(
+                "request",
+                extra={
+                    "method": scope["method"],
+                    "route": route,
+                    "status": status,
+                    "ms": round(seconds * 1000, 3),
+                },
+            )
 
 
 def _if_none_match(scope: Scope) -> str | None:
@@ -108,7 +116,9 @@ def create_app(
             await node.close()
 
     handlers: list[Any] = [
-        controllers.PlaylistController, controllers.healthz, controllers.readyz,
+        controllers.PlaylistController,
+        controllers.healthz,
+        controllers.readyz,
         controllers.metrics,
     ]
     if settings.bench_routes:
@@ -118,7 +128,9 @@ def create_app(
         lifespan=[lifespan],
         exception_handlers=HANDLERS,  # type: ignore[arg-type]
         openapi_config=OpenAPIConfig(
-            title="Playlist edge", version="1", path="/schema",
+            title="Playlist edge",
+            version="1",
+            path="/schema",
             render_plugins=[SwaggerRenderPlugin()],
         ),
         request_max_body_size=settings.max_body_bytes,

@@ -16,10 +16,9 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
-from typing import Iterator
 
 import numpy as np
 
@@ -127,7 +126,10 @@ class ComputePool:
         self._encoder_thread = ThreadPoolExecutor(1, thread_name_prefix="encode")
         self._rank_threads = ThreadPoolExecutor(threads, thread_name_prefix="rank")
         self._batcher = MicroBatcher(
-            generator.embed, self._encoder_thread, window=window, batch_size=batch_size,
+            generator.embed,
+            self._encoder_thread,
+            window=window,
+            batch_size=batch_size,
             on_batch=on_batch,
         )
         self.in_flight = 0

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 import msgspec
 from litestar import Controller, Request, Response, get, post
 from litestar.datastructures import State
-from litestar.openapi.spec import Example
 from litestar.openapi.datastructures import ResponseSpec
+from litestar.openapi.spec import Example
 from litestar.params import JSONBody, Parameter
 
 from edge.answers import JSON
@@ -20,9 +20,14 @@ from edge.schemas import SCHEMA_VERSION, PlaylistBody, PlaylistOut, PlaylistRequ
 from edge.service import Answer
 
 _PROBLEMS = {
-    400: ResponseSpec(Problem, description="Invalid request", media_type="application/problem+json"),
-    503: ResponseSpec(Problem, description="Overloaded or not ready (Retry-After)",
-                      media_type="application/problem+json"),
+    400: ResponseSpec(
+        Problem, description="Invalid request", media_type="application/problem+json"
+    ),
+    503: ResponseSpec(
+        Problem,
+        description="Overloaded or not ready (Retry-After)",
+        media_type="application/problem+json",
+    ),
 }
 _ANSWERS = {200: ResponseSpec(PlaylistOut, description="A playlist"), **_PROBLEMS}
 
@@ -30,11 +35,10 @@ ListParam = Annotated[list[str] | None, Parameter(description="Repeated or comma
 
 
 def _response(answer: Answer) -> Response[bytes]:
-    return Response(answer.body, status_code=answer.status, headers=answer.headers,
-                    media_type=JSON)
+    return Response(answer.body, status_code=answer.status, headers=answer.headers, media_type=JSON)
 
 
-async def _require_json(request: Request) -> None:
+async def _require_json(request: Request[Any, Any, Any]) -> None:
     """Refuse non-JSON media types and bodies that are not UTF-8 before anything decodes them."""
     media, _ = request.content_type
     if media != "application/json" and not media.endswith("+json"):
@@ -52,19 +56,28 @@ class PlaylistController(Controller):
     @get(responses=_ANSWERS, summary="Playlist for a prompt and/or slots (CDN-cacheable)")
     async def get_playlist(
         self,
-        request: Request,
+        request: Request[Any, Any, Any],
         state: State,
-        q: Annotated[str | None, Parameter(max_length=2000, description="Free-text prompt",
-                                           examples=[Example(value="rainy sunday jazz")])] = None,
+        q: Annotated[
+            str | None,
+            Parameter(
+                max_length=2000,
+                description="Free-text prompt",
+                examples=[Example(value="rainy sunday jazz")],
+            ),
+        ] = None,
         mood: ListParam = None,
         activity: ListParam = None,
         genre: ListParam = None,
-        exclude: Annotated[list[str] | None, Parameter(
-            description="Genres, moods, 'vocals' or 'explicit' to leave out")] = None,
-        tempo: Annotated[str | None, Parameter(
-            description="slow, medium, fast, a bpm, or a bpm range like 100-120")] = None,
-        explicit: Annotated[bool | None, Parameter(
-            description="false: clean tracks only")] = None,
+        exclude: Annotated[
+            list[str] | None,
+            Parameter(description="Genres, moods, 'vocals' or 'explicit' to leave out"),
+        ] = None,
+        tempo: Annotated[
+            str | None,
+            Parameter(description="slow, medium, fast, a bpm, or a bpm range like 100-120"),
+        ] = None,
+        explicit: Annotated[bool | None, Parameter(description="false: clean tracks only")] = None,
         n: Annotated[int | None, Parameter(ge=1, description="Playlist length")] = None,
     ) -> Response[bytes]:
         node: EdgeNode = state.node
@@ -74,9 +87,15 @@ class PlaylistController(Controller):
         )
         return _response(answer)
 
-    @post(responses=_ANSWERS, status_code=200, before_request=_require_json,
-          summary="Playlist from a JSON body; with `user`, personalised and private")
-    async def post_playlist(self, request: Request, state: State, data: JSONBody[PlaylistBody]) -> Response[bytes]:
+    @post(
+        responses=_ANSWERS,
+        status_code=200,
+        before_request=_require_json,
+        summary="Playlist from a JSON body; with `user`, personalised and private",
+    )
+    async def post_playlist(
+        self, request: Request[Any, Any, Any], state: State, data: JSONBody[PlaylistBody]
+    ) -> Response[bytes]:
         node: EdgeNode = state.node
         if data.schema_version != SCHEMA_VERSION:
             raise UnknownSchemaVersion(
@@ -102,23 +121,30 @@ async def healthz() -> Response[bytes]:
     return Response(b'{"status":"alive"}', media_type=JSON, headers={"cache-control": "no-store"})
 
 
-@get("/readyz", summary="Artifacts loaded and verified, warm-up done; state of each tier (503 until)")
+@get(
+    "/readyz", summary="Artifacts loaded and verified, warm-up done; state of each tier (503 until)"
+)
 async def readyz(state: State) -> Response[bytes]:
     node: EdgeNode = state.node
     ready, doc = await node.readiness()
-    return Response(msgspec.json.encode(doc), status_code=200 if ready else 503, media_type=JSON,
-                    headers={"cache-control": "no-store"})
+    return Response(
+        msgspec.json.encode(doc),
+        status_code=200 if ready else 503,
+        media_type=JSON,
+        headers={"cache-control": "no-store"},
+    )
 
 
 @get("/metrics", summary="Prometheus metrics of this process")
 async def metrics(state: State) -> Response[bytes]:
     node: EdgeNode = state.node
-    return Response(node.metrics.render(), media_type=CONTENT_TYPE,
-                    headers={"cache-control": "no-store"})
+    return Response(
+        node.metrics.render(), media_type=CONTENT_TYPE, headers={"cache-control": "no-store"}
+    )
 
 
 @get("/_bench/bare", include_in_schema=False)
-async def bench_bare(request: Request, state: State) -> Response[bytes]:
+async def bench_bare(request: Request[Any, Any, Any], state: State) -> Response[bytes]:
     """The answer's bytes from a plain dict: the benchmark's baseline for a Litestar route."""
     node: EdgeNode = state.node
     raw = request.scope["query_string"]

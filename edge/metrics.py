@@ -2,11 +2,32 @@
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
-from prometheus_client import CONTENT_TYPE_LATEST as CONTENT_TYPE  # noqa: F401 (re-export)
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
+
+CONTENT_TYPE = CONTENT_TYPE_LATEST
 
 _LATENCY_BUCKETS = (
-    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+    0.0001,
+    0.00025,
+    0.0005,
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
 )
 
 
@@ -20,27 +41,41 @@ class Metrics:
             "edge_requests", "HTTP requests by route and status", ["route", "status"], registry=r
         )
         self.latency = Histogram(
-            "edge_request_seconds", "Time from request to response body, by route", ["route"],
-            buckets=_LATENCY_BUCKETS, registry=r,
+            "edge_request_seconds",
+            "Time from request to response body, by route",
+            ["route"],
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
         )
         self.cache = Counter(
-            "edge_cache", "Cache outcomes by tier and kind (hit, miss, stale, coalesced, "
-            "fallback, error, revalidated)", ["tier", "kind"], registry=r,
+            "edge_cache",
+            "Cache outcomes by tier and kind (hit, miss, stale, coalesced, "
+            "fallback, error, revalidated)",
+            ["tier", "kind"],
+            registry=r,
         )
         self.stage = Histogram(
-            "edge_stage_seconds", "Miss path stage durations", ["stage"],
-            buckets=_LATENCY_BUCKETS, registry=r,
+            "edge_stage_seconds",
+            "Miss path stage durations",
+            ["stage"],
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
         )
         self.queue_depth = Gauge(
-            "edge_compute_queue_depth", "Misses admitted to compute (queued or running)",
+            "edge_compute_queue_depth",
+            "Misses admitted to compute (queued or running)",
             registry=r,
         )
         self.batch_size = Histogram(
-            "edge_encoder_batch_size", "Prompts per encoder batch",
-            buckets=(1, 2, 4, 8, 16, 32, 64), registry=r,
+            "edge_encoder_batch_size",
+            "Prompts per encoder batch",
+            buckets=(1, 2, 4, 8, 16, 32, 64),
+            registry=r,
         )
         self.rejections = Counter(
-            "edge_rejections", "Requests refused before compute, by reason", ["reason"],
+            "edge_rejections",
+            "Requests refused before compute, by reason",
+            ["reason"],
             registry=r,
         )
         self.ready = Gauge("edge_ready", "1 when artifacts are loaded and warm", registry=r)

@@ -55,8 +55,10 @@ class EdgeNode:
     def require(self) -> PlaylistService:
         """The service, or NotReady (503 + Retry-After) while loading or after a failed load."""
         if self.service is None:
-            raise NotReady(f"edge node is {self.state}{': ' + self.error if self.error else ''}",
-                           self.settings.retry_after)
+            raise NotReady(
+                f"edge node is {self.state}{': ' + self.error if self.error else ''}",
+                self.settings.retry_after,
+            )
         return self.service
 
     def start(self) -> None:
@@ -69,12 +71,14 @@ class EdgeNode:
     async def _load(self) -> None:
         started = time.perf_counter()
         try:
-            artifacts = self._preloaded or await asyncio.to_thread(
-                model_artifacts.load,
-                Path(self.settings.artifacts),
-                encoder_threads=self.settings.encoder_threads,
-                check=self.settings.verify_artifacts,
-            )
+            artifacts = self._preloaded
+            if artifacts is None:
+                artifacts = await asyncio.to_thread(
+                    model_artifacts.load,
+                    Path(self.settings.artifacts),
+                    encoder_threads=self.settings.encoder_threads,
+                    check=self.settings.verify_artifacts,
+                )
             service = self._assemble(artifacts)
             if self.settings.warmup:
                 await service.warm_up(WARMUP_PROMPTS)
@@ -86,8 +90,11 @@ class EdgeNode:
         self.metrics.ready.set(1)
         log.info(
             "ready",
-            extra={"version": artifacts.version, "tracks": len(artifacts.catalog),
-                   "seconds": round(time.perf_counter() - started, 2)},
+            extra={
+                "version": artifacts.version,
+                "tracks": len(artifacts.catalog),
+                "seconds": round(time.perf_counter() - started, 2),
+            },
         )
 
     def _assemble(self, artifacts: Artifacts) -> PlaylistService:
@@ -107,11 +114,18 @@ class EdgeNode:
         self.metrics.queue_depth.set_function(lambda: compute.in_flight)
         users = UserExclusions(
             MemoryTier(16 * 1024 * 1024, clock=self._clock, name="users"),
-            max_items=s.user_exclusions_max, clock=self._clock,
+            max_items=s.user_exclusions_max,
+            clock=self._clock,
         )
         return PlaylistService(
-            artifacts, s, l1=l1, cache=cache, compute=compute, exclusions=users,
-            metrics=self.metrics, clock=self._clock,
+            artifacts,
+            s,
+            l1=l1,
+            cache=cache,
+            compute=compute,
+            exclusions=users,
+            metrics=self.metrics,
+            clock=self._clock,
         )
 
     def _tier_error(self, tier: str, exc: TierUnavailable) -> None:

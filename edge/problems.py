@@ -8,6 +8,7 @@ and stays a 500.
 from __future__ import annotations
 
 import re
+from typing import Any
 
 import msgspec
 from litestar import Request, Response
@@ -33,7 +34,7 @@ def _validation_detail(exc: ValidationException) -> str:
     return "; ".join(parts) or str(exc.detail)
 
 
-def problem_response(request: Request, exc: Exception) -> Response[bytes]:
+def problem_response(request: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:
     """Map EdgeError, IntentError and Litestar HTTPException to a problem+json response."""
     headers: dict[str, str] = {}
     if isinstance(exc, EdgeError):
@@ -57,7 +58,9 @@ def problem_response(request: Request, exc: Exception) -> Response[bytes]:
         instance=request.url.path,
     )
     return Response(
-        msgspec.json.encode(problem), status_code=status, media_type=PROBLEM_JSON,
+        msgspec.json.encode(problem),
+        status_code=status,
+        media_type=PROBLEM_JSON,
         headers={"cache-control": "no-store", **headers},
     )
 
@@ -71,5 +74,8 @@ def _title(status: int) -> str:
         return "Error"
 
 
-HANDLERS = {EdgeError: problem_response, IntentError: problem_response,
-            HTTPException: problem_response}
+HANDLERS = {
+    EdgeError: problem_response,
+    IntentError: problem_response,
+    HTTPException: problem_response,
+}

@@ -27,7 +27,7 @@ MAX_VALUES = 16
 def check_text(text: str, what: str) -> str:
     """Refuse control characters (tab, newline and carriage return are whitespace)."""
     for char in text:
-        if char < " " and char not in "\t\n\r" or "\x7f" <= char <= "\x9f":
+        if (char < " " and char not in "\t\n\r") or "\x7f" <= char <= "\x9f":
             raise BadRequest(f"{what} contains control character U+{ord(char):04X}")
     return text
 

@@ -30,7 +30,7 @@ from edge.errors import BadRequest, Overloaded
 from edge.metrics import Metrics
 from edge.personalize import UserExclusions, user_hash
 from edge.query import parse_query
-from edge.schemas import PlaylistRequest
+from edge.schemas import PlaylistRequest, TrackOut
 from edge.settings import EdgeSettings
 from models.artifacts import Artifacts
 from models.errors import ModelError
@@ -194,7 +194,9 @@ class PlaylistService:
                 raise _ComputeFailed(str(exc)) from exc
         body = answers.render(self.artifacts.catalog, playlist, intent, n)
         entry = self._policy.entry(
-            body, now=self._clock(), etag=playlist.fingerprint,
+            body,
+            now=self._clock(),
+            etag=playlist.fingerprint,
             tags=answers.surrogate_keys(intent, key, self.version),
         )
         await self.cache.set(key, entry)
@@ -211,8 +213,12 @@ class PlaylistService:
         playlist = self.compute.generator.fallback(intent, n)
         body = answers.render(self.artifacts.catalog, playlist, intent, n)
         entry = self._policy.entry(
-            body, now=self._clock(), etag=playlist.fingerprint, fresh=self.settings.fallback_ttl,
-            tags=answers.surrogate_keys(intent, key, self.version), shared=False,
+            body,
+            now=self._clock(),
+            etag=playlist.fingerprint,
+            fresh=self.settings.fallback_ttl,
+            tags=answers.surrogate_keys(intent, key, self.version),
+            shared=False,
         )
         await self.cache.set(key, entry)
         return entry
@@ -270,8 +276,7 @@ class PlaylistService:
                 if len(kept) >= request.n:
                     break
                 if record["id"] not in seen:
-                    kept.append(answers.TrackOut(record["id"], record["title"],
-                                                 record["artist"], score))
+                    kept.append(TrackOut(record["id"], record["title"], record["artist"], score))
         ids = [t.id for t in kept]
         print_ = fingerprint(self.version, ids)
         personal = msgspec.structs.replace(head, tracks=kept, fingerprint=print_)
@@ -280,8 +285,10 @@ class PlaylistService:
         headers = self.headers.headers(
             entry, label=label, age=age, timings=timings, etag=print_, private=True
         )
-        log.debug("personalised", extra={"user": user_hash(request.user), "dropped":
-                                         len(head.tracks) - len(kept)})
+        log.debug(
+            "personalised",
+            extra={"user": user_hash(request.user), "dropped": len(head.tracks) - len(kept)},
+        )
         tier = label.removeprefix("HIT-") if label.startswith("HIT-") else label
         return Answer(200, answers.finish(answers.encode_head(personal), tier, age), headers)
 
@@ -300,4 +307,3 @@ class PlaylistService:
 
 def _hit_label(entry: Entry, tier: str) -> str:
     return f"HIT-{tier.upper()}" if entry.shared else "FALLBACK"
-

@@ -93,9 +93,21 @@ class EdgeSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_o
         """Reject values no node can run with."""
         problems = [
             f"{name} must be positive"
-            for name in ("port", "workers", "l1_bytes", "ttl", "default_length", "max_length",
-                         "max_body_bytes", "encoder_threads", "compute_threads", "compute_queue",
-                         "compute_timeout", "batch_size", "retry_after")
+            for name in (
+                "port",
+                "workers",
+                "l1_bytes",
+                "ttl",
+                "default_length",
+                "max_length",
+                "max_body_bytes",
+                "encoder_threads",
+                "compute_threads",
+                "compute_queue",
+                "compute_timeout",
+                "batch_size",
+                "retry_after",
+            )
             if getattr(self, name) <= 0
         ]
         if not 0 <= self.ttl_jitter < 1:

@@ -169,8 +169,12 @@ def main(argv: list[str] | None = None) -> int:
 
         for server in args.server.split(","):
             result = bench_http.bench_http(
-                Path(args.artifacts), server=server, seconds=args.seconds, rounds=args.rounds,
-                connections=args.connections, miss_seconds=args.miss_seconds,
+                Path(args.artifacts),
+                server=server,
+                seconds=args.seconds,
+                rounds=args.rounds,
+                connections=args.connections,
+                miss_seconds=args.miss_seconds,
                 hits_sampled=args.hits_sampled,
             )
             bench_http.report(server, result)

@@ -32,6 +32,7 @@ import numpy as np
 from loadtest.prompts import unique_prompts
 
 HIT_QUERY = "/v1/playlists?" + urlencode({"q": "rainy sunday morning jazz", "n": 30})
+BARE_QUERY = HIT_QUERY.replace("/v1/playlists", "/_bench/bare")
 _UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3}
 
 
@@ -57,8 +58,13 @@ def _wait_ready(port: int, path: str, timeout: float = 120.0) -> None:
 
 @contextmanager
 def _server(cmd: list[str], env: dict[str, str], port: int, ready: str) -> Iterator[None]:
-    proc = subprocess.Popen(cmd, env={**os.environ, **env}, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, start_new_session=True)
+    proc = subprocess.Popen(
+        cmd,
+        env={**os.environ, **env},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     try:
         _wait_ready(port, ready)
         yield
@@ -78,7 +84,9 @@ def _get(port: int, path: str) -> tuple[int, dict[str, str], bytes]:
     return response.status, {k.lower(): v for k, v in response.getheaders()}, response.read()
 
 
-def wrk(url: str, *, seconds: float, connections: int, script: Path | None = None) -> dict[str, float]:
+def wrk(
+    url: str, *, seconds: float, connections: int, script: Path | None = None
+) -> dict[str, float]:
     """Run wrk once; requests/s, p50/p99 latency in ms and the non-2xx count."""
     cmd = ["wrk", "-t1", f"-c{connections}", f"-d{seconds:g}s", "--latency", url]
     if script is not None:
@@ -90,8 +98,12 @@ def wrk(url: str, *, seconds: float, connections: int, script: Path | None = Non
     for pct, value, unit in re.findall(r"^\s+(50|99)%\s+([\d.]+)(us|ms|s)\s*$", text, re.M):
         latency[pct] = float(value) * _UNITS[unit]
     bad = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", text)
-    return {"rps": rps, "p50": latency["50"], "p99": latency["99"],
-            "non2xx": float(bad.group(1)) if bad else 0.0}
+    return {
+        "rps": rps,
+        "p50": latency["50"],
+        "p99": latency["99"],
+        "non2xx": float(bad.group(1)) if bad else 0.0,
+    }
 
 
 def _timing_total(header: str) -> float:
@@ -103,8 +115,12 @@ def encoder_rate(artifacts: Path, batch: int = 32, n: int = 512) -> float:
     """Prompts per second of the artifact's encoder alone, in batches (2 threads)."""
     from models.encoder import PromptEncoder
 
-    encoder = PromptEncoder(artifacts / "encoder.onnx", artifacts / "tokenizer.json",
-                            intra_op_threads=2, batch_size=batch)
+    encoder = PromptEncoder(
+        artifacts / "encoder.onnx",
+        artifacts / "tokenizer.json",
+        intra_op_threads=2,
+        batch_size=batch,
+    )
     prompts = unique_prompts(n, seed=99)
     encoder.encode(prompts[:64])
     start = time.perf_counter()
@@ -113,9 +129,7 @@ def encoder_rate(artifacts: Path, batch: int = 32, n: int = 512) -> float:
 
 
 def _miss_script(folder: Path, prompts: list[str], n: int) -> Path:
-    paths = ",\n".join(
-        '"' + "/v1/playlists?" + urlencode({"q": p, "n": n}) + '"' for p in prompts
-    )
+    paths = ",\n".join('"' + "/v1/playlists?" + urlencode({"q": p, "n": n}) + '"' for p in prompts)
     script = folder / "misses.lua"
     script.write_text(
         "paths = {\n" + paths + "\n}\ncounter = 0\n"
@@ -125,19 +139,33 @@ def _miss_script(folder: Path, prompts: list[str], n: int) -> Path:
     return script
 
 
-def bench_http(artifacts: Path, *, server: str, seconds: float, rounds: int, connections: int,
-               miss_seconds: float, hits_sampled: int) -> dict[str, float]:
+def bench_http(
+    artifacts: Path,
+    *,
+    server: str,
+    seconds: float,
+    rounds: int,
+    connections: int,
+    miss_seconds: float,
+    hits_sampled: int,
+) -> dict[str, float]:
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is not installed: run `make bench-deps` (apt-get install wrk)")
     port, raw_port = _free_port(), _free_port()
-    env = {"EDGE_ARTIFACTS": str(artifacts), "EDGE_PORT": str(port), "EDGE_BENCH_ROUTES": "true",
-           "EDGE_VERIFY_ARTIFACTS": "false", "EDGE_COMPUTE_QUEUE": str(max(64, 2 * connections))}
+    env = {
+        "EDGE_ARTIFACTS": str(artifacts),
+        "EDGE_PORT": str(port),
+        "EDGE_BENCH_ROUTES": "true",
+        "EDGE_VERIFY_ARTIFACTS": "false",
+        "EDGE_COMPUTE_QUEUE": str(max(64, 2 * connections)),
+    }
     cmd = [sys.executable, "-m", "edge", "--server", server]
     results: dict[str, float] = {}
     with tempfile.TemporaryDirectory() as tmp, _server(cmd, env, port, "/readyz"):
-        status, headers, body = _get(port, HIT_QUERY)
-        _get(port, HIT_QUERY.replace("/v1/playlists", "/_bench/bare"))
-        assert status == 200 and _get(port, HIT_QUERY)[1]["x-cache"] == "HIT-L1"
+        status, _headers, body = _get(port, HIT_QUERY)
+        _get(port, BARE_QUERY)
+        assert status == 200
+        assert _get(port, HIT_QUERY)[1]["x-cache"] == "HIT-L1"
         body_file = Path(tmp) / "body.json"
         body_file.write_bytes(body)
         raw_cmd = [sys.executable, "-c", _RAW_SERVE, server, str(raw_port)]
@@ -145,14 +173,17 @@ def bench_http(artifacts: Path, *, server: str, seconds: float, rounds: int, con
         with _server(raw_cmd, {"RAW_ASGI_BODY": str(body_file)}, raw_port, "/"):
             urls = {
                 "hit": f"http://127.0.0.1:{port}{HIT_QUERY}",
-                "bare": f"http://127.0.0.1:{port}{HIT_QUERY.replace('/v1/playlists', '/_bench/bare')}",
+                "bare": f"http://127.0.0.1:{port}{BARE_QUERY}",
                 "raw": f"http://127.0.0.1:{raw_port}/",
             }
             for round_no in range(rounds):
                 for name, url in urls.items():
                     runs[name].append(wrk(url, seconds=seconds, connections=connections))
-                    print(f"  round {round_no + 1}/{rounds} {name:<4} "
-                          f"{runs[name][-1]['rps']:>9.0f} rps", flush=True)
+                    print(
+                        f"  round {round_no + 1}/{rounds} {name:<4} "
+                        f"{runs[name][-1]['rps']:>9.0f} rps",
+                        flush=True,
+                    )
         for name, rs in runs.items():
             results[f"{name}_rps"] = median(r["rps"] for r in rs)
             results[f"{name}_p50_ms"] = median(r["p50"] for r in rs)
@@ -171,10 +202,15 @@ def bench_http(artifacts: Path, *, server: str, seconds: float, rounds: int, con
         results["encoder_rps"] = encoder_rate(artifacts)
         script = _miss_script(Path(tmp), unique_prompts(20000, seed=7), 30)
         print(f"  uncached, {connections} connections, {miss_seconds:g} s ...", flush=True)
-        miss = wrk(f"http://127.0.0.1:{port}", seconds=miss_seconds, connections=connections,
-                   script=script)
-        results.update(miss_rps=miss["rps"], miss_p50_ms=miss["p50"], miss_p99_ms=miss["p99"],
-                       miss_non2xx=miss["non2xx"])
+        miss = wrk(
+            f"http://127.0.0.1:{port}", seconds=miss_seconds, connections=connections, script=script
+        )
+        results.update(
+            miss_rps=miss["rps"],
+            miss_p50_ms=miss["p50"],
+            miss_p99_ms=miss["p99"],
+            miss_non2xx=miss["non2xx"],
+        )
         results["encoder_rps_after"] = encoder_rate(artifacts)
     return results
 
@@ -199,16 +235,24 @@ else:
 def report(server: str, r: dict[str, float]) -> None:
     encoder = (r["encoder_rps"] + r["encoder_rps_after"]) / 2
     print(f"\nserver: {server} (1 worker, uvloop, loopback, wrk -t1)")
-    print(f"  L1 hit        {r['hit_rps']:>8.0f} rps  p50 {r['hit_p50_ms']:.3f} ms  "
-          f"p99 {r['hit_p99_ms']:.3f} ms")
+    print(
+        f"  L1 hit        {r['hit_rps']:>8.0f} rps  p50 {r['hit_p50_ms']:.3f} ms  "
+        f"p99 {r['hit_p99_ms']:.3f} ms"
+    )
     print(f"  bare route    {r['bare_rps']:>8.0f} rps  p50 {r['bare_p50_ms']:.3f} ms")
     print(f"  raw ASGI      {r['raw_rps']:>8.0f} rps  p50 {r['raw_p50_ms']:.3f} ms")
     print(f"  hit / bare route     {r['hit_rps'] / r['bare_rps']:.2f}   (target >= 0.85)")
     print(f"  hit / raw ASGI       {r['hit_rps'] / r['raw_rps']:.2f}   (aim >= 0.7)")
-    print(f"  Server-Timing total of hits: p50 {r['hit_timing_p50_ms']:.3f} ms  "
-          f"p99 {r['hit_timing_p99_ms']:.3f} ms   (target p99 <= 0.2 ms)")
-    print(f"  uncached      {r['miss_rps']:>8.0f} rps  p50 {r['miss_p50_ms']:.1f} ms  "
-          f"p99 {r['miss_p99_ms']:.1f} ms  non-2xx {r['miss_non2xx']:.0f}")
-    print(f"  encoder alone {encoder:>8.0f} prompts/s (batch 32; before "
-          f"{r['encoder_rps']:.0f}, after {r['encoder_rps_after']:.0f})")
+    print(
+        f"  Server-Timing total of hits: p50 {r['hit_timing_p50_ms']:.3f} ms  "
+        f"p99 {r['hit_timing_p99_ms']:.3f} ms   (target p99 <= 0.2 ms)"
+    )
+    print(
+        f"  uncached      {r['miss_rps']:>8.0f} rps  p50 {r['miss_p50_ms']:.1f} ms  "
+        f"p99 {r['miss_p99_ms']:.1f} ms  non-2xx {r['miss_non2xx']:.0f}"
+    )
+    print(
+        f"  encoder alone {encoder:>8.0f} prompts/s (batch 32; before "
+        f"{r['encoder_rps']:.0f}, after {r['encoder_rps_after']:.0f})"
+    )
     print(f"  uncached / encoder   {r['miss_rps'] / encoder:.2f}   (target >= 0.7)")

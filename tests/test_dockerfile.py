@@ -20,6 +20,7 @@ def test_dockerfile_is_multistage_non_root_with_healthcheck() -> None:
     text = DOCKERFILE.read_text()
     assert text.count("\nFROM ") + text.startswith("FROM ") >= 2 or text.count("FROM ") >= 2
     assert "USER 10001" in text  # the non-root uid created above
-    assert "HEALTHCHECK" in text and "/readyz" in text
+    assert "HEALTHCHECK" in text
+    assert "/readyz" in text
     assert 'ENTRYPOINT ["python", "-m", "edge"]' in text
     assert "hadolint ignore" not in text

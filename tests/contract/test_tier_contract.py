@@ -10,8 +10,9 @@ from tests.clock import FakeClock
 
 def _entry(clock: FakeClock, body: bytes = b"playlist", fresh: float = 60) -> Entry:
     now = clock()
-    return Entry(body, now, now + fresh, now + fresh + 10, now + fresh + 100, etag="e1",
-                 tags=("genre:jazz",))
+    return Entry(
+        body, now, now + fresh, now + fresh + 10, now + fresh + 100, etag="e1", tags=("genre:jazz",)
+    )
 
 
 async def test_set_then_get_returns_the_same_entry(tier: Tier, clock: FakeClock) -> None:
@@ -45,7 +46,8 @@ async def test_overwrite_replaces_value_and_ttl(tier: Tier, clock: FakeClock) ->
     await tier.set("k", _entry(clock, b"new"), 50)
     clock.advance(20)
     got = await tier.get("k")
-    assert got is not None and got.body == b"new"
+    assert got is not None
+    assert got.body == b"new"
 
 
 async def test_delete_removes(tier: Tier, clock: FakeClock) -> None:
@@ -65,7 +67,8 @@ async def test_non_positive_ttl_stores_nothing(tier: Tier, clock: FakeClock) -> 
 async def test_zero_byte_body_round_trips(tier: Tier, clock: FakeClock) -> None:
     await tier.set("k", _entry(clock, b""), 10)
     got = await tier.get("k")
-    assert got is not None and got.body == b""
+    assert got is not None
+    assert got.body == b""
 
 
 async def test_healthy_tier_reports_ok(tier: Tier) -> None:

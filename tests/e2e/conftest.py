@@ -15,10 +15,13 @@ from edge.settings import EdgeSettings
 from models.artifacts import Artifacts
 from tests.clock import FakeClock
 
+
 class Client(httpx.AsyncClient):
     """An httpx client wired to one app in this event loop (requests really run concurrently)."""
 
     app: EdgeApp
+
+
 ClientFactory = Callable[..., AbstractAsyncContextManager[Client]]
 
 

@@ -41,16 +41,31 @@ CASES: list[tuple[str, str, dict[str, object], int, str]] = [
     ("POST", P, {"json": {**OK, "slots": {"moods": "calm"}}}, 400, "moods"),
     ("POST", P, {"json": {**OK, "slots": {"tempo": [150, 90]}}}, 400, "tempo"),
     ("POST", P, {"json": {**OK, "slots": {"era": [1700, 1800]}}}, 400, "era"),
-    ("POST", P, {"json": {**OK, "slots": {"genres": ["jazz"], "exclude_genres": ["jazz"]}}},
-     400, "contradictory"),
+    (
+        "POST",
+        P,
+        {"json": {**OK, "slots": {"genres": ["jazz"], "exclude_genres": ["jazz"]}}},
+        400,
+        "contradictory",
+    ),
     ("POST", P, {"json": {**OK, "slots": {"flavour": ["x"]}}}, 400, "unknown field"),
     ("POST", P, {"json": {**OK, "user": ""}}, 400, "user"),
     ("POST", P, {"content": b"{not json", "headers": JSON}, 400, ""),
-    ("POST", P, {"content": b'{"schema_version":1,"prompt":"\xff"}', "headers": JSON}, 400,
-     "UTF-8"),
+    (
+        "POST",
+        P,
+        {"content": b'{"schema_version":1,"prompt":"\xff"}', "headers": JSON},
+        400,
+        "UTF-8",
+    ),
     ("POST", P, {"content": b"[1, 2]", "headers": JSON}, 400, ""),
-    ("POST", P, {"content": b"prompt=jazz", "headers": {"content-type": "text/plain"}}, 415,
-     "application/json"),
+    (
+        "POST",
+        P,
+        {"content": b"prompt=jazz", "headers": {"content-type": "text/plain"}},
+        415,
+        "application/json",
+    ),
     ("POST", P, {"content": b"{}"}, 415, "application/json"),
     ("POST", P, {"content": b'{"prompt":"' + b"a" * 9000 + b'"}', "headers": JSON}, 413, ""),
     ("DELETE", P, {}, 405, ""),
@@ -58,10 +73,17 @@ CASES: list[tuple[str, str, dict[str, object], int, str]] = [
 ]
 
 
-@pytest.mark.parametrize(("method", "path", "kwargs", "status", "words"), CASES,
-                         ids=[f"{c[0]}-{i}" for i, c in enumerate(CASES)])
+@pytest.mark.parametrize(
+    ("method", "path", "kwargs", "status", "words"),
+    CASES,
+    ids=[f"{c[0]}-{i}" for i, c in enumerate(CASES)],
+)
 async def test_bad_request_gets_problem_details(
-    edge: ClientFactory, method: str, path: str, kwargs: dict[str, object], status: int,
+    edge: ClientFactory,
+    method: str,
+    path: str,
+    kwargs: dict[str, object],
+    status: int,
     words: str,
 ) -> None:
     async with edge() as client:
@@ -70,6 +92,8 @@ async def test_bad_request_gets_problem_details(
     assert response.status_code == status, response.text
     assert response.headers["content-type"] == "application/problem+json"
     problem = msgspec.json.decode(response.content)
-    assert problem["status"] == status and problem["title"] and problem["type"]
+    assert problem["status"] == status
+    assert problem["title"]
+    assert problem["type"]
     assert words.casefold() in problem["detail"].casefold()
     assert after.status_code == 200  # nothing a client sends breaks the node

@@ -22,8 +22,9 @@ def _doc(body: bytes) -> dict[str, object]:
     return msgspec.json.decode(body)  # type: ignore[no-any-return]
 
 
-def _break_encoder(service: PlaylistService, error: Exception | None = None,
-                   gate: threading.Event | None = None) -> list[int]:
+def _break_encoder(
+    service: PlaylistService, error: Exception | None = None, gate: threading.Event | None = None
+) -> list[int]:
     """Make the encoder fail (or block on `gate`); returns a list counting its calls."""
     calls: list[int] = []
     real = service.compute._batcher._embed
@@ -55,7 +56,8 @@ async def test_first_request_misses_then_hits_l1(edge: ClientFactory) -> None:
     assert doc["fingerprint"] == hit.headers["etag"].strip('"')
     assert doc["degraded"] is False
     slots = doc["slots"]
-    assert slots["genres"] == ["jazz"] and slots["moods"] == ["calm"]  # type: ignore[index]
+    assert slots["genres"] == ["jazz"]
+    assert slots["moods"] == ["calm"]
 
 
 async def test_shared_answers_carry_cdn_cache_headers(edge: ClientFactory) -> None:
@@ -71,8 +73,11 @@ async def test_shared_answers_carry_cdn_cache_headers(edge: ClientFactory) -> No
     assert "vary" not in hit.headers
     keys = hit.headers["surrogate-key"].split()
     version = _doc(hit.content)["version"]
-    assert f"v:{version}" in keys and "genre:jazz" in keys and "mood:calm" in keys
-    assert any(k.startswith("p:") for k in keys) and any(k.startswith("k:") for k in keys)
+    assert f"v:{version}" in keys
+    assert "genre:jazz" in keys
+    assert "mood:calm" in keys
+    assert any(k.startswith("p:") for k in keys)
+    assert any(k.startswith("k:") for k in keys)
     stages = [part.split(";")[0] for part in miss.headers["server-timing"].split(", ")]
     assert stages == ["l1", "encode", "search", "rank", "total"]
     assert [p.split(";")[0] for p in hit.headers["server-timing"].split(", ")] == ["l1", "total"]
@@ -96,8 +101,10 @@ async def test_equivalent_get_and_post_share_one_entry(edge: ClientFactory) -> N
     async with edge() as client:
         first = await client.get("/v1/playlists?mood=calm&genre=jazz&n=10")
         again = await client.get("/v1/playlists?n=10&genre=Jazz&mood=calm,calm")
-        post = await client.post("/v1/playlists", json={
-            "schema_version": 1, "slots": {"genres": ["jazz"], "moods": ["calm"]}, "n": 10})
+        post = await client.post(
+            "/v1/playlists",
+            json={"schema_version": 1, "slots": {"genres": ["jazz"], "moods": ["calm"]}, "n": 10},
+        )
     assert first.headers["x-cache"] == "MISS"
     assert again.headers["x-cache"] == post.headers["x-cache"] == "HIT-L1"
     assert first.headers["etag"] == again.headers["etag"] == post.headers["etag"]
@@ -113,10 +120,12 @@ async def test_stale_entry_is_served_while_it_revalidates(
         stale = await client.get(URL)
         await settle()
         fresh = await client.get(URL)
-    assert stale.status_code == 200 and stale.headers["x-cache"] == "STALE"
+    assert stale.status_code == 200
+    assert stale.headers["x-cache"] == "STALE"
     assert stale.headers["age"] == "70"
     assert _doc(stale.content)["cache"] == {"tier": "STALE", "age": 70}
-    assert fresh.headers["x-cache"] == "HIT-L1" and fresh.headers["age"] == "0"
+    assert fresh.headers["x-cache"] == "HIT-L1"
+    assert fresh.headers["age"] == "0"
 
 
 async def test_stale_entry_answers_when_recompute_fails(
@@ -145,9 +154,12 @@ async def test_encoder_failure_answers_from_fallback(edge: ClientFactory) -> Non
     assert response.headers["x-cache"] == again.headers["x-cache"] == "FALLBACK"
     assert response.headers["cache-control"] == "public, max-age=7"
     doc = _doc(response.content)
-    assert doc["degraded"] is True and len(doc["tracks"]) == 10  # type: ignore[arg-type]
-    rows = [service.artifacts.catalog.ids.to_pylist().index(t["id"])  # type: ignore[index]
-            for t in doc["tracks"]]  # type: ignore[attr-defined]
+    assert doc["degraded"] is True
+    assert len(doc["tracks"]) == 10
+    rows = [
+        service.artifacts.catalog.ids.to_pylist().index(t["id"])  # type: ignore[index]
+        for t in doc["tracks"]
+    ]  # type: ignore[attr-defined]
     assert all(service.artifacts.catalog.has_genre("rock", np.array(rows)))
 
 
@@ -166,15 +178,16 @@ async def test_concurrent_misses_for_one_key_compute_once(edge: ClientFactory) -
     gate = threading.Event()
     async with edge() as client:
         calls = _break_encoder(service_of(client), gate=gate)
-        requests = [asyncio.ensure_future(client.get("/v1/playlists?q=coalesce+me"))
-                    for _ in range(8)]
+        requests = [
+            asyncio.ensure_future(client.get("/v1/playlists?q=coalesce+me")) for _ in range(8)
+        ]
         await asyncio.sleep(0.2)
         gate.set()
         responses = await asyncio.gather(*requests)
         metrics = (await client.get("/metrics")).text
     assert calls == [1]
-    assert {r.headers["etag"] for r in responses} != set() and len(
-        {r.headers["etag"] for r in responses}) == 1
+    assert {r.headers["etag"] for r in responses} != set()
+    assert len({r.headers["etag"] for r in responses}) == 1
     assert 'edge_cache_total{kind="coalesced",tier="compute"} 7.0' in metrics
 
 
@@ -194,7 +207,8 @@ async def test_overload_rejects_misses_but_serves_hits(edge: ClientFactory) -> N
     assert rejected.status_code == 503
     assert rejected.headers["retry-after"] == "4"
     assert rejected.headers["content-type"] == "application/problem+json"
-    assert hit.status_code == 200 and hit.headers["x-cache"] == "HIT-L1"
+    assert hit.status_code == 200
+    assert hit.headers["x-cache"] == "HIT-L1"
     assert 'edge_rejections_total{reason="overload"} 1.0' in metrics
 
 
@@ -212,7 +226,8 @@ async def test_personalised_answer_is_private_and_leaves_shared_entry_alone(
         shared_again = await client.get(URL)
     assert personal.headers["cache-control"].startswith("private")
     mine = [t["id"] for t in _doc(personal.content)["tracks"]]  # type: ignore[attr-defined]
-    assert len(mine) == 12 and not set(ids[:3]) & set(mine)
+    assert len(mine) == 12
+    assert not set(ids[:3]) & set(mine)
     assert mine[:9] == ids[3:]
     assert personal.headers["etag"] != shared.headers["etag"]
     assert [t["id"] for t in _doc(shared_again.content)["tracks"]] == ids  # type: ignore[attr-defined]
@@ -243,10 +258,17 @@ async def test_health_readiness_metrics_and_schema(edge: ClientFactory) -> None:
         schema = await client.get("/schema/openapi.json")
     assert health.status_code == 200
     doc = _doc(ready.content)
-    assert ready.status_code == 200 and doc["status"] == "ready"
+    assert ready.status_code == 200
+    assert doc["status"] == "ready"
     assert doc["tiers"] == {"l1": "ok"}
-    for name in ("edge_requests_total", "edge_request_seconds_bucket", "edge_cache_total",
-                 "edge_compute_queue_depth", "edge_stage_seconds", "edge_encoder_batch_size"):
+    for name in (
+        "edge_requests_total",
+        "edge_request_seconds_bucket",
+        "edge_cache_total",
+        "edge_compute_queue_depth",
+        "edge_stage_seconds",
+        "edge_encoder_batch_size",
+    ):
         assert name in metrics.text, name
     paths = _doc(schema.content)["paths"]
     assert "/v1/playlists" in paths  # type: ignore[operator]

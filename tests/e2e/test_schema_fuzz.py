@@ -40,8 +40,12 @@ def test_no_input_produces_a_server_error(app: EdgeApp) -> None:
     for operation in operations:
 
         @given(case=operation.as_strategy())
-        @settings(max_examples=40, deadline=None, derandomize=True,
-                  suppress_health_check=list(HealthCheck))
+        @settings(
+            max_examples=40,
+            deadline=None,
+            derandomize=True,
+            suppress_health_check=list(HealthCheck),
+        )
         def check(case: schemathesis.Case) -> None:
             response = case.call()
             assert response.status_code < 500, (case.path, case.query, case.body, response.text)

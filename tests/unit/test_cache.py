@@ -65,7 +65,8 @@ def test_memory_tier_keeps_recently_read_entries() -> None:
 def test_memory_tier_refuses_an_entry_larger_than_itself() -> None:
     tier = MemoryTier(1_000, clock=FakeClock())
     tier.put("big", _entry(0, b"x" * 5_000), 60)
-    assert tier.peek("big") is None and len(tier) == 0
+    assert tier.peek("big") is None
+    assert len(tier) == 0
 
 
 async def test_lower_tier_hit_is_promoted_with_remaining_lifetime() -> None:
@@ -77,10 +78,12 @@ async def test_lower_tier_hit_is_promoted_with_remaining_lifetime() -> None:
     await l2.set("k", entry, 600)
     clock.advance(100)
     found = await cache.get("k")
-    assert found is not None and found.tier == "l2"
+    assert found is not None
+    assert found.tier == "l2"
     assert await l1.expires_in("k") == pytest.approx(500)
     found = await cache.get("k")
-    assert found is not None and found.tier == "l1"
+    assert found is not None
+    assert found.tier == "l1"
 
 
 async def test_dead_tier_is_a_miss_and_reported() -> None:
@@ -92,7 +95,8 @@ async def test_dead_tier_is_a_miss_and_reported() -> None:
     assert await cache.get("k") is None
     await cache.set("k", _entry(clock()))
     found = await cache.get("k")
-    assert found is not None and found.tier == "l1"
+    assert found is not None
+    assert found.tier == "l1"
     assert errors == ["dead", "dead"]
 
 
@@ -161,6 +165,7 @@ async def test_single_flight_shares_errors() -> None:
 
 def test_freshness_policy_jitters_within_bounds_and_is_seeded() -> None:
     """Lifetimes spread within ±jitter; the same seed gives the same spread."""
+
     def lifetimes(seed: int) -> list[float]:
         policy = FreshnessPolicy(100, 10, 1000, jitter=0.2, rng=random.Random(seed))
         return [policy.entry(b"", now=0).max_age for _ in range(200)]

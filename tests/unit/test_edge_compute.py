@@ -66,15 +66,17 @@ async def test_encoder_errors_reach_every_caller_of_the_batch() -> None:
 
     with ThreadPoolExecutor(1) as pool:
         batcher = MicroBatcher(broken, pool, window=0.01, batch_size=8)
-        results = await asyncio.gather(batcher.embed("a"), batcher.embed("b"),
-                                       return_exceptions=True)
+        results = await asyncio.gather(
+            batcher.embed("a"), batcher.embed("b"), return_exceptions=True
+        )
     assert all(isinstance(r, RuntimeError) for r in results)
 
 
 def test_bulkhead_refuses_beyond_its_limit(fake_generator: PlaylistGenerator) -> None:
     """The (limit+1)-th admission raises Overloaded with a Retry-After; leaving frees a place."""
-    pool = ComputePool(fake_generator, threads=1, queue_limit=2, window=0, batch_size=4,
-                       retry_after=3)
+    pool = ComputePool(
+        fake_generator, threads=1, queue_limit=2, window=0, batch_size=4, retry_after=3
+    )
     try:
         with pool.admit(), pool.admit():
             assert pool.overloaded

@@ -19,13 +19,18 @@ def test_env_values_are_converted_to_their_types() -> None:
 def test_overrides_win_over_env() -> None:
     """Command-line flags beat EDGE_* variables; None means 'not given'."""
     settings = EdgeSettings.from_env({"EDGE_PORT": "9001"}, port=9002, host=None)
-    assert settings.port == 9002 and settings.host == "127.0.0.1"
+    assert settings.port == 9002
+    assert settings.host == "127.0.0.1"
 
 
 @pytest.mark.parametrize(
     "env",
-    [{"EDGE_PORT": "eighty"}, {"EDGE_WORKERS": "0"}, {"EDGE_TTL_JITTER": "1.5"},
-     {"EDGE_DEFAULT_LENGTH": "500"}],
+    [
+        {"EDGE_PORT": "eighty"},
+        {"EDGE_WORKERS": "0"},
+        {"EDGE_TTL_JITTER": "1.5"},
+        {"EDGE_DEFAULT_LENGTH": "500"},
+    ],
 )
 def test_bad_values_are_refused(env: dict[str, str]) -> None:
     with pytest.raises(ValueError, match="EDGE_"):
