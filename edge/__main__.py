@@ -60,16 +60,21 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def serve(settings: EdgeSettings, server: str) -> None:
-    """Run the app factory under the chosen server with uvloop until interrupted."""
+    """Run the edge app factory under the chosen server until interrupted."""
+    run_server("edge.app:app_from_env", settings.host, settings.port, settings.workers, server)
+
+
+def run_server(target: str, host: str, port: int, workers: int, server: str) -> None:
+    """Serve an ASGI app factory (`module:function`) with uvloop under granian or uvicorn."""
     if server == "uvicorn":
         import uvicorn
 
         uvicorn.run(
-            "edge.app:app_from_env",
+            target,
             factory=True,
-            host=settings.host,
-            port=settings.port,
-            workers=settings.workers,
+            host=host,
+            port=port,
+            workers=workers,
             loop="uvloop",
             http="httptools",
             access_log=False,
@@ -81,11 +86,11 @@ def serve(settings: EdgeSettings, server: str) -> None:
     from granian.constants import Interfaces, Loops
 
     Granian(
-        "edge.app:app_from_env",
+        target,
         factory=True,
-        address=settings.host,
-        port=settings.port,
-        workers=settings.workers,
+        address=host,
+        port=port,
+        workers=workers,
         interface=Interfaces.ASGI,
         loop=Loops.uvloop,
         log_access=False,

@@ -215,20 +215,11 @@ def bench_http(
     return results
 
 
-# Serves loadtest.rawasgi with the same server and loop as the edge node.
+# Serves loadtest.rawasgi with the same server and loop settings as the edge node.
 _RAW_SERVE = """
 import sys
-server, port = sys.argv[1], int(sys.argv[2])
-if server == "uvicorn":
-    import uvicorn
-    uvicorn.run("loadtest.rawasgi:app_from_env", factory=True, host="127.0.0.1", port=port,
-                loop="uvloop", http="httptools", access_log=False, log_level="warning")
-else:
-    from granian import Granian
-    from granian.constants import Interfaces, Loops
-    Granian("loadtest.rawasgi:app_from_env", factory=True, address="127.0.0.1", port=port,
-            interface=Interfaces.ASGI, loop=Loops.uvloop, log_access=False,
-            backlog=2048).serve()
+from edge.__main__ import run_server
+run_server("loadtest.rawasgi:app_from_env", "127.0.0.1", int(sys.argv[2]), 1, sys.argv[1])
 """
 
 

@@ -1,0 +1,61 @@
+"""`python -m edge` as a real server process on a free loopback port, stopped by PID."""
+
+from __future__ import annotations
+
+import http.client
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _get(port: int, path: str) -> http.client.HTTPResponse:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    conn.request("GET", path)
+    return conn.getresponse()
+
+
+def test_python_m_edge_serves_from_env_settings(artifact_dir: Path) -> None:
+    """EDGE_* variables configure the node; it becomes ready and answers over TCP."""
+    port = _free_port()
+    env = {
+        **os.environ,
+        "EDGE_ARTIFACTS": str(artifact_dir),
+        "EDGE_PORT": str(port),
+        "EDGE_HOST": "127.0.0.1",
+        "EDGE_WARMUP": "false",
+    }
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "edge"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                if _get(port, "/readyz").status == 200:
+                    break
+            except OSError:
+                pass
+            time.sleep(0.2)
+        first = _get(port, "/v1/playlists?q=deep+focus&n=5")
+        first.read()
+        second = _get(port, "/v1/playlists?q=deep+focus&n=5")
+        body = second.read()
+    finally:
+        proc.terminate()
+        proc.wait(15)
+    assert first.status == second.status == 200
+    assert (first.getheader("x-cache"), second.getheader("x-cache")) == ("MISS", "HIT-L1")
+    assert second.getheader("etag") == first.getheader("etag")
+    assert b'"tier":"L1"' in body
