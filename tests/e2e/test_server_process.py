@@ -17,10 +17,14 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _get(port: int, path: str) -> http.client.HTTPResponse:
+def _get(port: int, path: str) -> tuple[int, dict[str, str], bytes]:
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-    conn.request("GET", path)
-    return conn.getresponse()
+    try:
+        conn.request("GET", path)
+        response = conn.getresponse()
+        return response.status, {k.lower(): v for k, v in response.getheaders()}, response.read()
+    finally:
+        conn.close()
 
 
 def test_python_m_edge_serves_from_env_settings(artifact_dir: Path) -> None:
@@ -43,19 +47,17 @@ def test_python_m_edge_serves_from_env_settings(artifact_dir: Path) -> None:
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             try:
-                if _get(port, "/readyz").status == 200:
+                if _get(port, "/readyz")[0] == 200:
                     break
             except OSError:
                 pass
             time.sleep(0.2)
         first = _get(port, "/v1/playlists?q=deep+focus&n=5")
-        first.read()
         second = _get(port, "/v1/playlists?q=deep+focus&n=5")
-        body = second.read()
     finally:
         proc.terminate()
         proc.wait(15)
-    assert first.status == second.status == 200
-    assert (first.getheader("x-cache"), second.getheader("x-cache")) == ("MISS", "HIT-L1")
-    assert second.getheader("etag") == first.getheader("etag")
-    assert b'"tier":"L1"' in body
+    assert first[0] == second[0] == 200
+    assert (first[1]["x-cache"], second[1]["x-cache"]) == ("MISS", "HIT-L1")
+    assert second[1]["etag"] == first[1]["etag"]
+    assert b'"tier":"L1"' in second[2]
