@@ -250,8 +250,7 @@ class PlaylistService:
         headers = self.headers.headers(entry, label=label, age=age, timings=timings)
         if answers.etag_matches(if_none_match, entry.etag):
             return Answer(304, b"", headers)
-        tier = label.removeprefix("HIT-") if label.startswith("HIT-") else label
-        return Answer(200, answers.finish(entry.body, tier, age), headers)
+        return Answer(200, answers.finish(entry.body, label.removeprefix("HIT-"), age), headers)
 
     async def _personal(
         self,
@@ -289,8 +288,8 @@ class PlaylistService:
             "personalised",
             extra={"user": user_hash(request.user), "dropped": len(head.tracks) - len(kept)},
         )
-        tier = label.removeprefix("HIT-") if label.startswith("HIT-") else label
-        return Answer(200, answers.finish(answers.encode_head(personal), tier, age), headers)
+        body = answers.finish(answers.encode_head(personal), label.removeprefix("HIT-"), age)
+        return Answer(200, body, headers)
 
     async def warm_up(self, prompts: list[str]) -> None:
         """Run prompts through the miss path (not cached) so first requests are not slow."""
