@@ -26,14 +26,19 @@ _TAIL = b',"cache":'
 JSON = "application/json"
 
 
+def track_list(catalog: Catalog, playlist: Playlist) -> list[TrackOut]:
+    """The playlist's tracks as they appear in answers."""
+    titles, artists = catalog.titles.get(playlist.rows), catalog.artists.get(playlist.rows)
+    return [
+        TrackOut(id=i, title=t, artist=a, score=s)
+        for i, t, a, s in zip(playlist.ids, titles, artists, playlist.scores, strict=True)
+    ]
+
+
 def render(catalog: Catalog, playlist: Playlist, intent: Intent, n: int) -> bytes:
     """The cacheable head of an answer: every member but `cache`."""
-    records = catalog.tracks(playlist.rows)
     head = PlaylistHead(
-        tracks=[
-            TrackOut(id=r["id"], title=r["title"], artist=r["artist"], score=s)
-            for r, s in zip(records, playlist.scores, strict=True)
-        ],
+        tracks=track_list(catalog, playlist),
         prompt=intent.text,
         slots=intent.slots,
         n=n,

@@ -30,7 +30,7 @@ from edge.errors import BadRequest, Overloaded
 from edge.metrics import Metrics
 from edge.personalize import UserExclusions, user_hash
 from edge.query import parse_query
-from edge.schemas import PlaylistRequest, TrackOut
+from edge.schemas import PlaylistRequest
 from edge.settings import EdgeSettings
 from models.artifacts import Artifacts
 from models.errors import ModelError
@@ -270,12 +270,11 @@ class PlaylistService:
         if len(kept) < len(head.tracks):
             seen = {t.id for t in kept} | excluded
             extra = self.compute.generator.fallback(intent, self.settings.max_length)
-            records = self.artifacts.catalog.tracks(extra.rows)
-            for record, score in zip(records, extra.scores, strict=True):
+            for track in answers.track_list(self.artifacts.catalog, extra):
                 if len(kept) >= request.n:
                     break
-                if record["id"] not in seen:
-                    kept.append(TrackOut(record["id"], record["title"], record["artist"], score))
+                if track.id not in seen:
+                    kept.append(track)
         ids = [t.id for t in kept]
         print_ = fingerprint(self.version, ids)
         personal = msgspec.structs.replace(head, tracks=kept, fingerprint=print_)

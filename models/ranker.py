@@ -30,9 +30,9 @@ class RankParams(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """Playlist length when a request gives none."""
     max_length: int = 100
     """Longest playlist a request may ask for."""
-    candidates: int = 300
+    candidates: int = 150
     """Nearest tracks the first search asks for; enough matches among them end the search."""
-    pool: int = 80
+    pool: int = 60
     """Best candidates (preferred first) that diversity chooses from."""
     exact_limit: int = 4096
     """When filters leave at most this many tracks, score them all instead of over-fetching."""
@@ -65,9 +65,10 @@ class Playlist(msgspec.Struct, frozen=True):
         version: str,
         degraded: bool = False,
     ) -> Playlist:
-        ids = tuple(catalog.ids[int(r)].as_py() for r in rows)
+        rows = [int(r) for r in rows]
+        ids = tuple(catalog.id_strings.get(rows))
         return cls(
-            tuple(int(r) for r in rows),
+            tuple(rows),
             ids,
             tuple(round(float(s), 4) for s in scores),
             version,
