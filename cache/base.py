@@ -47,6 +47,29 @@ class Entry(msgspec.Struct, frozen=True, gc=False):
         return self.stale_until - now
 
 
+class _Record(msgspec.Struct, array_like=True, frozen=True):
+    until: float
+    entry: Entry
+
+
+_encode_record = msgspec.msgpack.Encoder().encode
+_decode_record = msgspec.msgpack.Decoder(_Record).decode
+
+
+def pack(entry: Entry, until: float) -> bytes:
+    """An entry and the clock time it expires at, as bytes for an out-of-process tier."""
+    return _encode_record(_Record(until, entry))
+
+
+def unpack(raw: bytes) -> tuple[float, Entry] | None:
+    """The (expiry, entry) in `raw`; None for bytes that are not a packed entry."""
+    try:
+        record = _decode_record(raw)
+    except msgspec.DecodeError:
+        return None
+    return record.until, record.entry
+
+
 class TierState(enum.StrEnum):
     """What /readyz reports per tier."""
 
@@ -80,3 +103,6 @@ class Tier(ABC):
     @abstractmethod
     async def state(self) -> TierState:
         """Health as seen from this process."""
+
+    async def close(self) -> None:  # noqa: B027 (most tiers hold nothing to release)
+        """Release connections, files and background work."""

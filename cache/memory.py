@@ -34,9 +34,18 @@ def _expiry(_key: str, slot: tuple[Entry, float], _now: float) -> float:
 class MemoryTier(Tier):
     """L1: entries live in this process only and are evicted least recently used first."""
 
-    def __init__(self, max_bytes: int, *, clock: Clock = time.time, name: str = "l1") -> None:
+    def __init__(
+        self,
+        max_bytes: int,
+        *,
+        clock: Clock = time.time,
+        name: str = "l1",
+        max_ttl: float | None = None,
+    ) -> None:
         self.name = name
         self.max_bytes = max_bytes
+        self.max_ttl = max_ttl
+        """Longest any entry is kept, whatever lifetime it is given (None: no cap)."""
         self._clock = clock
         self._data: TLRUCache[str, tuple[Entry, float]] = TLRUCache(
             maxsize=max_bytes, ttu=_expiry, timer=clock, getsizeof=_size
@@ -52,6 +61,8 @@ class MemoryTier(Tier):
         if expires_in <= 0 or _size((entry, 0.0)) > self.max_bytes:
             self._data.pop(key, None)
             return
+        if self.max_ttl is not None:
+            expires_in = min(expires_in, self.max_ttl)
         self._data[key] = (entry, self._clock() + expires_in)
 
     async def get(self, key: str) -> Entry | None:

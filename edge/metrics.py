@@ -79,6 +79,18 @@ class Metrics:
             registry=r,
         )
         self.ready = Gauge("edge_ready", "1 when artifacts are loaded and warm", registry=r)
+        self.breaker = Gauge(
+            "edge_breaker_state",
+            "Circuit breaker of each remote tier: 0 closed, 1 half-open, 2 open",
+            ["tier"],
+            registry=r,
+        )
+        self.write_behind_dropped = Counter(
+            "edge_write_behind_dropped",
+            "Writes to a write-behind tier refused because its queue was full",
+            ["tier"],
+            registry=r,
+        )
         self._requests: dict[tuple[str, int], Counter] = {}
         self._latency: dict[str, Histogram] = {}
         self._cache: dict[tuple[str, str], Counter] = {}

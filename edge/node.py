@@ -8,13 +8,21 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sqlite3
 import time
 from collections.abc import Callable
 from pathlib import Path
 
+from prometheus_client import Gauge
+
+from cache.base import Tier
+from cache.breaker import BreakerState, CircuitBreaker
+from cache.disk import DiskTier
 from cache.errors import TierUnavailable
 from cache.memory import MemoryTier
+from cache.redis_tier import RedisTier
 from cache.tiered import TieredCache
+from cache.writebehind import WriteBehind
 from edge.compute import ComputePool
 from edge.errors import NotReady
 from edge.metrics import Metrics
@@ -25,8 +33,11 @@ from models import artifacts as model_artifacts
 from models.artifacts import Artifacts
 from models.errors import ModelError
 from models.ranker import RankParams
+from regional.connections import is_redis_url, redis_client
 
 log = logging.getLogger("edge.node")
+
+_BREAKER_LEVEL = {BreakerState.CLOSED: 0, BreakerState.HALF_OPEN: 1, BreakerState.OPEN: 2}
 
 WARMUP_PROMPTS = ["rainy sunday morning jazz", "no vocals, deep focus", "upbeat running mix"]
 
@@ -82,7 +93,7 @@ class EdgeNode:
             service = self._assemble(artifacts)
             if self.settings.warmup:
                 await service.warm_up(WARMUP_PROMPTS)
-        except (ModelError, OSError) as exc:
+        except (ModelError, OSError, sqlite3.Error) as exc:
             self.state, self.error = "failed", str(exc)
             log.error("artifacts failed to load", extra={"error": str(exc)})
             return
@@ -100,8 +111,10 @@ class EdgeNode:
     def _assemble(self, artifacts: Artifacts) -> PlaylistService:
         s = self.settings
         params = RankParams(length=s.default_length, max_length=s.max_length)
-        l1 = MemoryTier(s.l1_bytes, clock=self._clock)
-        cache = TieredCache([l1], clock=self._clock, on_error=self._tier_error)
+        l1 = MemoryTier(s.l1_bytes, clock=self._clock, max_ttl=s.l1_max_ttl or None)
+        cache = TieredCache(
+            [l1, *self._remote_tiers()], clock=self._clock, on_error=self._tier_error
+        )
         compute = ComputePool(
             artifacts.generator(params),
             threads=s.compute_threads,
@@ -127,6 +140,52 @@ class EdgeNode:
             metrics=self.metrics,
             clock=self._clock,
         )
+
+    def _remote_tiers(self) -> list[Tier]:
+        """L2 (Redis, if configured), then the global store behind a write-behind queue."""
+        s = self.settings
+        tiers: list[Tier] = []
+        if s.l2_url:
+            tiers.append(self._redis_tier("l2", s.l2_url))
+        target = s.global_url or str(Path(s.data_dir) / "global")
+        if target.lower() != "none":
+            store = (
+                self._redis_tier("global", target)
+                if is_redis_url(target)
+                else DiskTier(target, size_limit=s.global_bytes, clock=self._clock)
+            )
+            tiers.append(
+                WriteBehind(
+                    store,
+                    limit=s.write_behind_queue,
+                    on_drop=lambda name: self.metrics.write_behind_dropped.labels(name).inc(),
+                )
+            )
+        return tiers
+
+    def _redis_tier(self, name: str, url: str) -> RedisTier:
+        s = self.settings
+        gauge = self.metrics.breaker.labels(name)
+        breaker = CircuitBreaker(
+            window=s.breaker_window,
+            min_calls=s.breaker_min_calls,
+            failure_rate=s.breaker_failure_rate,
+            open_for=s.breaker_open_seconds,
+            probes=s.breaker_probes,
+            on_change=lambda state: self._breaker_moved(name, state, gauge),
+        )
+        timeout = s.remote_timeout_ms / 1000
+        return RedisTier(
+            redis_client(url, timeout=timeout),
+            name=name,
+            timeout=timeout,
+            breaker=breaker,
+            clock=self._clock,
+        )
+
+    def _breaker_moved(self, tier: str, state: BreakerState, gauge: Gauge) -> None:
+        gauge.set(_BREAKER_LEVEL[state])
+        log.warning("circuit breaker moved", extra={"tier": tier, "state": str(state)})
 
     def _tier_error(self, tier: str, exc: TierUnavailable) -> None:
         self.metrics.cache_outcome(tier, "error")

@@ -301,6 +301,8 @@ class PlaylistService:
         for task in list(self._background):
             task.cancel()
         self.compute.close()
+        for tier in self.cache.tiers:
+            await tier.close()
 
 
 def _hit_label(entry: Entry, tier: str) -> str:

@@ -7,6 +7,8 @@ from collections.abc import Mapping
 
 import msgspec
 
+from regional.connections import is_redis_url
+
 PREFIX = "EDGE_"
 
 
@@ -25,6 +27,34 @@ class EdgeSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_o
     """Check every artifact file's sha256 against the manifest at startup."""
     l1_bytes: int = 64 * 1024 * 1024
     """Byte budget of the in-process L1 (response bytes plus per-entry overhead)."""
+    l1_max_ttl: float = 0.0
+    """Longest an entry stays in L1, in seconds, however long it lives below (0: no cap)."""
+    l2_url: str = ""
+    """The region's shared L2: redis://, rediss://, redis+sentinel://h:p,h:p/service, or
+    redis+cluster://h:p,h:p. Empty: no L2."""
+    global_url: str = ""
+    """The durable global store: a directory (diskcache) or a Redis URL. Empty: `data_dir`/global;
+    `none`: no global store."""
+    region: str = "local"
+    """Name of this node's region (logs, metrics, shared keys)."""
+    data_dir: str = "data"
+    """Where the node keeps local state (the default global store)."""
+    global_bytes: int = 1 << 30
+    """Size limit of a diskcache global store, in bytes."""
+    remote_timeout_ms: float = 50.0
+    """Hard limit of each call to a Redis tier; a slower call is a miss."""
+    breaker_window: float = 10.0
+    """Seconds of call outcomes a remote tier's circuit breaker judges."""
+    breaker_min_calls: int = 5
+    """Calls within the window before the breaker may open."""
+    breaker_failure_rate: float = 0.5
+    """Share of failed calls within the window that opens the breaker."""
+    breaker_open_seconds: float = 5.0
+    """Seconds an open breaker refuses calls before letting probes through."""
+    breaker_probes: int = 1
+    """Calls let through while half-open; all must succeed to close it."""
+    write_behind_queue: int = 1024
+    """Writes to the global store waiting at most; beyond it they are dropped and counted."""
     ttl: float = 3600.0
     """Seconds a shared answer stays fresh (Cache-Control max-age), before jitter."""
     ttl_jitter: float = 0.1
@@ -97,6 +127,13 @@ class EdgeSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_o
                 "port",
                 "workers",
                 "l1_bytes",
+                "global_bytes",
+                "remote_timeout_ms",
+                "breaker_window",
+                "breaker_min_calls",
+                "breaker_open_seconds",
+                "breaker_probes",
+                "write_behind_queue",
                 "ttl",
                 "default_length",
                 "max_length",
@@ -110,6 +147,15 @@ class EdgeSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_o
             )
             if getattr(self, name) <= 0
         ]
+        if self.l1_max_ttl < 0:
+            problems.append("l1_max_ttl must not be negative")
+        if not 0 < self.breaker_failure_rate <= 1:
+            problems.append("breaker_failure_rate must be in (0, 1]")
+        if self.l2_url and not is_redis_url(self.l2_url):
+            problems.append("l2_url must be a redis://, rediss://, unix://, redis+sentinel:// "
+                            "or redis+cluster:// URL")
+        if "://" in self.global_url and not is_redis_url(self.global_url):
+            problems.append("global_url must be a directory, a Redis URL, or none")
         if not 0 <= self.ttl_jitter < 1:
             problems.append("ttl_jitter must be in [0, 1)")
         if not 1 <= self.default_length <= self.max_length:

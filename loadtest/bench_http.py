@@ -152,7 +152,9 @@ def bench_http(
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is not installed: run `make bench-deps` (apt-get install wrk)")
     port, raw_port = _free_port(), _free_port()
+    tmp_dir = tempfile.TemporaryDirectory()
     env = {
+        "EDGE_DATA_DIR": tmp_dir.name,  # a fresh global store: every miss really is one
         "EDGE_ARTIFACTS": str(artifacts),
         "EDGE_PORT": str(port),
         "EDGE_BENCH_ROUTES": "true",
@@ -161,7 +163,7 @@ def bench_http(
     }
     cmd = [sys.executable, "-m", "edge", "--server", server]
     results: dict[str, float] = {}
-    with tempfile.TemporaryDirectory() as tmp, _server(cmd, env, port, "/readyz"):
+    with tmp_dir as tmp, _server(cmd, env, port, "/readyz"):
         status, _headers, body = _get(port, HIT_QUERY)
         _get(port, BARE_QUERY)
         assert status == 200

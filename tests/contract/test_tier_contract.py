@@ -73,3 +73,58 @@ async def test_zero_byte_body_round_trips(tier: Tier, clock: FakeClock) -> None:
 
 async def test_healthy_tier_reports_ok(tier: Tier) -> None:
     assert await tier.state() == TierState.OK
+
+
+async def test_expires_in_follows_the_clock(tier: Tier, clock: FakeClock) -> None:
+    await tier.set("k", _entry(clock), 100)
+    assert await tier.expires_in("k") == pytest.approx(100, abs=1e-6)
+    clock.advance(40)
+    assert await tier.expires_in("k") == pytest.approx(60, abs=1e-6)
+
+
+async def test_fractional_ttl_is_kept_to_the_millisecond(tier: Tier, clock: FakeClock) -> None:
+    await tier.set("k", _entry(clock), 0.25)
+    clock.advance(0.24)
+    assert await tier.get("k") is not None
+    clock.advance(0.011)
+    assert await tier.get("k") is None
+
+
+async def test_overwrite_with_shorter_ttl_shortens(tier: Tier, clock: FakeClock) -> None:
+    await tier.set("k", _entry(clock), 100)
+    await tier.set("k", _entry(clock), 5)
+    clock.advance(5)
+    assert await tier.get("k") is None
+
+
+async def test_keys_are_opaque_strings(tier: Tier, clock: FakeClock) -> None:
+    """Colons, spaces, unicode and long keys neither collide nor fail."""
+    keys = ["a:b", "a b", "ä€😀", "x" * 500, "e:k", "t:genre:jazz"]
+    for i, key in enumerate(keys):
+        await tier.set(key, _entry(clock, str(i).encode()), 10)
+    for i, key in enumerate(keys):
+        got = await tier.get(key)
+        assert got is not None, key
+        assert got.body == str(i).encode(), key
+
+
+async def test_large_body_and_metadata_round_trip(tier: Tier, clock: FakeClock) -> None:
+    now = clock()
+    entry = Entry(
+        bytes(range(256)) * 1024,
+        now - 3.5,
+        now + 1,
+        now + 2,
+        now + 3,
+        etag="f" * 16,
+        tags=tuple(f"track:{i}" for i in range(100)),
+        shared=False,
+    )
+    await tier.set("big", entry, 10)
+    assert await tier.get("big") == entry
+
+
+async def test_long_ttl_survives_a_day(tier: Tier, clock: FakeClock) -> None:
+    await tier.set("k", _entry(clock), 3 * 86400)
+    clock.advance(86400)
+    assert await tier.get("k") is not None

@@ -36,7 +36,8 @@ def edge(loaded: Artifacts, clock: FakeClock) -> ClientFactory:
 
     @asynccontextmanager
     async def make(*, lean_hits: bool = True, **overrides: object) -> AsyncIterator[Client]:
-        settings = EdgeSettings(**{"warmup": False, "verify_artifacts": False, **overrides})
+        defaults = {"warmup": False, "verify_artifacts": False, "global_url": "none"}
+        settings = EdgeSettings(**{**defaults, **overrides})
         app = create_app(settings, artifacts=loaded, clock=clock, lean_hits=lean_hits)
         transport = httpx.ASGITransport(app=app)
         async with app.lifespan(), Client(transport=transport, base_url="http://edge") as client:

@@ -21,9 +21,12 @@ pytestmark = pytest.mark.filterwarnings(
 
 
 @pytest.fixture(scope="module")
-def app(loaded: Artifacts) -> Iterator[EdgeApp]:
+def app(loaded: Artifacts, tmp_path_factory: pytest.TempPathFactory) -> Iterator[EdgeApp]:
     """A ready app (lifespan entered) that schemathesis calls directly over ASGI."""
-    app = create_app(EdgeSettings(warmup=False, verify_artifacts=False), artifacts=loaded)
+    settings = EdgeSettings(
+        warmup=False, verify_artifacts=False, data_dir=str(tmp_path_factory.mktemp("data"))
+    )
+    app = create_app(settings, artifacts=loaded)
     with TestClient(app) as client:
         for _ in range(600):
             if client.get("/readyz").status_code == 200:

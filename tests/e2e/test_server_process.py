@@ -27,7 +27,7 @@ def _get(port: int, path: str) -> tuple[int, dict[str, str], bytes]:
         conn.close()
 
 
-def test_python_m_edge_serves_from_env_settings(artifact_dir: Path) -> None:
+def test_python_m_edge_serves_from_env_settings(artifact_dir: Path, tmp_path: Path) -> None:
     """EDGE_* variables configure the node; it becomes ready and answers over TCP."""
     port = _free_port()
     env = {
@@ -36,6 +36,7 @@ def test_python_m_edge_serves_from_env_settings(artifact_dir: Path) -> None:
         "EDGE_PORT": str(port),
         "EDGE_HOST": "127.0.0.1",
         "EDGE_WARMUP": "false",
+        "EDGE_DATA_DIR": str(tmp_path / "data"),
     }
     proc = subprocess.Popen(
         [sys.executable, "-m", "edge"],

@@ -1,0 +1,92 @@
+"""`DiskTier`: the embedded global store, a diskcache directory.
+
+diskcache is SQLite plus files, safe for several processes on one machine and durable across
+restarts, which makes it the record of every generated answer when no networked store is
+configured. Its calls block, so they run on one worker thread of their own; a failing disk
+(full, unreadable) raises `TierUnavailable` like any other tier.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from functools import partial
+from pathlib import Path
+from typing import TypeVar
+
+import diskcache
+
+from cache.base import Entry, Tier, TierState, pack, unpack
+from cache.errors import TierUnavailable
+
+T = TypeVar("T")
+Clock = Callable[[], float]
+
+_GRACE = 5.0  # seconds diskcache keeps an entry past its deadline (see RedisTier)
+
+
+class DiskTier(Tier):
+    def __init__(
+        self,
+        directory: str | Path,
+        *,
+        name: str = "global",
+        size_limit: int = 1 << 30,
+        clock: Clock = time.time,
+    ) -> None:
+        self.name = name
+        self.directory = Path(directory)
+        self._cache = diskcache.Cache(str(directory), size_limit=size_limit)
+        self._thread = ThreadPoolExecutor(1, thread_name_prefix=f"disk-{name}")
+        self._clock = clock
+        self._closed = False
+
+    async def _run(self, what: str, fn: Callable[[], T]) -> T:
+        if self._closed:
+            raise TierUnavailable(f"{self.name}: closed, {what} not run")
+        loop = asyncio.get_running_loop()
+        try:
+            return await loop.run_in_executor(self._thread, fn)
+        except (OSError, sqlite3.Error, diskcache.Timeout) as exc:
+            raise TierUnavailable(f"{self.name}: {what} failed: {exc!r}") from exc
+
+    def _live(self, key: str) -> tuple[float, Entry] | None:
+        raw = self._cache.get(key)
+        record = unpack(raw) if isinstance(raw, bytes) else None
+        return record if record is not None and record[0] > self._clock() else None
+
+    async def get(self, key: str) -> Entry | None:
+        record = await self._run("get", partial(self._live, key))
+        return None if record is None else record[1]
+
+    async def set(self, key: str, entry: Entry, expires_in: float) -> None:
+        if expires_in <= 0:
+            await self.delete(key)
+            return
+        value = pack(entry, self._clock() + expires_in)
+        await self._run("set", partial(self._cache.set, key, value, expire=expires_in + _GRACE))
+
+    async def delete(self, key: str) -> bool:
+        return bool(await self._run("delete", partial(self._cache.delete, key)))
+
+    async def expires_in(self, key: str) -> float | None:
+        record = await self._run("get", partial(self._live, key))
+        return None if record is None else record[0] - self._clock()
+
+    async def state(self) -> TierState:
+        try:
+            await self._run("check", partial(self._cache.get, "\0health"))
+        except TierUnavailable:
+            return TierState.DOWN
+        return TierState.OK
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        # diskcache keeps one SQLite connection per thread: close it on the thread that used it.
+        await asyncio.get_running_loop().run_in_executor(self._thread, self._cache.close)
+        self._thread.shutdown(wait=False)

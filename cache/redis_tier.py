@@ -1,0 +1,150 @@
+"""`RedisTier`: a region's shared L2 (or a networked global store) on Redis.
+
+Each call has a hard timeout and goes through a circuit breaker; a refused, failed or late
+call raises `TierUnavailable`, which the tiered cache counts as a miss. An entry is stored
+as msgpack with its deadline, so expiry follows the injected clock exactly (the contract
+tests freeze it), while Redis's own expiry (PX, a little later) frees the memory.
+
+Every entry's tags (prompt key, version, slots, track ids) are indexed in one Redis set per
+tag, so a purge by tag finds the entries without scanning.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Set as AbstractSet
+from typing import TypeVar
+
+from redis.asyncio import Redis
+from redis.asyncio.cluster import RedisCluster
+from redis.exceptions import RedisError
+
+from cache.base import Entry, Tier, TierState, pack, unpack
+from cache.breaker import BreakerState, CircuitBreaker
+from cache.errors import TierUnavailable
+
+T = TypeVar("T")
+Clock = Callable[[], float]
+
+# Redis expires keys a little after the logical deadline: a clock skew between edges never
+# makes Redis drop an entry another edge still considers alive.
+_GRACE_MS = 5_000
+
+
+class RedisTier(Tier):
+    """Entries under `{prefix}e:{key}`; tag sets under `{prefix}t:{tag}`."""
+
+    def __init__(
+        self,
+        client: Redis | RedisCluster,
+        *,
+        name: str = "l2",
+        prefix: str = "edge:",
+        timeout: float = 0.05,
+        breaker: CircuitBreaker | None = None,
+        clock: Clock = time.time,
+    ) -> None:
+        self.name = name
+        self.client = client
+        self.prefix = prefix
+        self.timeout = timeout
+        self.breaker = breaker or CircuitBreaker()
+        self._clock = clock
+
+    def _key(self, key: str) -> str:
+        return f"{self.prefix}e:{key}"
+
+    def _tag(self, tag: str) -> str:
+        return f"{self.prefix}t:{tag}"
+
+    async def _call(self, what: str, make: Callable[[], Awaitable[T]]) -> T:
+        if not self.breaker.allow():
+            raise TierUnavailable(f"{self.name}: circuit open, {what} not sent")
+        try:
+            async with asyncio.timeout(self.timeout):
+                result = await make()
+        except (RedisError, OSError, TimeoutError) as exc:
+            self.breaker.record(False)
+            raise TierUnavailable(f"{self.name}: {what} failed: {exc!r}") from exc
+        self.breaker.record(True)
+        return result
+
+    async def get(self, key: str) -> Entry | None:
+        raw = await self._call("GET", lambda: self.client.get(self._key(key)))
+        record = self._record(raw)
+        return None if record is None else record[1]
+
+    def _record(self, raw: bytes | str | None) -> tuple[float, Entry] | None:
+        """The live (expiry, entry) in a stored value; bytes that are not ours are a miss."""
+        record = unpack(raw) if isinstance(raw, bytes) else None
+        return record if record is not None and record[0] > self._clock() else None
+
+    async def set(self, key: str, entry: Entry, expires_in: float) -> None:
+        if expires_in <= 0:
+            await self.delete(key)
+            return
+        ttl_ms = int(expires_in * 1000) + _GRACE_MS
+        value = pack(entry, self._clock() + expires_in)
+
+        async def write() -> None:
+            async with self.client.pipeline(transaction=False) as pipe:
+                pipe.set(self._key(key), value, px=ttl_ms)
+                for tag in entry.tags:
+                    # A tag set lives as long as its longest-lived entry.
+                    pipe.sadd(self._tag(tag), key)
+                    pipe.pexpire(self._tag(tag), ttl_ms, nx=True)
+                    pipe.pexpire(self._tag(tag), ttl_ms, gt=True)
+                await pipe.execute()
+
+        await self._call("SET", write)
+
+    async def delete(self, key: str) -> bool:
+        removed = await self._call("DEL", lambda: self.client.delete(self._key(key)))
+        return bool(removed)
+
+    async def delete_many(self, keys: Iterable[str]) -> int:
+        names = [self._key(k) for k in keys]
+        if not names:
+            return 0
+        # One DEL per key: in a cluster the keys live in different slots.
+        async def drop() -> int:
+            async with self.client.pipeline(transaction=False) as pipe:
+                for name in names:
+                    pipe.delete(name)
+                return sum(int(n) for n in await pipe.execute())
+
+        return await self._call("DEL", drop)
+
+    async def keys_tagged(self, tag: str) -> list[str]:
+        """Keys of the entries that carry `tag` (some may have expired meanwhile)."""
+        members: AbstractSet[bytes | str]
+        members = await self._call("SMEMBERS", lambda: self.client.smembers(self._tag(tag)))
+        return sorted(m.decode() if isinstance(m, bytes) else str(m) for m in members)
+
+    async def purge_tag(self, tag: str) -> int:
+        """Drop every entry carrying `tag`; the number of entries dropped."""
+        keys = await self.keys_tagged(tag)
+        dropped = await self.delete_many(keys)
+        await self._call("DEL", lambda: self.client.delete(self._tag(tag)))
+        return dropped
+
+    async def expires_in(self, key: str) -> float | None:
+        raw = await self._call("GET", lambda: self.client.get(self._key(key)))
+        record = self._record(raw)
+        return None if record is None else record[0] - self._clock()
+
+    async def state(self) -> TierState:
+        breaker = self.breaker.state
+        if breaker is BreakerState.OPEN:
+            return TierState.DOWN
+        try:
+            async with asyncio.timeout(self.timeout):
+                await self.client.ping()
+        except (RedisError, OSError, TimeoutError):
+            return TierState.DOWN
+        return TierState.OK if breaker is BreakerState.CLOSED else TierState.DEGRADED
+
+    async def close(self) -> None:
+        await self.client.aclose()

@@ -1,0 +1,1 @@
+"""What a region shares: Redis connections (and, later, invalidation, warmers, event log)."""

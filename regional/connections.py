@@ -1,0 +1,89 @@
+"""Redis clients from URLs: standalone, Sentinel and Cluster behind one call.
+
+Accepted forms:
+  redis://[user:pass@]host:port[/db]      standalone (rediss:// for TLS, unix:// for sockets)
+  redis+sentinel://[user:pass@]host:port[,host:port...]/service[/db]
+                                          the master of `service`, found through Sentinel
+  redis+cluster://[user:pass@]host:port[,host:port...]
+                                          a Redis Cluster, discovered from these seed nodes
+Every client gets the same socket timeouts, so a stalled server costs at most that long.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+from redis.asyncio import Redis
+from redis.asyncio.cluster import ClusterNode, RedisCluster
+from redis.asyncio.retry import Retry
+from redis.asyncio.sentinel import Sentinel
+from redis.backoff import NoBackoff
+
+RedisClient = Redis | RedisCluster
+
+
+class RedisURLError(ValueError):
+    """A Redis URL this project cannot use."""
+
+
+def _hosts(netloc: str, url: str, default_port: int) -> list[tuple[str, int]]:
+    hosts = []
+    for part in netloc.rpartition("@")[2].split(","):
+        host, _, port = part.strip().rpartition(":") if ":" in part else (part, "", "")
+        if not host:
+            raise RedisURLError(f"{url}: missing host in {part!r}")
+        try:
+            hosts.append((host.strip("[]"), int(port) if port else default_port))
+        except ValueError:
+            raise RedisURLError(f"{url}: bad port in {part!r}") from None
+    return hosts
+
+
+def _credentials(netloc: str) -> dict[str, Any]:
+    userinfo, at, _ = netloc.rpartition("@")
+    if not at:
+        return {}
+    user, colon, password = userinfo.partition(":")
+    creds: dict[str, Any] = {"password": unquote(password if colon else user)}
+    if colon and user:
+        creds["username"] = unquote(user)
+    return creds
+
+
+def redis_client(url: str, *, timeout: float) -> RedisClient:
+    """A client for `url` whose connects and commands give up after `timeout` seconds."""
+    parts = urlsplit(url)
+    common: dict[str, Any] = {
+        "socket_timeout": timeout,
+        "socket_connect_timeout": timeout,
+        # No client-side retries: the tier's own timeout and circuit breaker decide.
+        "retry": Retry(NoBackoff(), 0),
+    }
+    if parts.scheme in ("redis", "rediss", "unix"):
+        return Redis.from_url(url, **common)
+    if parts.scheme == "redis+sentinel":
+        path = [p for p in parts.path.split("/") if p]
+        if not path:
+            raise RedisURLError(f"{url}: name the Sentinel service, e.g. /mymaster")
+        db = int(path[1]) if len(path) > 1 and path[1].isdigit() else 0
+        sentinel = Sentinel(  # type: ignore[no-untyped-call]
+            _hosts(parts.netloc, url, 26379),
+            sentinel_kwargs={"socket_timeout": timeout, "socket_connect_timeout": timeout},
+            **common,
+            **_credentials(parts.netloc),
+            db=db,
+        )
+        master: Redis = sentinel.master_for(path[0])
+        return master
+    if parts.scheme == "redis+cluster":
+        nodes = [ClusterNode(h, p) for h, p in _hosts(parts.netloc, url, 6379)]
+        return RedisCluster(startup_nodes=nodes, **common, **_credentials(parts.netloc))
+    raise RedisURLError(
+        f"{url}: unsupported scheme {parts.scheme!r} "
+        "(use redis://, rediss://, unix://, redis+sentinel:// or redis+cluster://)"
+    )
+
+
+def is_redis_url(value: str) -> bool:
+    return urlsplit(value).scheme in ("redis", "rediss", "unix", "redis+sentinel", "redis+cluster")
