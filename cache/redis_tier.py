@@ -108,6 +108,7 @@ class RedisTier(Tier):
         names = [self._key(k) for k in keys]
         if not names:
             return 0
+
         # One DEL per key: in a cluster the keys live in different slots.
         async def drop() -> int:
             async with self.client.pipeline(transaction=False) as pipe:

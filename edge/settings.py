@@ -152,8 +152,10 @@ class EdgeSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_o
         if not 0 < self.breaker_failure_rate <= 1:
             problems.append("breaker_failure_rate must be in (0, 1]")
         if self.l2_url and not is_redis_url(self.l2_url):
-            problems.append("l2_url must be a redis://, rediss://, unix://, redis+sentinel:// "
-                            "or redis+cluster:// URL")
+            problems.append(
+                "l2_url must be a redis://, rediss://, unix://, redis+sentinel:// "
+                "or redis+cluster:// URL"
+            )
         if "://" in self.global_url and not is_redis_url(self.global_url):
             problems.append("global_url must be a directory, a Redis URL, or none")
         if not 0 <= self.ttl_jitter < 1:
