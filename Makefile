@@ -8,7 +8,7 @@ CATALOG ?= synthetic:20000
 PROMPT ?= rainy sunday morning jazz, no vocals
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: setup run query test lint artifacts redis-server bench-deps
+.PHONY: setup run query test lint artifacts redis-server bench-deps settings-table
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -42,6 +42,9 @@ bench-deps: setup
 
 test: setup
 	$(PY) -m pytest
+
+settings-table: setup  # the README's EDGE_* table, from the docstrings in edge/settings.py
+	$(PY) -c 'from edge.settings import markdown_table; print(markdown_table(), end="")'
 
 lint: setup
 	$(VENV)/bin/ruff check .

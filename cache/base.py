@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import enum
 from abc import ABC, abstractmethod
+from collections.abc import Collection
 
 import msgspec
 
@@ -99,6 +100,10 @@ class Tier(ABC):
     @abstractmethod
     async def expires_in(self, key: str) -> float | None:
         """Seconds until `key` expires, or None if it is absent or expired."""
+
+    @abstractmethod
+    async def purge_tags(self, tags: Collection[str]) -> int:
+        """Drop every entry carrying any of `tags`; how many were dropped."""
 
     @abstractmethod
     async def state(self) -> TierState:

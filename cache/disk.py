@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from pathlib import Path
@@ -75,6 +75,23 @@ class DiskTier(Tier):
     async def expires_in(self, key: str) -> float | None:
         record = await self._run("get", partial(self._live, key))
         return None if record is None else record[0] - self._clock()
+
+    async def purge_tags(self, tags: Collection[str]) -> int:
+        """A scan of the store on the tier's thread.
+
+        diskcache gives an item one tag and no secondary index; purges (a track pulled for
+        licensing) are rare admin actions, so a scan is cheaper than indexing every write.
+        """
+        return await self._run("purge", partial(self._purge, frozenset(tags)))
+
+    def _purge(self, tags: frozenset[str]) -> int:
+        dropped = 0
+        for key in list(self._cache.iterkeys()):
+            raw = self._cache.get(key)
+            record = unpack(raw) if isinstance(raw, bytes) else None
+            if record is not None and tags.intersection(record[1].tags):
+                dropped += bool(self._cache.delete(key))
+        return dropped
 
     async def state(self) -> TierState:
         try:

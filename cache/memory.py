@@ -10,7 +10,7 @@ answers vary from ~300 bytes to ~20 kB with the playlist length.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 
 from cachetools import TLRUCache
 
@@ -77,6 +77,15 @@ class MemoryTier(Tier):
     async def expires_in(self, key: str) -> float | None:
         slot = self._data.get(key)
         return None if slot is None else slot[1] - self._clock()
+
+    async def purge_tags(self, tags: Collection[str]) -> int:
+        """A scan of every entry: purges are rare, and an index would cost every write."""
+        wanted = set(tags)
+        items = list(self._data.items())
+        doomed = [key for key, (entry, _) in items if wanted.intersection(entry.tags)]
+        for key in doomed:
+            self._data.pop(key, None)
+        return len(doomed)
 
     async def state(self) -> TierState:
         return TierState.OK

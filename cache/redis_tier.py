@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Collection, Iterable
 from collections.abc import Set as AbstractSet
 from typing import TypeVar
 
@@ -124,11 +124,21 @@ class RedisTier(Tier):
         members = await self._call("SMEMBERS", lambda: self.client.smembers(self._tag(tag)))
         return sorted(m.decode() if isinstance(m, bytes) else str(m) for m in members)
 
-    async def purge_tag(self, tag: str) -> int:
-        """Drop every entry carrying `tag`; the number of entries dropped."""
-        keys = await self.keys_tagged(tag)
-        dropped = await self.delete_many(keys)
-        await self._call("DEL", lambda: self.client.delete(self._tag(tag)))
+    async def purge_tags(self, tags: Collection[str]) -> int:
+        keys: set[str] = set()
+        for tag in tags:
+            keys.update(await self.keys_tagged(tag))
+        dropped = await self.delete_many(sorted(keys))
+        if tags:
+            names = [self._tag(t) for t in tags]
+
+            async def drop_sets() -> None:
+                async with self.client.pipeline(transaction=False) as pipe:
+                    for name in names:
+                        pipe.delete(name)
+                    await pipe.execute()
+
+            await self._call("DEL", drop_sets)
         return dropped
 
     async def expires_in(self, key: str) -> float | None:

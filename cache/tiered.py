@@ -8,7 +8,7 @@ to `on_error` so metrics and health can show it.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from typing import NamedTuple
 
 from cache.base import Entry, Tier
@@ -74,6 +74,25 @@ class TieredCache:
                 await tier.delete(key)
             except TierUnavailable as exc:
                 self._on_error(tier.name, exc)
+
+    async def purge(self, keys: Collection[str] = (), tags: Collection[str] = ()) -> dict[str, int]:
+        """Drop `keys` and every entry tagged with one of `tags` from every tier.
+
+        Returns the count dropped per tier; a tier that fails is reported and counted -1.
+        """
+        dropped: dict[str, int] = {}
+        for tier in self.tiers:
+            try:
+                count = 0
+                for key in keys:
+                    count += await tier.delete(key)
+                if tags:
+                    count += await tier.purge_tags(tags)
+            except TierUnavailable as exc:
+                self._on_error(tier.name, exc)
+                count = -1
+            dropped[tier.name] = count
+        return dropped
 
     async def _write(self, tier: Tier, key: str, entry: Entry, now: float) -> None:
         try:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 
 from cache.base import Entry, Tier, TierState
 from cache.errors import TierUnavailable
@@ -78,6 +78,11 @@ class WriteBehind(Tier):
 
     async def expires_in(self, key: str) -> float | None:
         return await self.tier.expires_in(key)
+
+    async def purge_tags(self, tags: Collection[str]) -> int:
+        """Queued writes land first, so none of them can bring a purged entry back."""
+        await self.flush()
+        return await self.tier.purge_tags(tags)
 
     async def state(self) -> TierState:
         state = await self.tier.state()

@@ -14,6 +14,8 @@ request header, so no `Vary` is sent; personalised answers are `private` and POS
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import msgspec
 
 from cache.base import Entry
@@ -63,12 +65,16 @@ def finish(head: bytes, tier: str, age: int) -> bytes:
     return b'%s{"tier":"%s","age":%d}}' % (head, tier.encode(), age)
 
 
-def surrogate_keys(intent: Intent, key: str, version: str) -> tuple[str, ...]:
-    """Tags a CDN (and our own purge) can drop answers by: the request, prompt, version, slots."""
+def surrogate_keys(
+    intent: Intent, key: str, version: str, track_ids: Sequence[str] = ()
+) -> tuple[str, ...]:
+    """Tags a CDN (and our own purge) can drop answers by: the request, prompt, version,
+    slots, and `t:<id>` for every track in the list."""
     slots = intent.slots
     tags = [f"k:{key}", f"p:{intent.prompt_key()}", f"v:{version}"]
     tags += [f"mood:{m}" for m in slots.moods] + [f"activity:{a}" for a in slots.activities]
     tags += [f"genre:{g}" for g in slots.genres] + [f"no-genre:{g}" for g in slots.exclude_genres]
+    tags += [f"t:{track}" for track in dict.fromkeys(track_ids)]
     return tuple(tags)
 
 

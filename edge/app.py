@@ -120,6 +120,7 @@ def create_app(
         controllers.healthz,
         controllers.readyz,
         controllers.metrics,
+        controllers.admin_purge,
     ]
     if settings.bench_routes:
         handlers.append(controllers.bench_bare)

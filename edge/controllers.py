@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hmac
 from typing import Annotated, Any
 
 import msgspec
@@ -12,11 +13,24 @@ from litestar.openapi.spec import Example
 from litestar.params import JSONBody, Parameter
 
 from edge.answers import JSON
-from edge.errors import BadRequest, UnknownSchemaVersion, UnsupportedMediaType
+from edge.errors import (
+    BadRequest,
+    Forbidden,
+    Unauthorized,
+    UnknownSchemaVersion,
+    UnsupportedMediaType,
+)
 from edge.metrics import CONTENT_TYPE
 from edge.node import EdgeNode
 from edge.query import check_text
-from edge.schemas import SCHEMA_VERSION, PlaylistBody, PlaylistOut, PlaylistRequest, Problem
+from edge.schemas import (
+    SCHEMA_VERSION,
+    PlaylistBody,
+    PlaylistOut,
+    PlaylistRequest,
+    Problem,
+    PurgeBody,
+)
 from edge.service import Answer
 
 _PROBLEMS = {
@@ -114,6 +128,37 @@ class PlaylistController(Controller):
             playlist_request, intent, key, request.headers.get("if-none-match")
         )
         return _response(answer)
+
+
+async def _require_admin(request: Request[Any, Any, Any]) -> None:
+    """Credentials first (401 without, 403 wrong), then the body checks of every JSON route."""
+    node: EdgeNode = request.app.state.node
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not token:
+        raise Unauthorized("send the admin key as Authorization: Bearer <key>")
+    expected = node.settings.admin_key
+    if not expected:
+        raise Forbidden("the admin API is disabled on this node (EDGE_ADMIN_KEY is not set)")
+    if not hmac.compare_digest(token.encode(), expected.encode()):
+        raise Forbidden("wrong admin key")
+    await _require_json(request)
+
+
+@post("/admin/purge", include_in_schema=False, status_code=200, before_request=_require_admin)
+async def admin_purge(state: State, data: JSONBody[PurgeBody]) -> Response[bytes]:
+    """Drop entries by cache key, tag or track id here, in L2 and the global store, and on
+    every edge of the region (their L1, through the invalidation bus)."""
+    node: EdgeNode = state.node
+    tags = tuple(dict.fromkeys([*data.tags, *(f"t:{track}" for track in data.tracks)]))
+    if not (data.keys or tags):
+        raise BadRequest("name at least one of keys, tags or tracks")
+    for item in (*data.keys, *tags):
+        if any(char.isspace() for char in check_text(item, "purge item")):
+            raise BadRequest(f"purge item {item[:40]!r} contains whitespace")
+    result = await node.require().purge(tuple(data.keys), tags)
+    return Response(
+        msgspec.json.encode(result), media_type=JSON, headers={"cache-control": "no-store"}
+    )
 
 
 @get("/healthz", summary="The process is alive", cache_control=None)

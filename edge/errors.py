@@ -3,6 +3,8 @@
     EdgeError
      ├── BadRequest             400  the request is malformed or asks for nothing possible
      │    └── UnknownSchemaVersion   400  a POST body names a schema_version we do not speak
+     ├── Unauthorized           401  an admin call without credentials
+     ├── Forbidden              403  an admin call with the wrong key (or admin disabled)
      ├── PayloadTooLarge        413
      ├── UnsupportedMediaType   415
      ├── Overloaded             503  the compute bulkhead is full (Retry-After)
@@ -13,6 +15,8 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 
 class EdgeError(Exception):
     """Base of the edge's own errors; `status` is the HTTP status it becomes."""
@@ -20,6 +24,7 @@ class EdgeError(Exception):
     status = 500
     title = "Internal error"
     retry_after: int | None = None
+    headers: ClassVar[dict[str, str]] = {}
 
 
 class BadRequest(EdgeError):
@@ -29,6 +34,17 @@ class BadRequest(EdgeError):
 
 class UnknownSchemaVersion(BadRequest):
     title = "Unknown schema version"
+
+
+class Unauthorized(EdgeError):
+    status = 401
+    title = "Unauthorized"
+    headers: ClassVar[dict[str, str]] = {"www-authenticate": 'Bearer realm="edge-admin"'}
+
+
+class Forbidden(EdgeError):
+    status = 403
+    title = "Forbidden"
 
 
 class PayloadTooLarge(EdgeError):

@@ -79,6 +79,7 @@ class Metrics:
             registry=r,
         )
         self.ready = Gauge("edge_ready", "1 when artifacts are loaded and warm", registry=r)
+        self.purges = Counter("edge_purges", "Purges run from this node", registry=r)
         self.breaker = Gauge(
             "edge_breaker_state",
             "Circuit breaker of each remote tier: 0 closed, 1 half-open, 2 open",

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from prometheus_client import Gauge
+from redis.asyncio import Redis
 
 from cache.base import Tier
 from cache.breaker import BreakerState, CircuitBreaker
@@ -34,6 +35,7 @@ from models.artifacts import Artifacts
 from models.errors import ModelError
 from models.ranker import RankParams
 from regional.connections import is_redis_url, redis_client
+from regional.invalidation import InvalidationBus
 
 log = logging.getLogger("edge.node")
 
@@ -91,6 +93,10 @@ class EdgeNode:
                     check=self.settings.verify_artifacts,
                 )
             service = self._assemble(artifacts)
+            if service.bus is not None:
+                service.bus.start()
+                if not await service.bus.wait_subscribed(timeout=2.0):
+                    log.warning("invalidation bus not subscribed yet; continuing without it")
             if self.settings.warmup:
                 await service.warm_up(WARMUP_PROMPTS)
         except (ModelError, OSError, sqlite3.Error) as exc:
@@ -130,7 +136,7 @@ class EdgeNode:
             max_items=s.user_exclusions_max,
             clock=self._clock,
         )
-        return PlaylistService(
+        service = PlaylistService(
             artifacts,
             s,
             l1=l1,
@@ -140,6 +146,17 @@ class EdgeNode:
             metrics=self.metrics,
             clock=self._clock,
         )
+        if s.l2_url and not s.l2_url.startswith("redis+cluster"):
+            # Cluster pub/sub is not offered by redis-py's asyncio cluster client.
+            client = redis_client(s.l2_url, timeout=5.0, health_check_interval=1.0)
+            assert isinstance(client, Redis)
+            service.bus = InvalidationBus(
+                client,
+                channel=f"edge:{s.region}:invalidate",
+                apply=service.apply,
+                reset=service.reset,
+            )
+        return service
 
     def _remote_tiers(self) -> list[Tier]:
         """L2 (Redis, if configured), then the global store behind a write-behind queue."""

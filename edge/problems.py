@@ -39,6 +39,7 @@ def problem_response(request: Request[Any, Any, Any], exc: Exception) -> Respons
     headers: dict[str, str] = {}
     if isinstance(exc, EdgeError):
         status, title, detail = exc.status, exc.title, str(exc)
+        headers.update(exc.headers)
         if exc.retry_after is not None:
             headers["retry-after"] = str(exc.retry_after)
     elif isinstance(exc, IntentError):

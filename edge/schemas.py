@@ -54,6 +54,18 @@ class PlaylistBody(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     user: Annotated[str, Meta(min_length=1, max_length=256)] | None = None
 
 
+PurgeItem = Annotated[str, msgspec.Meta(min_length=1, max_length=256)]
+PurgeList = Annotated[list[PurgeItem], msgspec.Meta(max_length=1000)]
+
+
+class PurgeBody(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """What /admin/purge drops: cache keys, tags (as in Surrogate-Key), and track ids."""
+
+    keys: PurgeList = msgspec.field(default_factory=list)
+    tags: PurgeList = msgspec.field(default_factory=list)
+    tracks: PurgeList = msgspec.field(default_factory=list)
+
+
 class PlaylistRequest(msgspec.Struct, frozen=True):
     """What GET and POST both reduce to before the intent is parsed."""
 

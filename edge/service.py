@@ -36,6 +36,7 @@ from models.artifacts import Artifacts
 from models.errors import ModelError
 from models.intent import Intent
 from models.ranker import fingerprint
+from regional.invalidation import Invalidation, InvalidationBus
 
 log = logging.getLogger("edge.service")
 Clock = Callable[[], float]
@@ -67,8 +68,10 @@ class PlaylistService:
         exclusions: UserExclusions,
         metrics: Metrics,
         clock: Clock = time.time,
+        bus: InvalidationBus | None = None,
     ) -> None:
         self.artifacts = artifacts
+        self.bus = bus
         self.version = artifacts.version
         self.settings = settings
         self.l1 = l1
@@ -164,7 +167,10 @@ class PlaylistService:
     async def _miss(
         self, key: str, intent: Intent, n: int, stale: Entry | None, timings: dict[str, float]
     ) -> tuple[Entry, str]:
-        task, leader = self._flights.start(key, lambda: self._produce(key, intent, n, timings))
+        replacing = stale is not None
+        task, leader = self._flights.start(
+            key, lambda: self._produce(key, intent, n, timings, replacing=replacing)
+        )
         try:
             entry = await asyncio.shield(task)
         except Overloaded:
@@ -181,7 +187,16 @@ class PlaylistService:
         self.metrics.cache_outcome("compute", "miss" if leader else "coalesced")
         return entry, "MISS"
 
-    async def _produce(self, key: str, intent: Intent, n: int, timings: dict[str, float]) -> Entry:
+    async def _produce(
+        self,
+        key: str,
+        intent: Intent,
+        n: int,
+        timings: dict[str, float],
+        *,
+        replacing: bool = False,
+    ) -> Entry:
+        """Compute, store in every shared tier; a write that replaces an entry is announced."""
         with self.compute.admit():
             try:
                 async with asyncio.timeout(self.settings.compute_timeout):
@@ -197,9 +212,11 @@ class PlaylistService:
             body,
             now=self._clock(),
             etag=playlist.fingerprint,
-            tags=answers.surrogate_keys(intent, key, self.version),
+            tags=answers.surrogate_keys(intent, key, self.version, playlist.ids),
         )
         await self.cache.set(key, entry)
+        if replacing and self.bus is not None:
+            await self.bus.publish(keys=(key,))
         timings.update(
             encode=stage_ms.get("tokenize", 0.0) + stage_ms.get("encode", 0.0),
             search=stage_ms.get("search", 0.0),
@@ -217,7 +234,7 @@ class PlaylistService:
             now=self._clock(),
             etag=playlist.fingerprint,
             fresh=self.settings.fallback_ttl,
-            tags=answers.surrogate_keys(intent, key, self.version),
+            tags=answers.surrogate_keys(intent, key, self.version, playlist.ids),
             shared=False,
         )
         await self.cache.set(key, entry)
@@ -229,7 +246,9 @@ class PlaylistService:
         if self.compute.overloaded:
             self.metrics.rejections.labels("revalidate-overload").inc()
             return
-        task, _ = self._flights.start(key, lambda: self._produce(key, intent, n, {}))
+        task, _ = self._flights.start(
+            key, lambda: self._produce(key, intent, n, {}, replacing=True)
+        )
         self._background.add(task)
         task.add_done_callback(self._background.discard)
         self.metrics.cache_outcome("compute", "revalidated")
@@ -297,7 +316,30 @@ class PlaylistService:
             with self.compute.admit():
                 await self.compute.generate(intent, self.settings.default_length)
 
+    # -- invalidation ----------------------------------------------------------------------
+
+    async def purge(self, keys: tuple[str, ...], tags: tuple[str, ...]) -> dict[str, object]:
+        """Drop keys and tagged entries from every tier here, then tell the region's edges."""
+        dropped = await self.cache.purge(keys, tags)
+        published = await self.bus.publish(keys, tags) if self.bus is not None else False
+        self.metrics.purges.inc()
+        log.info("purged", extra={"keys": len(keys), "tags": list(tags), "dropped": dropped})
+        return {"dropped": dropped, "published": published}
+
+    async def apply(self, invalidation: Invalidation) -> None:
+        """Another edge purged or replaced entries: drop our L1 copies."""
+        for key in invalidation.keys:
+            await self.l1.delete(key)
+        if invalidation.tags:
+            await self.l1.purge_tags(invalidation.tags)
+
+    async def reset(self) -> None:
+        """The invalidation feed was interrupted: nothing in L1 can be trusted to be current."""
+        self.l1.clear()
+
     async def close(self) -> None:
+        if self.bus is not None:
+            await self.bus.close()
         for task in list(self._background):
             task.cancel()
         self.compute.close()

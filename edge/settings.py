@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import ast
 import os
 from collections.abc import Mapping
+from pathlib import Path
 
 import msgspec
 
@@ -99,6 +101,8 @@ class EdgeSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_o
     """Level of the JSON logs on stderr."""
     seed: int = 0
     """Seed of the TTL jitter."""
+    admin_key: str = ""
+    """Bearer token the /admin endpoints require; empty: admin endpoints refuse every call."""
     bench_routes: bool = False
     """Expose /_bench/bare, the same bytes from a plain dict, for `loadtest.bench http`."""
 
@@ -171,6 +175,30 @@ class EdgeSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_o
             PREFIX + name.upper(): _env_value(getattr(self, name))
             for name in self.__struct_fields__
         }
+
+
+def markdown_table() -> str:
+    """The README's settings table, from the field docstrings in this file."""
+    source = Path(__file__).read_text()
+    cls = next(
+        node
+        for node in ast.parse(source).body
+        if isinstance(node, ast.ClassDef) and node.name == EdgeSettings.__name__
+    )
+    defaults = EdgeSettings()
+    rows = ["| variable | default | meaning |", "|---|---|---|"]
+    for field, doc in zip(cls.body, [*cls.body[1:], None], strict=True):
+        if not isinstance(field, ast.AnnAssign) or not isinstance(field.target, ast.Name):
+            continue
+        name = field.target.id
+        text = ""
+        if isinstance(doc, ast.Expr) and isinstance(doc.value, ast.Constant):
+            text = " ".join(str(doc.value.value).split())
+        value = _env_value(getattr(defaults, name))
+        rows.append(
+            f"| `{PREFIX}{name.upper()}` | {f'`{value}`' if value else '(empty)'} | {text} |"
+        )
+    return "\n".join(rows) + "\n"
 
 
 def _env_value(value: object) -> str:

@@ -51,10 +51,15 @@ def _credentials(netloc: str) -> dict[str, Any]:
     return creds
 
 
-def redis_client(url: str, *, timeout: float) -> RedisClient:
-    """A client for `url` whose connects and commands give up after `timeout` seconds."""
+def redis_client(url: str, *, timeout: float, health_check_interval: float = 0) -> RedisClient:
+    """A client for `url` whose connects and commands give up after `timeout` seconds.
+
+    `health_check_interval` > 0 pings connections idle that long before using them again,
+    which is how a pub/sub listener notices a server that stopped answering.
+    """
     parts = urlsplit(url)
     common: dict[str, Any] = {
+        "health_check_interval": health_check_interval,
         "socket_timeout": timeout,
         "socket_connect_timeout": timeout,
         # No client-side retries: the tier's own timeout and circuit breaker decide.

@@ -128,3 +128,19 @@ async def test_long_ttl_survives_a_day(tier: Tier, clock: FakeClock) -> None:
     await tier.set("k", _entry(clock), 3 * 86400)
     clock.advance(86400)
     assert await tier.get("k") is not None
+
+
+async def test_purge_by_tags_drops_exactly_the_tagged(tier: Tier, clock: FakeClock) -> None:
+    now = clock()
+
+    def tagged(*tags: str) -> Entry:
+        return Entry(b"x", now, now + 60, now + 70, now + 80, tags=tags)
+
+    await tier.set("a", tagged("track:1", "genre:jazz"), 100)
+    await tier.set("b", tagged("track:2"), 100)
+    await tier.set("c", tagged("track:3", "genre:jazz"), 100)
+    await tier.set("d", tagged("track:4"), 100)
+    assert await tier.purge_tags(["genre:jazz", "track:2"]) == 3
+    assert [await tier.get(k) is None for k in "abcd"] == [True, True, True, False]
+    assert await tier.purge_tags(["genre:jazz"]) == 0
+    assert await tier.purge_tags([]) == 0

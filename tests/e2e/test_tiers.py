@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from urllib.parse import urlencode
 
@@ -128,3 +128,96 @@ async def test_fallbacks_stay_out_of_shared_tiers(edge: ClientFactory, redis: Re
         assert degraded.headers["x-cache"] == "FALLBACK"
         fresh = await two.get(_url("spooky jazz"))
         assert fresh.headers["x-cache"] == "MISS"
+
+
+ADMIN = {"authorization": "Bearer s3cret"}
+
+
+async def _purge(client: Client, body: dict[str, object]) -> dict[str, object]:
+    response = await client.post("/admin/purge", json=body, headers=ADMIN)
+    assert response.status_code == 200, response.text
+    assert response.headers["cache-control"] == "no-store"
+    return response.json()  # type: ignore[no-any-return]
+
+
+async def _wait_until(check: Callable[[], Awaitable[bool]], seconds: float) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + seconds
+    while not await check():
+        assert loop.time() < deadline, f"not true within {seconds} s"
+        await asyncio.sleep(0.02)
+
+
+async def test_purge_by_track_reaches_every_edge_within_a_second(
+    edge: ClientFactory, redis: RedisServer, tmp_path: Path
+) -> None:
+    """A track pulled on edge one disappears from L2, the global store and edge two's L1."""
+    settings = {"l2_url": redis.url, "admin_key": "s3cret", "global_url": str(tmp_path / "g")}
+    async with edge(**settings) as one, edge(**settings) as two:
+        url = _url("warm acoustic covers for a rainy sunday")
+        shared = (await one.get(url)).content
+        assert (await two.get(url)).headers["x-cache"] == "HIT-L2"
+        assert (await two.get(url)).headers["x-cache"] == "HIT-L1"
+        other = _url("fast techno for running")
+        other_ids = _tracks((await one.get(other)).content)
+        assert (await two.get(other)).headers["x-cache"] == "HIT-L2"
+        pulled = next(t for t in _tracks(shared) if t not in other_ids)
+        await _flush_global(one)
+
+        result = await _purge(one, {"tracks": [pulled]})
+        assert result["published"] is True
+        assert result["dropped"] == {"l1": 1, "l2": 1, "global": 1}
+
+        key = service_of(two)._keys[url.split("?")[1].encode()]
+
+        async def gone_from_two() -> bool:
+            return service_of(two).l1.peek(key) is None
+
+        await _wait_until(gone_from_two, 1.0)
+        again = await two.get(url)
+        assert again.headers["x-cache"] == "MISS"
+        assert (await two.get(other)).headers["x-cache"] == "HIT-L1"  # untouched
+
+
+async def test_admin_purge_needs_the_admin_key(edge: ClientFactory) -> None:
+    async with edge(admin_key="s3cret") as client:
+        body = {"tags": ["genre:jazz"]}
+        missing = await client.post("/admin/purge", json=body)
+        assert missing.status_code == 401
+        assert missing.headers["www-authenticate"].startswith("Bearer")
+        assert missing.headers["content-type"].startswith("application/problem+json")
+        wrong = await client.post("/admin/purge", json=body, headers={"authorization": "Bearer x"})
+        assert wrong.status_code == 403
+        empty = await client.post("/admin/purge", json={}, headers=ADMIN)
+        assert empty.status_code == 400
+        spaced = await client.post("/admin/purge", json={"tags": ["a b"]}, headers=ADMIN)
+        assert spaced.status_code == 400
+        schema = (await client.get("/schema/openapi.json")).json()
+        assert not any(path.startswith("/admin") for path in schema["paths"])
+    async with edge() as client:
+        disabled = await client.post("/admin/purge", json=body, headers=ADMIN)
+        assert disabled.status_code == 403
+
+
+async def test_lost_subscription_flushes_l1_and_resubscribes(
+    edge: ClientFactory, redis: RedisServer
+) -> None:
+    async with edge(**_fast_breaker(redis.url)) as one:
+        service = service_of(one)
+        assert service.bus is not None
+        await one.get(_url("mellow jazz for reading"))
+        assert len(service.l1) > 0
+        redis.stop()
+        await _wait_until(lambda: _false_when(service.bus.subscribed), 5.0)
+        redis.start()
+        await _wait_until(lambda: _true_when(service.bus.resets == 1), 10.0)
+        assert len(service.l1) == 0
+        assert service.bus.subscribed
+
+
+async def _false_when(value: bool) -> bool:
+    return not value
+
+
+async def _true_when(value: bool) -> bool:
+    return value

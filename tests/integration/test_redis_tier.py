@@ -81,7 +81,7 @@ async def test_purge_by_tag_drops_every_tagged_entry(tier: RedisTier) -> None:
     await tier.set("b", _entry(("track:1",)), 60)
     await tier.set("c", _entry(("track:2",)), 60)
     assert await tier.keys_tagged("track:1") == ["a", "b"]
-    assert await tier.purge_tag("track:1") == 2
+    assert await tier.purge_tags(["track:1"]) == 2
     assert await tier.get("a") is None
     assert await tier.get("b") is None
     assert await tier.get("c") is not None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+from collections.abc import Collection
 
 import pytest
 
@@ -35,6 +36,9 @@ class DeadTier(Tier):
         raise TierUnavailable("connection refused")
 
     async def expires_in(self, key: str) -> float | None:
+        raise TierUnavailable("connection refused")
+
+    async def purge_tags(self, tags: Collection[str]) -> int:
         raise TierUnavailable("connection refused")
 
     async def state(self) -> TierState:
