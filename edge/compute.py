@@ -152,10 +152,19 @@ class ComputePool:
     def overloaded(self) -> bool:
         return self.in_flight >= self.queue_limit
 
-    async def generate(self, intent: Intent, n: int) -> tuple[Playlist, Timings]:
-        """Encode (batched), then search and rank on the rank pool; call inside `admit`."""
+    async def embed(self, text: str) -> tuple[np.ndarray, Timings]:
+        """The text's unit vector (batched with other callers'); call inside `admit`."""
+        return await self._batcher.embed(text)
+
+    async def generate(
+        self, intent: Intent, n: int, vector: np.ndarray | None = None
+    ) -> tuple[Playlist, Timings]:
+        """Encode (batched) unless `vector` is given, then search and rank on the rank pool;
+        call inside `admit`."""
         start = time.perf_counter()
-        vector, batch_timings = await self._batcher.embed(intent.query_text)
+        batch_timings: Timings = {}
+        if vector is None:
+            vector, batch_timings = await self._batcher.embed(intent.query_text)
         loop = asyncio.get_running_loop()
         playlist, timings = await loop.run_in_executor(
             self._rank_threads, self.generator.generate, intent, n, vector

@@ -149,7 +149,12 @@ async def admin_purge(state: State, data: JSONBody[PurgeBody]) -> Response[bytes
     """Drop entries by cache key, tag or track id here, in L2 and the global store, and on
     every edge of the region (their L1, through the invalidation bus)."""
     node: EdgeNode = state.node
-    tags = tuple(dict.fromkeys([*data.tags, *(f"t:{track}" for track in data.tracks)]))
+    # A key also names its semantic aliases, which carry it as a k: tag.
+    tags = tuple(
+        dict.fromkeys(
+            [*data.tags, *(f"t:{track}" for track in data.tracks), *(f"k:{k}" for k in data.keys)]
+        )
+    )
     if not (data.keys or tags):
         raise BadRequest("name at least one of keys, tags or tracks")
     for item in (*data.keys, *tags):

@@ -22,6 +22,7 @@ from cache.disk import DiskTier
 from cache.errors import TierUnavailable
 from cache.memory import MemoryTier
 from cache.redis_tier import RedisTier
+from cache.semantic import SemanticIndex
 from cache.tiered import TieredCache
 from cache.writebehind import WriteBehind
 from edge.compute import ComputePool
@@ -146,6 +147,12 @@ class EdgeNode:
             metrics=self.metrics,
             clock=self._clock,
         )
+        if s.semantic:
+            service.semantic = SemanticIndex(
+                compute.generator.encoder.dim,
+                capacity=s.semantic_capacity,
+                threshold=s.semantic_threshold,
+            )
         if s.l2_url and not s.l2_url.startswith("redis+cluster"):
             # Cluster pub/sub is not offered by redis-py's asyncio cluster client.
             client = redis_client(s.l2_url, timeout=5.0, health_check_interval=1.0)

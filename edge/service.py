@@ -17,12 +17,14 @@ import time
 from collections.abc import Callable
 
 import msgspec
+import numpy as np
 from cachetools import LRUCache
 
 from cache.base import Entry
 from cache.flight import SingleFlight
 from cache.memory import MemoryTier
 from cache.policy import FreshnessPolicy
+from cache.semantic import SemanticIndex
 from cache.tiered import TieredCache
 from edge import answers
 from edge.compute import ComputePool
@@ -69,9 +71,11 @@ class PlaylistService:
         metrics: Metrics,
         clock: Clock = time.time,
         bus: InvalidationBus | None = None,
+        semantic: SemanticIndex | None = None,
     ) -> None:
         self.artifacts = artifacts
         self.bus = bus
+        self.semantic = semantic
         self.version = artifacts.version
         self.settings = settings
         self.l1 = l1
@@ -93,8 +97,8 @@ class PlaylistService:
             fallback_ttl=settings.fallback_ttl,
             private_max_age=settings.private_max_age,
         )
-        self._flights: SingleFlight[Entry] = SingleFlight()
-        self._background: set[asyncio.Task[Entry]] = set()
+        self._flights: SingleFlight[tuple[Entry, str]] = SingleFlight()
+        self._background: set[asyncio.Task[tuple[Entry, str]]] = set()
         # Raw query string → cache key, so repeated URLs skip parsing on the hit path.
         self._keys: LRUCache[bytes, str] = LRUCache(maxsize=settings.key_memo)
         self._genres = artifacts.parser.genres
@@ -172,7 +176,7 @@ class PlaylistService:
             key, lambda: self._produce(key, intent, n, timings, replacing=replacing)
         )
         try:
-            entry = await asyncio.shield(task)
+            entry, label = await asyncio.shield(task)
         except Overloaded:
             if stale is None:
                 self.metrics.rejections.labels("overload").inc()
@@ -184,8 +188,11 @@ class PlaylistService:
                 self.metrics.cache_outcome("compute", "stale")
                 return stale, "STALE"
             return await self._fallback(key, intent, n), "FALLBACK"
-        self.metrics.cache_outcome("compute", "miss" if leader else "coalesced")
-        return entry, "MISS"
+        if label == "SEMANTIC":
+            self.metrics.cache_outcome("semantic", "hit" if leader else "coalesced")
+        else:
+            self.metrics.cache_outcome("compute", "miss" if leader else "coalesced")
+        return entry, label
 
     async def _produce(
         self,
@@ -195,12 +202,23 @@ class PlaylistService:
         timings: dict[str, float],
         *,
         replacing: bool = False,
-    ) -> Entry:
-        """Compute, store in every shared tier; a write that replaces an entry is announced."""
+    ) -> tuple[Entry, str]:
+        """A new entry (MISS), or a semantic neighbour's (SEMANTIC), stored under `key`.
+
+        A write that replaces an entry (revalidation) is announced to the region's edges.
+        """
+        semantic = self.semantic if intent.query_text.strip() and not replacing else None
+        signature = f"{self.version}|{n}|{msgspec.json.encode(intent.slots).decode()}"
         with self.compute.admit():
             try:
                 async with asyncio.timeout(self.settings.compute_timeout):
-                    playlist, stage_ms = await self.compute.generate(intent, n)
+                    vector = None
+                    if semantic is not None:
+                        vector, _ = await self.compute.embed(intent.query_text)
+                        alias = await self._semantic_hit(semantic, vector, signature, key)
+                        if alias is not None:
+                            return alias, "SEMANTIC"
+                    playlist, stage_ms = await self.compute.generate(intent, n, vector)
             except (ModelError, TimeoutError) as exc:
                 log.warning(
                     "compute failed",
@@ -217,13 +235,35 @@ class PlaylistService:
         await self.cache.set(key, entry)
         if replacing and self.bus is not None:
             await self.bus.publish(keys=(key,))
+        if semantic is not None and vector is not None:
+            semantic.add(vector, key, signature, intent.text)
         timings.update(
             encode=stage_ms.get("tokenize", 0.0) + stage_ms.get("encode", 0.0),
             search=stage_ms.get("search", 0.0),
             rank=stage_ms.get("rank", 0.0),
         )
         self.metrics.stages(stage_ms)
-        return entry
+        return entry, "MISS"
+
+    async def _semantic_hit(
+        self, semantic: SemanticIndex, vector: np.ndarray, signature: str, key: str
+    ) -> Entry | None:
+        """The fresh shared entry of the nearest same-slots prompt, now also under `key`."""
+        match = semantic.nearest(vector, signature)
+        if match is None or match.key == key:
+            return None
+        lookup = await self.cache.get(match.key)
+        if lookup is None or not lookup.entry.shared or not lookup.entry.is_fresh(self._clock()):
+            return None
+        # The alias: the same answer (its `prompt` names the prompt it was made for) under
+        # this key too, so the next identical request is an exact hit.
+        alias = msgspec.structs.replace(lookup.entry, tags=(*lookup.entry.tags, f"k:{key}"))
+        await self.cache.set(key, alias)
+        log.info(
+            "semantic hit",
+            extra={"prompt": match.text, "similarity": round(match.similarity, 4)},
+        )
+        return alias
 
     async def _fallback(self, key: str, intent: Intent, n: int) -> Entry:
         self.metrics.cache_outcome("compute", "fallback")

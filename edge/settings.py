@@ -101,6 +101,12 @@ class EdgeSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_o
     """Level of the JSON logs on stderr."""
     seed: int = 0
     """Seed of the TTL jitter."""
+    semantic: bool = True
+    """Serve a cached answer for a prompt that means the same (same slots, close embedding)."""
+    semantic_threshold: float = 0.85
+    """Least cosine between prompts for a semantic hit (calibrated in docs/BENCHMARKS.md)."""
+    semantic_capacity: int = 50_000
+    """Prompts the semantic index remembers; the oldest make room."""
     admin_key: str = ""
     """Bearer token the /admin endpoints require; empty: admin endpoints refuse every call."""
     bench_routes: bool = False
@@ -138,6 +144,7 @@ class EdgeSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_o
                 "breaker_open_seconds",
                 "breaker_probes",
                 "write_behind_queue",
+                "semantic_capacity",
                 "ttl",
                 "default_length",
                 "max_length",
@@ -153,6 +160,8 @@ class EdgeSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_o
         ]
         if self.l1_max_ttl < 0:
             problems.append("l1_max_ttl must not be negative")
+        if not 0 < self.semantic_threshold <= 1:
+            problems.append("semantic_threshold must be in (0, 1]")
         if not 0 < self.breaker_failure_rate <= 1:
             problems.append("breaker_failure_rate must be in (0, 1]")
         if self.l2_url and not is_redis_url(self.l2_url):

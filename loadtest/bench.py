@@ -157,12 +157,23 @@ def main(argv: list[str] | None = None) -> int:
     web.add_argument("--connections", type=int, default=32)
     web.add_argument("--miss-seconds", type=float, default=15.0)
     web.add_argument("--hits-sampled", type=int, default=3000)
+    sem = commands.add_parser("semantic", help="semantic-cache threshold on paraphrase/contrast")
+    sem.add_argument("--artifacts", default="artifacts/default")
+    sem.add_argument("--thresholds", default="0.75,0.8,0.85,0.9,0.95")
     hidden = commands.add_parser("_probe")
     hidden.add_argument("artifacts")
     hidden.add_argument("queries", type=int)
     args = parser.parse_args(argv)
     if args.command == "_probe":
         print(json.dumps(probe(Path(args.artifacts), args.queries, seed=1)))
+        return 0
+    if args.command == "semantic":
+        from loadtest import semantic
+        from models.artifacts import load
+
+        pairs = semantic.read_pairs()
+        thresholds = [float(t) for t in args.thresholds.split(",")]
+        semantic.report(semantic.evaluate(load(Path(args.artifacts)), pairs, thresholds))
         return 0
     if args.command == "http":
         from loadtest import bench_http

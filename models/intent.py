@@ -42,6 +42,7 @@ _NEGATION = re.compile(
 )
 _FILLERS = frozenset({"", "any", "more", "too much", "so much", "real", "the"})
 _CONNECTORS = frozenset({"or", "and", "nor", "/", "or any", "and no", "or no", "nor any"})
+_INSTRUMENTAL = re.compile(r"\binstrumental(?:s|ly)?\b")
 _BPM = re.compile(r"\b(?P<bpm>\d{2,3})\s*-?\s*bpm\b")
 _ERA = re.compile(r"(?<![\w'])'?(?P<century>19|20)?(?P<decade>\d)0'?s\b")
 _CLEAN_WORDS = (
@@ -202,6 +203,8 @@ class IntentParser:
             return " " + text[start + taken : match.end()]
 
         positive = _NEGATION.sub(take_clause, self._clean.sub(" ", text))
+        if _INSTRUMENTAL.search(positive):  # "instrumental jazz" asks for no vocals
+            excluded["attribute"].add("vocals")
         if "explicit" in excluded["attribute"]:
             explicit = False
             excluded["attribute"].discard("explicit")

@@ -221,3 +221,28 @@ async def _false_when(value: bool) -> bool:
 
 async def _true_when(value: bool) -> bool:
     return value
+
+
+async def test_paraphrase_is_a_semantic_hit_and_a_contrast_is_not(edge: ClientFactory) -> None:
+    async with edge() as client:
+        source = await client.get(_url("jazz for a rainy sunday morning"))
+        assert source.headers["x-cache"] == "MISS"
+        paraphrase = await client.get(_url("rainy sunday morning jazz"))
+        assert paraphrase.headers["x-cache"] == "SEMANTIC"
+        assert paraphrase.headers["etag"] == source.headers["etag"]
+        doc = msgspec.json.decode(paraphrase.content)
+        assert doc["prompt"] == "jazz for a rainy sunday morning"  # served from this prompt
+        assert doc["cache"]["tier"] == "SEMANTIC"
+        # The alias makes the paraphrase an exact hit from now on.
+        assert (await client.get(_url("rainy sunday morning jazz"))).headers["x-cache"] == "HIT-L1"
+        contrast = await client.get(_url("rainy sunday morning, anything but jazz"))
+        assert contrast.headers["x-cache"] == "MISS"
+        metrics = (await client.get("/metrics")).text
+        assert 'edge_cache_total{kind="hit",tier="semantic"} 1.0' in metrics
+
+
+async def test_semantic_hits_can_be_turned_off(edge: ClientFactory) -> None:
+    async with edge(semantic=False) as client:
+        await client.get(_url("jazz for a rainy sunday morning"))
+        again = await client.get(_url("rainy sunday morning jazz"))
+        assert again.headers["x-cache"] == "MISS"

@@ -66,6 +66,8 @@ def test_pii_never_reaches_intent(parser: IntentParser) -> None:
             Slots(moods=("calm",), activities=("dinner",), genres=("jazz",)),
         ),
         ("no vocals, deep focus", Slots(activities=("focus",), exclude_attributes=("vocals",))),
+        ("instrumental jazz", Slots(genres=("jazz",), exclude_attributes=("vocals",))),
+        ("instrumentals for focus", Slots(activities=("focus",), exclude_attributes=("vocals",))),
         ("anything but country", Slots(exclude_genres=("country",))),
         ("without jazz or blues", Slots(exclude_genres=("blues", "jazz"))),
         ("upbeat 80s pop", Slots(moods=("happy",), genres=("pop",), era=(1980, 1989))),

@@ -1,0 +1,72 @@
+"""SemanticIndex: threshold, signature veto, bounded capacity (unit vectors made by hand)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from cache.semantic import SemanticIndex
+
+
+def _unit(*values: float, dim: int = 8) -> np.ndarray:
+    v = np.zeros(dim, dtype=np.float32)
+    v[: len(values)] = values
+    return v / np.linalg.norm(v)
+
+
+def test_close_prompt_with_same_signature_hits() -> None:
+    index = SemanticIndex(8, capacity=16, threshold=0.9)
+    index.add(_unit(1, 0.1), "k1", "slots-a", "jazz for dinner")
+    match = index.nearest(_unit(1, 0.2), "slots-a")
+    assert match is not None
+    assert match.key == "k1"
+    assert match.text == "jazz for dinner"
+    assert match.similarity == pytest.approx(float(_unit(1, 0.1) @ _unit(1, 0.2)), abs=1e-5)
+
+
+def test_signature_vetoes_an_identical_vector() -> None:
+    index = SemanticIndex(8, capacity=16, threshold=0.5)
+    index.add(_unit(1), "k1", "slots-a", "jazz")
+    assert index.nearest(_unit(1), "slots-b") is None
+
+
+def test_below_threshold_misses() -> None:
+    index = SemanticIndex(8, capacity=16, threshold=0.95)
+    index.add(_unit(1, 0), "k1", "s", "a")
+    assert index.nearest(_unit(1, 0.5), "s") is None  # cosine 0.894
+
+
+def test_a_vetoed_nearest_lets_the_next_matching_one_hit() -> None:
+    index = SemanticIndex(8, capacity=16, threshold=0.8)
+    index.add(_unit(1, 0.05), "near-other-slots", "s2", "a")
+    index.add(_unit(1, 0.3), "farther-same-slots", "s1", "b")
+    match = index.nearest(_unit(1), "s1")
+    assert match is not None
+    assert match.key == "farther-same-slots"
+
+
+def test_capacity_is_bounded_and_oldest_goes_first() -> None:
+    index = SemanticIndex(8, capacity=3, threshold=0.99)
+    vectors = [_unit(*([0.0] * i + [1.0])) for i in range(5)]
+    for i, v in enumerate(vectors):
+        index.add(v, f"k{i}", "s", str(i))
+    assert len(index) == 3
+    assert index.nearest(vectors[0], "s") is None
+    assert index.nearest(vectors[1], "s") is None
+    for i in (2, 3, 4):
+        match = index.nearest(vectors[i], "s")
+        assert match is not None
+        assert match.key == f"k{i}"
+
+
+def test_forgotten_prompt_no_longer_hits_and_can_come_back() -> None:
+    index = SemanticIndex(8, capacity=2, threshold=0.99)
+    index.add(_unit(1), "k1", "s", "a")
+    index.forget("k1")
+    assert index.nearest(_unit(1), "s") is None
+    for i in range(4):  # wrap around over the forgotten slot
+        index.add(_unit(0, 1, i), f"n{i}", "s", "b")
+    index.add(_unit(1), "k1", "s", "a")
+    match = index.nearest(_unit(1), "s")
+    assert match is not None
+    assert match.key == "k1"
