@@ -15,6 +15,7 @@ from pathlib import Path
 
 from prometheus_client import Gauge
 from redis.asyncio import Redis
+from redis.exceptions import RedisError
 
 from cache.base import Tier
 from cache.breaker import BreakerState, CircuitBreaker
@@ -37,6 +38,7 @@ from models.errors import ModelError
 from models.ranker import RankParams
 from regional.connections import is_redis_url, redis_client
 from regional.invalidation import InvalidationBus
+from regional.popular import RegionalTopK
 
 log = logging.getLogger("edge.node")
 
@@ -64,6 +66,8 @@ class EdgeNode:
         self._clock = clock
         self._task: asyncio.Task[None] | None = None
         self.bench_bodies: dict[bytes, bytes] = {}
+        self.topk: RegionalTopK | None = None
+        self._sharing: asyncio.Task[None] | None = None
         self.lean_hits = True
 
     def require(self) -> PlaylistService:
@@ -98,6 +102,8 @@ class EdgeNode:
                 service.bus.start()
                 if not await service.bus.wait_subscribed(timeout=2.0):
                     log.warning("invalidation bus not subscribed yet; continuing without it")
+            if self.topk is not None and self.settings.prewarm_top > 0:
+                await self._prewarm(service, self.topk)
             if self.settings.warmup:
                 await service.warm_up(WARMUP_PROMPTS)
         except (ModelError, OSError, sqlite3.Error) as exc:
@@ -106,6 +112,8 @@ class EdgeNode:
             return
         self.service, self.state = service, "ready"
         self.metrics.ready.set(1)
+        if self.topk is not None:
+            self._sharing = asyncio.create_task(self._share_popularity(service, self.topk))
         log.info(
             "ready",
             extra={
@@ -153,6 +161,8 @@ class EdgeNode:
                 capacity=s.semantic_capacity,
                 threshold=s.semantic_threshold,
             )
+        if s.l2_url:
+            self.topk = RegionalTopK(redis_client(s.l2_url, timeout=1.0), s.region)
         if s.l2_url and not s.l2_url.startswith("redis+cluster"):
             # Cluster pub/sub is not offered by redis-py's asyncio cluster client.
             client = redis_client(s.l2_url, timeout=5.0, health_check_interval=1.0)
@@ -164,6 +174,28 @@ class EdgeNode:
                 reset=service.reset,
             )
         return service
+
+    async def _prewarm(self, service: PlaylistService, topk: RegionalTopK) -> None:
+        s = self.settings
+        try:
+            async with asyncio.timeout(2.0):
+                wanted = await topk.top(s.prewarm_top)
+        except (RedisError, OSError, TimeoutError) as exc:
+            log.warning("region's popular prompts unavailable", extra={"error": repr(exc)})
+            return
+        done = await service.prewarm(wanted, s.prewarm_seconds)
+        log.info("prewarmed", extra={"wanted": len(wanted), **done})
+
+    async def _share_popularity(self, service: PlaylistService, topk: RegionalTopK) -> None:
+        """Every interval, add this edge's counts to the region's (counts restart each time)."""
+        while True:
+            await asyncio.sleep(self.settings.popularity_interval)
+            counted = service.popularity.drain(max(4 * self.settings.prewarm_top, 100))
+            try:
+                async with asyncio.timeout(2.0):
+                    await topk.merge(counted)
+            except (RedisError, OSError, TimeoutError) as exc:
+                log.warning("popular prompts not shared", extra={"error": repr(exc)})
 
     def _remote_tiers(self) -> list[Tier]:
         """L2 (Redis, if configured), then the global store behind a write-behind queue."""
@@ -234,5 +266,9 @@ class EdgeNode:
     async def close(self) -> None:
         if self._task is not None and not self._task.done():
             self._task.cancel()
+        if self._sharing is not None:
+            self._sharing.cancel()
+        if self.topk is not None:
+            await self.topk.client.aclose()
         if self.service is not None:
             await self.service.close()

@@ -24,6 +24,7 @@ from cache.base import Entry
 from cache.flight import SingleFlight
 from cache.memory import MemoryTier
 from cache.policy import FreshnessPolicy
+from cache.popularity import Popularity
 from cache.semantic import SemanticIndex
 from cache.tiered import TieredCache
 from edge import answers
@@ -35,12 +36,22 @@ from edge.query import parse_query
 from edge.schemas import PlaylistRequest
 from edge.settings import EdgeSettings
 from models.artifacts import Artifacts
-from models.errors import ModelError
-from models.intent import Intent
+from models.errors import IntentError, ModelError
+from models.intent import Intent, Slots
 from models.ranker import fingerprint
 from regional.invalidation import Invalidation, InvalidationBus
 
 log = logging.getLogger("edge.service")
+
+
+class PromptSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """What a warmer needs to rebuild an answer: the masked prompt, its slots, the length."""
+
+    prompt: str
+    slots: Slots
+    n: int
+
+
 Clock = Callable[[], float]
 
 
@@ -76,6 +87,7 @@ class PlaylistService:
         self.artifacts = artifacts
         self.bus = bus
         self.semantic = semantic
+        self.popularity = Popularity()
         self.version = artifacts.version
         self.settings = settings
         self.l1 = l1
@@ -136,6 +148,7 @@ class PlaylistService:
         if not entry.is_fresh(now) or not entry.shared:
             return None
         self.metrics.cache_outcome("l1", "hit")
+        self.popularity.hit(key)
         lookup_ms = (time.perf_counter() - start) * 1000
         return self._respond(entry, "HIT-L1", now, if_none_match, {"l1": lookup_ms}, start)
 
@@ -164,6 +177,9 @@ class PlaylistService:
         else:
             stale = lookup.entry if lookup is not None else None
             entry, label = await self._miss(key, intent, request.n, stale, timings)
+        if entry.shared:
+            spec = PromptSpec(intent.text, intent.slots, request.n)
+            self.popularity.hit(key, msgspec.json.encode(spec))
         if request.user is not None:
             return await self._personal(entry, label, request, intent, now, timings, start)
         return self._respond(entry, label, now, if_none_match, timings, start)
@@ -355,6 +371,40 @@ class PlaylistService:
             intent = self.artifacts.parser.parse(prompt)
             with self.compute.admit():
                 await self.compute.generate(intent, self.settings.default_length)
+
+    # -- prewarm -------------------------------------------------------------------------
+
+    async def prewarm(self, wanted: list[tuple[str, bytes]], seconds: float) -> dict[str, int]:
+        """Bring the region's popular answers into L1: from a lower tier if one has them
+        (the lookup promotes them), else computed again from their request description.
+
+        Keys of another artifact version are rebuilt under this version's key. Stops at the
+        deadline, or when compute is overloaded.
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + seconds
+        done = {"promoted": 0, "computed": 0, "skipped": 0}
+        for _key, raw in wanted:
+            if loop.time() >= deadline:
+                break
+            try:
+                spec = msgspec.json.decode(raw, type=PromptSpec)
+                request = PlaylistRequest(prompt=spec.prompt, slots=spec.slots, n=spec.n)
+                intent, key = self.intent(request)
+            except (msgspec.DecodeError, msgspec.ValidationError, IntentError, BadRequest):
+                done["skipped"] += 1
+                continue
+            lookup = await self.cache.get(key)
+            if lookup is not None and lookup.entry.is_fresh(self._clock()):
+                done["promoted"] += 1
+                continue
+            try:
+                async with asyncio.timeout(max(0.0, deadline - loop.time())):
+                    await self._miss(key, intent, spec.n, None, {})
+            except (Overloaded, TimeoutError):
+                break
+            done["computed"] += 1
+        return done
 
     # -- invalidation ----------------------------------------------------------------------
 

@@ -101,6 +101,12 @@ class EdgeSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_o
     """Level of the JSON logs on stderr."""
     seed: int = 0
     """Seed of the TTL jitter."""
+    prewarm_top: int = 100
+    """Popular prompts of the region an edge brings into L1 before it reports ready."""
+    prewarm_seconds: float = 10.0
+    """Longest the prewarm may delay readiness."""
+    popularity_interval: float = 10.0
+    """Seconds between merges of this edge's prompt counts into the region's top list."""
     semantic: bool = True
     """Serve a cached answer for a prompt that means the same (same slots, close embedding)."""
     semantic_threshold: float = 0.85
@@ -145,6 +151,7 @@ class EdgeSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_o
                 "breaker_probes",
                 "write_behind_queue",
                 "semantic_capacity",
+                "popularity_interval",
                 "ttl",
                 "default_length",
                 "max_length",

@@ -9,6 +9,7 @@ from urllib.parse import urlencode
 
 import msgspec
 import pytest
+from redis.asyncio import Redis
 
 from cache.writebehind import WriteBehind
 from tests.redis_server import RedisServer
@@ -246,3 +247,37 @@ async def test_semantic_hits_can_be_turned_off(edge: ClientFactory) -> None:
         await client.get(_url("jazz for a rainy sunday morning"))
         again = await client.get(_url("rainy sunday morning jazz"))
         assert again.headers["x-cache"] == "MISS"
+
+
+async def test_new_edge_answers_the_regions_top_prompts_from_l1_at_once(
+    edge: ClientFactory, redis: RedisServer
+) -> None:
+    settings = {"l2_url": redis.url, "popularity_interval": 0.05, "prewarm_top": 10}
+    popular = ["happy pop for a road trip", "calm piano for sleeping"]
+    async with edge(**settings) as one:
+        for prompt, times in zip(popular, (5, 3), strict=True):
+            for _ in range(times):
+                await one.get(_url(prompt))
+        topk = one.app.node.topk
+        assert topk is not None
+
+        async def shared() -> bool:
+            assert topk is not None
+            return [k for k, _ in await topk.top(10)] == [
+                service_of(one)._keys[_url(p).split("?")[1].encode()] for p in popular
+            ]
+
+        await _wait_until(shared, 5.0)
+    async with edge(**settings) as two:  # promoted from L2
+        for prompt in popular:
+            assert (await two.get(_url(prompt))).headers["x-cache"] == "HIT-L1", prompt
+        assert (await two.get(_url("angry metal"))).headers["x-cache"] == "MISS"
+    # Popular prompts no tier holds any more (evicted, or another artifact version's keys)
+    # are computed again from their request descriptions.
+    client = Redis.from_url(redis.url)
+    async for name in client.scan_iter(match="edge:e:*"):
+        await client.delete(name)
+    await client.aclose()
+    async with edge(**settings) as three:
+        for prompt in popular:
+            assert (await three.get(_url(prompt))).headers["x-cache"] == "HIT-L1", prompt
