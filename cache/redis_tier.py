@@ -33,6 +33,14 @@ Clock = Callable[[], float]
 _GRACE_MS = 5_000
 
 
+# Compare-and-delete in one step, so a lease that expired and was taken by another edge
+# is never dropped by its previous holder.
+_RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
+
 class RedisTier(Tier):
     """Entries under `{prefix}e:{key}`; tag sets under `{prefix}t:{tag}`."""
 
@@ -140,6 +148,20 @@ class RedisTier(Tier):
 
             await self._call("DEL", drop_sets)
         return dropped
+
+    async def lease(self, key: str, owner: str, seconds: float) -> bool:
+        """Take the short lease on computing `key` (SET NX PX); False if another holds it."""
+        name = f"{self.prefix}lease:{key}"
+        taken = await self._call(
+            "SET NX", lambda: self.client.set(name, owner, nx=True, px=int(seconds * 1000))
+        )
+        return bool(taken)
+
+    async def release(self, key: str, owner: str) -> None:
+        """Give the lease back if it is still ours (it may have expired and been retaken)."""
+        name = f"{self.prefix}lease:{key}"
+
+        await self._call("DEL", lambda: self.client.eval(_RELEASE, 1, name, owner))
 
     async def expires_in(self, key: str) -> float | None:
         raw = await self._call("GET", lambda: self.client.get(self._key(key)))

@@ -161,6 +161,9 @@ class EdgeNode:
                 capacity=s.semantic_capacity,
                 threshold=s.semantic_threshold,
             )
+        service.lease_tier = next(
+            (t for t in cache.tiers if isinstance(t, RedisTier) and t.name == "l2"), None
+        )
         if s.l2_url:
             self.topk = RegionalTopK(redis_client(s.l2_url, timeout=1.0), s.region)
         if s.l2_url and not s.l2_url.startswith("redis+cluster"):

@@ -12,8 +12,10 @@ flagged degraded, kept briefly in L1 only.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
+import uuid
 from collections.abc import Callable
 
 import msgspec
@@ -21,10 +23,12 @@ import numpy as np
 from cachetools import LRUCache
 
 from cache.base import Entry
+from cache.errors import TierUnavailable
 from cache.flight import SingleFlight
 from cache.memory import MemoryTier
 from cache.policy import FreshnessPolicy
 from cache.popularity import Popularity
+from cache.redis_tier import RedisTier
 from cache.semantic import SemanticIndex
 from cache.tiered import TieredCache
 from edge import answers
@@ -88,6 +92,8 @@ class PlaylistService:
         self.bus = bus
         self.semantic = semantic
         self.popularity = Popularity()
+        self.node_id = uuid.uuid4().hex
+        self.lease_tier: RedisTier | None = None
         self.version = artifacts.version
         self.settings = settings
         self.l1 = l1
@@ -206,7 +212,7 @@ class PlaylistService:
             return await self._fallback(key, intent, n), "FALLBACK"
         if label == "SEMANTIC":
             self.metrics.cache_outcome("semantic", "hit" if leader else "coalesced")
-        else:
+        elif label == "MISS":
             self.metrics.cache_outcome("compute", "miss" if leader else "coalesced")
         return entry, label
 
@@ -219,28 +225,45 @@ class PlaylistService:
         *,
         replacing: bool = False,
     ) -> tuple[Entry, str]:
-        """A new entry (MISS), or a semantic neighbour's (SEMANTIC), stored under `key`.
+        """A new entry (MISS), or one the region or a semantic neighbour already has, stored
+        under `key`.
 
-        A write that replaces an entry (revalidation) is announced to the region's edges.
+        With an L2, one edge of the region holds a short lease on computing `key` and the
+        others wait for its answer in L2. A write that replaces an entry (revalidation) is
+        announced to the region's edges.
         """
+        with self.compute.admit():
+            leased = None if replacing else await self._lease(key)
+            try:
+                if leased is False:
+                    shared = await self._wait_for_region(key)
+                    if shared is not None:
+                        return shared, "HIT-L2"
+                return await self._compute(key, intent, n, timings, replacing=replacing)
+            finally:
+                if leased:
+                    await self._release(key)
+
+    async def _compute(
+        self, key: str, intent: Intent, n: int, timings: dict[str, float], *, replacing: bool
+    ) -> tuple[Entry, str]:
         semantic = self.semantic if intent.query_text.strip() and not replacing else None
         signature = f"{self.version}|{n}|{msgspec.json.encode(intent.slots).decode()}"
-        with self.compute.admit():
-            try:
-                async with asyncio.timeout(self.settings.compute_timeout):
-                    vector = None
-                    if semantic is not None:
-                        vector, _ = await self.compute.embed(intent.query_text)
-                        alias = await self._semantic_hit(semantic, vector, signature, key)
-                        if alias is not None:
-                            return alias, "SEMANTIC"
-                    playlist, stage_ms = await self.compute.generate(intent, n, vector)
-            except (ModelError, TimeoutError) as exc:
-                log.warning(
-                    "compute failed",
-                    extra={"key": key, "prompt": intent.text, "error": repr(exc)},
-                )
-                raise _ComputeFailed(str(exc)) from exc
+        try:
+            async with asyncio.timeout(self.settings.compute_timeout):
+                vector = None
+                if semantic is not None:
+                    vector, _ = await self.compute.embed(intent.query_text)
+                    alias = await self._semantic_hit(semantic, vector, signature, key)
+                    if alias is not None:
+                        return alias, "SEMANTIC"
+                playlist, stage_ms = await self.compute.generate(intent, n, vector)
+        except (ModelError, TimeoutError) as exc:
+            log.warning(
+                "compute failed",
+                extra={"key": key, "prompt": intent.text, "error": repr(exc)},
+            )
+            raise _ComputeFailed(str(exc)) from exc
         body = answers.render(self.artifacts.catalog, playlist, intent, n)
         entry = self._policy.entry(
             body,
@@ -260,6 +283,40 @@ class PlaylistService:
         )
         self.metrics.stages(stage_ms)
         return entry, "MISS"
+
+    # -- the region's lease on computing a key --------------------------------------------
+
+    async def _lease(self, key: str) -> bool | None:
+        """True: this node computes `key`; False: another edge is on it; None: no lease."""
+        tier = self.lease_tier
+        if tier is None or self.settings.lease_seconds <= 0:
+            return None
+        try:
+            return await tier.lease(key, self.node_id, self.settings.lease_seconds)
+        except TierUnavailable:
+            return None  # no Redis, no coordination: compute here
+
+    async def _release(self, key: str) -> None:
+        if self.lease_tier is not None:
+            with contextlib.suppress(TierUnavailable):
+                await self.lease_tier.release(key, self.node_id)
+
+    async def _wait_for_region(self, key: str) -> Entry | None:
+        """The entry another edge is computing, read from L2 once it lands (bounded wait)."""
+        assert self.lease_tier is not None
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.settings.lease_seconds
+        while loop.time() < deadline:
+            await asyncio.sleep(0.02)
+            try:
+                entry = await self.lease_tier.get(key)
+            except TierUnavailable:
+                return None
+            if entry is not None:
+                await self.l1.set(key, entry, entry.ttl(self._clock()))
+                self.metrics.cache_outcome(self.lease_tier.name, "leased")
+                return entry
+        return None
 
     async def _semantic_hit(
         self, semantic: SemanticIndex, vector: np.ndarray, signature: str, key: str

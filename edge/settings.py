@@ -101,6 +101,9 @@ class EdgeSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_o
     """Level of the JSON logs on stderr."""
     seed: int = 0
     """Seed of the TTL jitter."""
+    lease_seconds: float = 2.0
+    """With an L2: how long one edge holds the region's lease on computing a key while the
+    others wait for it in L2 (0: every edge computes its own misses)."""
     prewarm_top: int = 100
     """Popular prompts of the region an edge brings into L1 before it reports ready."""
     prewarm_seconds: float = 10.0

@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 
 import httpx
+import numpy as np
 import pytest
 
 from edge.app import EdgeApp, create_app
 from edge.service import PlaylistService
 from edge.settings import EdgeSettings
 from models.artifacts import Artifacts
+from models.generator import Timings
 from tests.clock import FakeClock
 
 
@@ -59,3 +62,22 @@ async def settle() -> None:
     """Let background revalidations scheduled by the last request finish."""
     for _ in range(200):
         await asyncio.sleep(0.01)
+
+
+def break_encoder(
+    service: PlaylistService, error: Exception | None = None, gate: threading.Event | None = None
+) -> list[int]:
+    """Make the encoder fail (or block on `gate`); returns a list counting its calls."""
+    calls: list[int] = []
+    real = service.compute._batcher._embed
+
+    def embed(texts: list[str], timings: Timings) -> np.ndarray:
+        calls.append(len(texts))
+        if gate is not None:
+            gate.wait(10)
+        if error is not None:
+            raise error
+        return real(texts, timings)
+
+    service.compute._batcher._embed = embed
+    return calls

@@ -8,37 +8,16 @@ import threading
 import msgspec
 import numpy as np
 
-from edge.service import PlaylistService
 from models.errors import EncoderError
-from models.generator import Timings
 from tests.clock import FakeClock
 
-from .conftest import ClientFactory, service_of, settle
+from .conftest import ClientFactory, break_encoder, service_of, settle
 
 URL = "/v1/playlists?q=rainy+sunday+morning+jazz&n=12"
 
 
 def _doc(body: bytes) -> dict[str, object]:
     return msgspec.json.decode(body)  # type: ignore[no-any-return]
-
-
-def _break_encoder(
-    service: PlaylistService, error: Exception | None = None, gate: threading.Event | None = None
-) -> list[int]:
-    """Make the encoder fail (or block on `gate`); returns a list counting its calls."""
-    calls: list[int] = []
-    real = service.compute._batcher._embed
-
-    def embed(texts: list[str], timings: Timings) -> np.ndarray:
-        calls.append(len(texts))
-        if gate is not None:
-            gate.wait(10)
-        if error is not None:
-            raise error
-        return real(texts, timings)
-
-    service.compute._batcher._embed = embed
-    return calls
 
 
 async def test_first_request_misses_then_hits_l1(edge: ClientFactory) -> None:
@@ -135,7 +114,7 @@ async def test_stale_entry_answers_when_recompute_fails(
     async with edge(ttl=60, ttl_jitter=0, stale_while_revalidate=10, stale_if_error=3600) as c:
         good = await c.get(URL)
         clock.advance(100)
-        _break_encoder(service_of(c), EncoderError("model down"))
+        break_encoder(service_of(c), EncoderError("model down"))
         stale = await c.get(URL)
     assert stale.headers["x-cache"] == "STALE"
     assert stale.headers["etag"] == good.headers["etag"]
@@ -147,7 +126,7 @@ async def test_encoder_failure_answers_from_fallback(edge: ClientFactory) -> Non
     short TTL, kept out of shared tiers."""
     async with edge(fallback_ttl=7) as client:
         service = service_of(client)
-        _break_encoder(service, EncoderError("model down"))
+        break_encoder(service, EncoderError("model down"))
         response = await client.get("/v1/playlists?genre=rock&n=10")
         again = await client.get("/v1/playlists?genre=rock&n=10")
     assert response.status_code == 200
@@ -166,7 +145,7 @@ async def test_encoder_failure_answers_from_fallback(edge: ClientFactory) -> Non
 async def test_slow_encoder_times_out_into_fallback(edge: ClientFactory) -> None:
     gate = threading.Event()
     async with edge(compute_timeout=0.2) as client:
-        _break_encoder(service_of(client), gate=gate)
+        break_encoder(service_of(client), gate=gate)
         response = await client.get("/v1/playlists?q=slow+encoder+jazz")
         gate.set()
     assert response.headers["x-cache"] == "FALLBACK"
@@ -177,7 +156,7 @@ async def test_concurrent_misses_for_one_key_compute_once(edge: ClientFactory) -
     """Eight simultaneous requests for one new prompt run the encoder for one prompt."""
     gate = threading.Event()
     async with edge() as client:
-        calls = _break_encoder(service_of(client), gate=gate)
+        calls = break_encoder(service_of(client), gate=gate)
         requests = [
             asyncio.ensure_future(client.get("/v1/playlists?q=coalesce+me")) for _ in range(8)
         ]
@@ -196,7 +175,7 @@ async def test_overload_rejects_misses_but_serves_hits(edge: ClientFactory) -> N
     gate = threading.Event()
     async with edge(compute_queue=1, retry_after=4) as client:
         assert (await client.get(URL)).status_code == 200
-        _break_encoder(service_of(client), gate=gate)
+        break_encoder(service_of(client), gate=gate)
         blocked = asyncio.ensure_future(client.get("/v1/playlists?q=first+miss"))
         await asyncio.sleep(0.2)
         rejected = await client.get("/v1/playlists?q=second+miss")

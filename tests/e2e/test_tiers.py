@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from urllib.parse import urlencode
@@ -14,7 +15,7 @@ from redis.asyncio import Redis
 from cache.writebehind import WriteBehind
 from tests.redis_server import RedisServer
 
-from .conftest import Client, ClientFactory, service_of
+from .conftest import Client, ClientFactory, break_encoder, service_of
 
 
 @pytest.fixture
@@ -281,3 +282,30 @@ async def test_new_edge_answers_the_regions_top_prompts_from_l1_at_once(
     async with edge(**settings) as three:
         for prompt in popular:
             assert (await three.get(_url(prompt))).headers["x-cache"] == "HIT-L1", prompt
+
+
+async def test_a_cold_key_is_computed_once_per_region(
+    edge: ClientFactory, redis: RedisServer
+) -> None:
+    """While edge one holds the lease on a key, edge two waits and then reads L2."""
+    async with edge(l2_url=redis.url) as one, edge(l2_url=redis.url) as two:
+        gate = threading.Event()
+        break_encoder(service_of(one), gate=gate)
+        calls_two = break_encoder(service_of(two))
+        url = _url("slow jazz for a snowy evening")
+        first = asyncio.create_task(one.get(url))
+        client = Redis.from_url(redis.url)
+
+        async def leased() -> bool:
+            return bool(await client.keys("edge:lease:*"))
+
+        await _wait_until(leased, 5.0)
+        second = asyncio.create_task(two.get(url))
+        await asyncio.sleep(0.1)
+        gate.set()
+        done_one, done_two = await first, await second
+        await client.aclose()
+        assert done_one.headers["x-cache"] == "MISS"
+        assert done_two.headers["x-cache"] == "HIT-L2"
+        assert done_two.headers["etag"] == done_one.headers["etag"]
+        assert calls_two == []  # edge two never encoded the prompt
