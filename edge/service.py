@@ -332,7 +332,7 @@ class PlaylistService:
         # this key too, so the next identical request is an exact hit.
         alias = msgspec.structs.replace(lookup.entry, tags=(*lookup.entry.tags, f"k:{key}"))
         await self.cache.set(key, alias)
-        log.info(
+        log.debug(
             "semantic hit",
             extra={"prompt": match.text, "similarity": round(match.similarity, 4)},
         )

@@ -160,12 +160,30 @@ def main(argv: list[str] | None = None) -> int:
     sem = commands.add_parser("semantic", help="semantic-cache threshold on paraphrase/contrast")
     sem.add_argument("--artifacts", default="artifacts/default")
     sem.add_argument("--thresholds", default="0.75,0.8,0.85,0.9,0.95")
+    tiers = commands.add_parser("tiers", help="L2 and global-store hits; tier mix on a Zipf load")
+    tiers.add_argument("--artifacts", default="artifacts/default")
+    tiers.add_argument("--samples", type=int, default=5000, help="reads per tier")
+    tiers.add_argument("--requests", type=int, default=3000)
+    tiers.add_argument("--prompts", type=int, default=1000, help="distinct intents")
+    tiers.add_argument("--edges", type=int, default=2, help="edges sharing L2, round-robin")
     hidden = commands.add_parser("_probe")
     hidden.add_argument("artifacts")
     hidden.add_argument("queries", type=int)
     args = parser.parse_args(argv)
     if args.command == "_probe":
         print(json.dumps(probe(Path(args.artifacts), args.queries, seed=1)))
+        return 0
+    if args.command == "tiers":
+        from loadtest import bench_tiers
+        from models.artifacts import load
+
+        bench_tiers.run(
+            load(Path(args.artifacts)),
+            samples=args.samples,
+            requests=args.requests,
+            prompts=args.prompts,
+            edges=args.edges,
+        )
         return 0
     if args.command == "semantic":
         from loadtest import semantic

@@ -56,3 +56,41 @@ def unique_prompts(n: int, seed: int = 0) -> list[str]:
             if len(seen) == n:
                 return list(seen)
     return list(seen)
+
+
+# One request, several wordings: each template renders the same mood, genre and activity.
+_PHRASINGS = (
+    "{mood} {genre} for {activity}",
+    "{genre} for {activity}, {mood}",
+    "{mood} {genre} music for {activity}",
+    "{activity} with some {mood} {genre}",
+)
+
+
+def zipf_workload(
+    requests: int,
+    prompts: int,
+    *,
+    exponent: float = 1.0,
+    paraphrase_share: float = 0.3,
+    seed: int = 0,
+) -> list[str]:
+    """`requests` prompts over `prompts` distinct intents with Zipf popularity.
+
+    Intent i (0 = most popular) is requested with weight 1 / (i + 1) ** exponent. A share of
+    the requests use another wording of the intent (a paraphrase), the rest its first one.
+    """
+    rng = np.random.default_rng(seed)
+    moods, activities = list(vocab.MOOD_BY_NAME), list(vocab.ACTIVITY_BY_NAME)
+    combos = [(m, g, a) for m in moods for g in vocab.GENRES for a in activities]
+    chosen = rng.permutation(len(combos))[:prompts]
+    weights = 1.0 / np.arange(1, len(chosen) + 1) ** exponent
+    picks = rng.choice(len(chosen), size=requests, p=weights / weights.sum())
+    reworded = rng.random(requests) < paraphrase_share
+    phrasing = rng.integers(1, len(_PHRASINGS), size=requests)
+    out = []
+    for pick, other, which in zip(picks, reworded, phrasing, strict=True):
+        mood, genre, activity = combos[chosen[pick]]
+        template = _PHRASINGS[which if other else 0]
+        out.append(template.format(mood=mood, genre=genre, activity=activity))
+    return out

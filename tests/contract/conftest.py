@@ -16,8 +16,8 @@ from cache.base import Tier
 from cache.disk import DiskTier
 from cache.memory import MemoryTier
 from cache.redis_tier import RedisTier
+from loadtest.redis_server import RedisServer
 from tests.clock import FakeClock
-from tests.redis_server import RedisServer
 
 TierFactory = Callable[[FakeClock, pytest.FixtureRequest], Tier]
 

@@ -13,7 +13,7 @@ import pytest
 from redis.asyncio import Redis
 
 from cache.writebehind import WriteBehind
-from tests.redis_server import RedisServer
+from loadtest.redis_server import RedisServer
 
 from .conftest import Client, ClientFactory, break_encoder, service_of
 

@@ -13,8 +13,8 @@ from cache.base import Entry, TierState
 from cache.breaker import BreakerState, CircuitBreaker
 from cache.errors import TierUnavailable
 from cache.redis_tier import RedisTier
+from loadtest.redis_server import RedisServer
 from regional.connections import RedisURLError, redis_client
-from tests.redis_server import RedisServer
 
 
 @pytest.fixture
