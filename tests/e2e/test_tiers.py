@@ -14,6 +14,8 @@ from redis.asyncio import Redis
 
 from cache.writebehind import WriteBehind
 from loadtest.redis_server import RedisServer
+from models.errors import EncoderError
+from tests.clock import FakeClock
 
 from .conftest import Client, ClientFactory, break_encoder, service_of
 
@@ -309,3 +311,26 @@ async def test_a_cold_key_is_computed_once_per_region(
         assert done_two.headers["x-cache"] == "HIT-L2"
         assert done_two.headers["etag"] == done_one.headers["etag"]
         assert calls_two == []  # edge two never encoded the prompt
+
+
+async def test_stale_if_error_from_l2_when_compute_fails(
+    edge: ClientFactory, redis: RedisServer, clock: FakeClock
+) -> None:
+    """An entry past its revalidation window, found in L2, is served when recomputing fails."""
+    async with edge(l2_url=redis.url) as one, edge(l2_url=redis.url) as two:
+        first = await one.get(_url("gloomy post-punk for a night drive"))
+        clock.advance(5000)  # past max-age (with jitter) and stale-while-revalidate
+        break_encoder(service_of(two), error=EncoderError("model down"))
+        stale = await two.get(_url("gloomy post-punk for a night drive"))
+        assert stale.status_code == 200
+        assert stale.headers["x-cache"] == "STALE"
+        assert stale.headers["etag"] == first.headers["etag"]
+
+
+async def test_global_store_may_be_redis(edge: ClientFactory, redis: RedisServer) -> None:
+    async with edge(global_url=redis.url) as one:
+        await one.get(_url("bright disco for a party"))
+        await _flush_global(one)
+    async with edge(global_url=redis.url) as two:
+        again = await two.get(_url("bright disco for a party"))
+        assert again.headers["x-cache"] == "HIT-GLOBAL"
