@@ -334,3 +334,26 @@ async def test_global_store_may_be_redis(edge: ClientFactory, redis: RedisServer
     async with edge(global_url=redis.url) as two:
         again = await two.get(_url("bright disco for a party"))
         assert again.headers["x-cache"] == "HIT-GLOBAL"
+
+
+async def test_a_revalidation_tells_other_edges_to_drop_their_copy(
+    edge: ClientFactory, redis: RedisServer, clock: FakeClock
+) -> None:
+    """Replacing writes are announced; first fills are not."""
+    settings = {"l2_url": redis.url, "ttl": 60, "ttl_jitter": 0, "stale_while_revalidate": 30}
+    async with edge(**settings) as one, edge(**settings) as two:
+        url = _url("hazy dream pop for a summer evening")
+        await one.get(url)
+        assert (await two.get(url)).headers["x-cache"] == "HIT-L2"
+        assert service_of(two).bus is not None
+        key = service_of(two)._keys[url.split("?")[1].encode()]
+        clock.advance(70)
+        assert (await one.get(url)).headers["x-cache"] == "STALE"  # revalidates in background
+
+        async def dropped_by_two() -> bool:
+            return service_of(two).l1.peek(key) is None
+
+        await _wait_until(dropped_by_two, 2.0)
+        again = await two.get(url)
+        assert again.headers["x-cache"] == "HIT-L2"
+        assert again.headers["age"] == "0"  # the revalidated entry, not the stale copy
