@@ -48,7 +48,7 @@ def probe(artifact_dir: Path, n_queries: int, seed: int) -> dict[str, float]:
         t0 = time.perf_counter()
         vector = loaded.encoder.encode([loaded.parser.parse(prompt).query_text])[0]
         t1 = time.perf_counter()
-        loaded.index.search(vector, k)
+        loaded.index.search(loaded.index.project(vector), k)
         t2 = time.perf_counter()
         generator.generate(loaded.parser.parse(prompt))
         t3 = time.perf_counter()

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -27,18 +28,19 @@ from models.encoder_build import build_encoder, load_parity_prompts
 from models.errors import ArtifactError, ModelError
 from models.fallback import FallbackPlaylists
 from models.generator import PlaylistGenerator
-from models.index import IndexParams, TrackIndex, choose_ef
+from models.index import IndexParams, TrackIndex, choose_ef, fit_projection
 from models.intent import IntentParser
 from models.ranker import RankParams
 from models.synthetic import synthetic_catalog
 
-FORMAT = 1
+FORMAT = 2  # 2: track vectors projected before indexing (projection.npy)
 MANIFEST = "manifest.json"
 FILES = {
     "encoder": "encoder.onnx",
     "tokenizer": "tokenizer.json",
     "catalog": "catalog.arrow",
     "vectors": "vectors.npy",
+    "projection": "projection.npy",
     "index": "index.hnsw",
     "fallbacks": "fallbacks.json",
 }
@@ -49,6 +51,9 @@ class BuildSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 
     index: IndexParams = IndexParams()
     """HNSW parameters."""
+    index_dim: int = 192
+    """Width of the indexed vectors: the encoder's 384 are projected onto this many leading
+    directions of the catalog's vectors (at or above 384: no projection)."""
     jitter: float = 0.15
     """Norm of the seeded noise added to each track vector (keeps equal tracks apart)."""
     seed: int = 7
@@ -78,6 +83,7 @@ class Manifest(msgspec.Struct, frozen=True):
     created: str
     source: str
     dim: int
+    index_dim: int
     tracks: int
     index: IndexParams
     recall: dict[str, float]
@@ -85,6 +91,8 @@ class Manifest(msgspec.Struct, frozen=True):
     descriptors: dict[str, int | float]
     catalog: dict[str, int | list[str]]
     files: dict[str, FileEntry]
+    recall_strict: dict[str, float] = {}
+    """recall@k as plain set overlap with brute force (`recall` counts near-ties)."""
 
 
 @dataclass(frozen=True)
@@ -186,17 +194,26 @@ def _build_into(tmp: Path, source: str, settings: BuildSettings, progress: bool)
         part: embed_texts(encoder, texts, settings.embed_batch, progress)
         for part, texts in parts.texts.items()
     }
+
+    def blocks() -> Iterator[tuple[int, np.ndarray]]:  # seeded: both passes see the same
+        return track_vectors(part_vectors, parts, jitter=settings.jitter, seed=settings.seed)
+
+    projection, energy = fit_projection(blocks(), settings.index_dim)
+    np.save(tmp / FILES["projection"], projection)
+    say(f"projection: {encoder.dim} -> {projection.shape[1]} dims keep {energy:.1%} of energy")
     vectors = np.lib.format.open_memmap(
-        tmp / FILES["vectors"], mode="w+", dtype=np.float16, shape=(len(catalog), encoder.dim)
+        tmp / FILES["vectors"],
+        mode="w+",
+        dtype=np.float16,
+        shape=(len(catalog), projection.shape[1]),
     )
-    blocks = track_vectors(part_vectors, parts, jitter=settings.jitter, seed=settings.seed)
-    index = TrackIndex.build(blocks, vectors, settings.index, progress)
+    index = TrackIndex.build(blocks(), vectors, settings.index, projection, progress)
     vectors.flush()
     queries = encoder.encode(load_parity_prompts())
     ef, recalls = choose_ef(index, vectors, queries, settings.index)
     say(
         f"index: ef_search={ef}; recall@{settings.index.recall_k}: "
-        + ", ".join(f"ef={k} {v:.3f}" for k, v in recalls.items())
+        + ", ".join(f"ef={r.ef} {r.recall:.3f} (strict {r.strict:.3f})" for r in recalls)
     )
     index.save(tmp / FILES["index"])
     del vectors, index
@@ -215,9 +232,11 @@ def _build_into(tmp: Path, source: str, settings: BuildSettings, progress: bool)
         created=datetime.now(UTC).isoformat(timespec="seconds"),
         source=source,
         dim=encoder.dim,
+        index_dim=int(projection.shape[1]),
         tracks=len(catalog),
         index=msgspec.structs.replace(settings.index, ef_search=ef),
-        recall={str(k): round(v, 4) for k, v in recalls.items()},
+        recall={str(r.ef): round(r.recall, 4) for r in recalls},
+        recall_strict={str(r.ef): round(r.strict, 4) for r in recalls},
         encoder={
             "model": "sentence-transformers/all-MiniLM-L6-v2",
             "quantization": "dynamic, per-channel uint8 weights",
@@ -230,6 +249,7 @@ def _build_into(tmp: Path, source: str, settings: BuildSettings, progress: bool)
             **{f"{p}_weight": w for p, w in PART_WEIGHTS.items()},
             "jitter": settings.jitter,
             "seed": settings.seed,
+            "projection_energy": round(energy, 4),
         },
         catalog={"skipped_rows": len(report.skipped), "genres": list(catalog.genre_names)},
         files=files,
@@ -299,7 +319,11 @@ def load(
     try:
         catalog = Catalog.load(path / FILES["catalog"])
         index = TrackIndex.load(
-            path / FILES["index"], path / FILES["vectors"], manifest.dim, manifest.index.ef_search
+            path / FILES["index"],
+            path / FILES["vectors"],
+            path / FILES["projection"],
+            manifest.index_dim,
+            manifest.index.ef_search,
         )
         encoder = PromptEncoder(
             path / FILES["encoder"],
@@ -315,7 +339,9 @@ def load(
             f"{path}: manifest says {manifest.tracks} tracks, catalog has "
             f"{len(catalog)} and index {len(index)}"
         )
-    if encoder.dim != index.dim:
-        raise ArtifactError(f"{path}: encoder dim {encoder.dim} != index dim {index.dim}")
+    if encoder.dim != index.input_dim:
+        raise ArtifactError(
+            f"{path}: encoder dim {encoder.dim} != projection input dim {index.input_dim}"
+        )
     parser = IntentParser(catalog.genre_names)
     return Artifacts(path, manifest, catalog, index, encoder, fallbacks, parser)

@@ -149,11 +149,14 @@ class Ranker:
     def candidates(self, query: np.ndarray, slots: Slots, n: int) -> tuple[np.ndarray, np.ndarray]:
         """Rows and cosines of tracks worth ranking; hard constraints already applied.
 
+        `query` is the encoder's vector; search and scoring happen in the index's projection.
+
         With filters, the share of the catalog they keep decides the plan: a small share is
         scored exactly (over-fetching would need most of the index), a large one is found by
         over-fetching from the index in proportion to how much the filters throw away.
         """
         p = self.params
+        query = self.index.project(query)
         rows, sims = self.index.search(query, p.candidates)
         if not (_has_preferences(slots) or _has_exclusions(slots)):
             return rows, sims

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import numpy as np
 import pytest
 
@@ -9,7 +11,7 @@ from models.descriptors import descriptor_parts, embed_texts, track_vectors
 from models.encoder import FakeEncoder
 from models.fallback import FallbackPlaylists
 from models.generator import PlaylistGenerator
-from models.index import IndexParams, TrackIndex
+from models.index import IndexParams, TrackIndex, fit_projection
 from models.intent import IntentParser
 from models.ranker import RankParams
 from models.synthetic import synthetic_catalog
@@ -22,10 +24,18 @@ def fake_generator() -> PlaylistGenerator:
     encoder = FakeEncoder()
     parts = descriptor_parts(catalog)
     vectors = {p: embed_texts(encoder, t, progress=False) for p, t in parts.texts.items()}
-    blocks = track_vectors(vectors, parts, jitter=0.15, seed=1, chunk=1000)
-    store = np.empty((len(catalog), encoder.dim), dtype=np.float16)
+
+    def blocks() -> Iterator[tuple[int, np.ndarray]]:
+        return track_vectors(vectors, parts, jitter=0.15, seed=1, chunk=1000)
+
+    projection, _energy = fit_projection(blocks(), 64)
+    store = np.empty((len(catalog), projection.shape[1]), dtype=np.float16)
     index = TrackIndex.build(
-        blocks, store, IndexParams(m=12, ef_construction=100, ef_search=128), progress=False
+        blocks(),
+        store,
+        IndexParams(m=12, ef_construction=100, ef_search=128),
+        projection,
+        progress=False,
     )
     fallbacks = FallbackPlaylists.build(catalog, 100, 2)
     return PlaylistGenerator(
