@@ -284,6 +284,28 @@ class Catalog:
         self.genre_index = {g: i for i, g in enumerate(self.genre_names)}
         self.mood_bits = _slot_bits(vocab.MOODS, self.features)
         self.activity_bits = _slot_bits(vocab.ACTIVITIES, self.features)
+        self._masks: dict[tuple[str, str], np.ndarray] = {}
+
+    def slot_mask(self, kind: str, name: str, rows: np.ndarray | None = None) -> np.ndarray:
+        """Boolean mask of tracks (all, or `rows`) with genre, mood or activity `name`.
+
+        Whole-catalog masks are made once per value and kept (one byte per track each, ~45 MB
+        for every value at 1M tracks): shifting bitsets over a million rows costs ~2 ms a
+        value, a kept mask ~0.1 ms to combine.
+        """
+        mask = self._masks.get((kind, name))
+        if mask is None:
+            if kind == "genre":
+                mask = self.has_genre(name)
+            else:
+                values = vocab.MOODS if kind == "mood" else vocab.ACTIVITIES
+                bits = self.mood_bits if kind == "mood" else self.activity_bits
+                position = next((i for i, v in enumerate(values) if v.name == name), None)
+                if position is None:
+                    raise CatalogError(f"unknown {kind} {name!r}")
+                mask = (bits >> np.uint16(position) & np.uint16(1)).astype(bool)
+            self._masks[kind, name] = mask
+        return mask if rows is None else mask[rows]
 
     def __len__(self) -> int:
         return int(self.table.num_rows)

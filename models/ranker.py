@@ -14,9 +14,8 @@ import msgspec
 import numpy as np
 import xxhash
 
-from models import vocab
 from models.catalog import Catalog
-from models.errors import IntentError
+from models.errors import CatalogError, IntentError
 from models.index import TrackIndex
 from models.intent import Slots
 
@@ -87,9 +86,9 @@ def hard_mask(catalog: Catalog, slots: Slots, rows: np.ndarray | None = None) ->
     pick = slice(None) if rows is None else rows
     ok = np.ones(len(catalog) if rows is None else len(rows), dtype=bool)
     for genre in slots.exclude_genres:
-        ok &= ~catalog.has_genre(genre, rows)
+        ok &= ~catalog.slot_mask("genre", genre, rows)
     for mood in slots.exclude_moods:
-        ok &= ~_bit(catalog.mood_bits[pick], vocab.MOODS, mood)
+        ok &= ~_slot(catalog, "mood", mood, rows)
     if "vocals" in slots.exclude_attributes:
         ok &= catalog.features["instrumentalness"][pick] >= 0.5
     if slots.explicit is not None:
@@ -102,13 +101,11 @@ def soft_mask(catalog: Catalog, slots: Slots, rows: np.ndarray | None = None) ->
     pick = slice(None) if rows is None else rows
     ok = np.ones(len(catalog) if rows is None else len(rows), dtype=bool)
     if slots.genres:
-        ok &= np.logical_or.reduce([catalog.has_genre(g, rows) for g in slots.genres])
+        ok &= np.logical_or.reduce([catalog.slot_mask("genre", g, rows) for g in slots.genres])
     for mood in slots.moods:
-        ok &= _bit(catalog.mood_bits[pick], vocab.MOODS, mood)
+        ok &= _slot(catalog, "mood", mood, rows)
     if slots.activities:
-        ok &= np.logical_or.reduce(
-            [_bit(catalog.activity_bits[pick], vocab.ACTIVITIES, a) for a in slots.activities]
-        )
+        ok &= np.logical_or.reduce([_slot(catalog, "activity", a, rows) for a in slots.activities])
     if slots.tempo is not None:
         tempo = catalog.features["tempo"][pick]
         ok &= (tempo >= slots.tempo[0]) & (tempo <= slots.tempo[1])
@@ -118,11 +115,11 @@ def soft_mask(catalog: Catalog, slots: Slots, rows: np.ndarray | None = None) ->
     return ok
 
 
-def _bit(bits: np.ndarray, values: tuple[vocab.SlotValue, ...], name: str) -> np.ndarray:
-    position = next((i for i, v in enumerate(values) if v.name == name), None)
-    if position is None:
-        raise IntentError(f"unknown slot value {name!r}")
-    return (bits >> np.uint16(position) & np.uint16(1)).astype(bool)
+def _slot(catalog: Catalog, kind: str, name: str, rows: np.ndarray | None) -> np.ndarray:
+    try:
+        return catalog.slot_mask(kind, name, rows)
+    except CatalogError as exc:
+        raise IntentError(str(exc)) from None
 
 
 def _has_preferences(slots: Slots) -> bool:
@@ -185,10 +182,13 @@ class Ranker:
             keep = allowed[found]
             found, found_sims = found[keep], found_sims[keep]
         if pool is allowed:  # the few preferred tracks must be ranked, wherever they are
-            few = np.setdiff1d(np.flatnonzero(preferred), found)
+            few = np.flatnonzero(preferred)
+            few = few[~np.isin(few, found, assume_unique=True, kind="sort")]
             found = np.concatenate([found, few])
             found_sims = np.concatenate([found_sims, self.index.vectors(few) @ query])
-        keep = ok & ~np.isin(rows, found)  # the nearest allowed tracks always take part
+        # The nearest allowed tracks always take part. (Sorting, not numpy's default lookup
+        # table, which allocates one entry per catalog row: ~0.5 ms at 100k.)
+        keep = ok & ~np.isin(rows, found, assume_unique=True, kind="sort")
         return np.concatenate([found, rows[keep]]), np.concatenate([found_sims, sims[keep]])
 
     def rank(
