@@ -161,13 +161,14 @@ class Ranker:
         # then exactly the best such tracks, so no catalog-wide filtering is needed.
         ok = hard_mask(self.catalog, slots, rows)
         # Twice the length leaves diversity and the artist cap room to choose.
-        if (ok & soft_mask(self.catalog, slots, rows)).sum() >= 2 * n:
+        if np.count_nonzero(ok & soft_mask(self.catalog, slots, rows)) >= 2 * n:
             return rows[ok], sims[ok]
         allowed = hard_mask(self.catalog, slots)
         preferred = allowed & soft_mask(self.catalog, slots)
         # Too few preferred tracks to fill the list: every allowed track may backfill.
-        pool = preferred if preferred.sum() >= 2 * n else allowed
-        matching = int(pool.sum())
+        # (count_nonzero, not sum: a boolean sum widens a million rows to integers first.)
+        pool = preferred if np.count_nonzero(preferred) >= 2 * n else allowed
+        matching = np.count_nonzero(pool)
         if matching == 0:
             return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.float32)
         if matching <= p.exact_limit:
