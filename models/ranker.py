@@ -154,7 +154,9 @@ class Ranker:
         """
         p = self.params
         query = self.index.project(query)
-        rows, sims = self.index.search(query, p.candidates)
+        # hnswlib's cost follows its beam width (ef), not k: asking for up to ef neighbours
+        # costs about what `candidates` does, and finds matches for more slot sets at once.
+        rows, sims = self.index.search(query, max(p.candidates, self.index.ef_search))
         if not (_has_preferences(slots) or _has_exclusions(slots)):
             return rows, sims
         # Fast path: the nearest tracks already hold plenty that meet every slot. They are
@@ -227,24 +229,31 @@ class Ranker:
     def _mmr(
         self, base: np.ndarray, pairwise: np.ndarray, artists: np.ndarray, n: int, cap: int
     ) -> list[int]:
-        """Greedy MMR; `pairwise` holds the candidates' cosine similarities to each other."""
-        diversity = self.params.diversity
-        score = base.astype(np.float64)  # relevance minus novelty penalty; -inf once taken
-        closest = np.zeros(len(base), dtype=np.float64)
+        """Greedy MMR; `pairwise` holds the candidates' cosine similarities to each other.
+
+        Each step picks the best remaining score, then raises every candidate's penalty to
+        its similarity with the closest chosen track. An artist at the cap drops out of the
+        pool at once (rather than being skipped pick by pick): a step is five numpy calls.
+        """
+        score = base.astype(np.float64)  # relevance minus novelty penalty; -inf once out
+        weighted = self.params.diversity * pairwise.astype(np.float64)
+        penalty = np.zeros(len(base), dtype=np.float64)
+        grown = np.empty_like(penalty)
+        owners = artists.tolist()
         per_artist: dict[int, int] = {}
         chosen: list[int] = []
-        for _ in range(len(base)):
+        while len(chosen) < n:
             pick = int(score.argmax())
-            if len(chosen) == n or score[pick] == -np.inf:
+            if score[pick] == -np.inf:
                 break
-            score[pick] = -np.inf
-            artist = int(artists[pick])
-            if per_artist.get(artist, 0) >= cap:
-                continue
-            per_artist[artist] = per_artist.get(artist, 0) + 1
             chosen.append(pick)
-            # Raise each candidate's penalty to its similarity with the closest chosen track.
-            grown = np.maximum(closest, pairwise[pick])
-            score -= diversity * (grown - closest)
-            closest = grown
+            np.maximum(penalty, weighted[pick], out=grown)
+            score -= grown
+            score += penalty
+            penalty, grown = grown, penalty
+            score[pick] = -np.inf
+            artist = owners[pick]
+            per_artist[artist] = per_artist.get(artist, 0) + 1
+            if per_artist[artist] >= cap:
+                score[artists == artist] = -np.inf
         return chosen
