@@ -357,3 +357,28 @@ async def test_a_revalidation_tells_other_edges_to_drop_their_copy(
         again = await two.get(url)
         assert again.headers["x-cache"] == "HIT-L2"
         assert again.headers["age"] == "0"  # the revalidated entry, not the stale copy
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type", "status"),
+    [
+        (b'{"tags": "genre:jazz"}', "application/json", 400),
+        (b'{"tags": [1, 2]}', "application/json", 400),
+        (b'{"tags": ["x"], "extra": 1}', "application/json", 400),
+        (b'{"tracks": [""]}', "application/json", 400),
+        (b'{"keys": ["' + b"k" * 300 + b'"]}', "application/json", 400),
+        (b'{"tags": [' + b",".join([b'"t"'] * 1001) + b"]}", "application/json", 400),
+        (b'{"tags": ["a\\u0000b"]}', "application/json", 400),
+        (b"tags=x", "application/x-www-form-urlencoded", 415),
+        (b'{"tags": ["\xff"]}', "application/json", 400),
+        (b"[", "application/json", 400),
+    ],
+)
+async def test_bad_purge_bodies_get_problem_details(
+    edge: ClientFactory, body: bytes, content_type: str, status: int
+) -> None:
+    async with edge(admin_key="s3cret") as client:
+        headers = {**ADMIN, "content-type": content_type}
+        response = await client.post("/admin/purge", content=body, headers=headers)
+        assert response.status_code == status, response.text
+        assert response.headers["content-type"].startswith("application/problem+json")
