@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +19,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+from cachetools import LRUCache
 
 from models import vocab
 from models.errors import CatalogError
@@ -285,6 +287,9 @@ class Catalog:
         self.mood_bits = _slot_bits(vocab.MOODS, self.features)
         self.activity_bits = _slot_bits(vocab.ACTIVITIES, self.features)
         self._masks: dict[tuple[str, str], np.ndarray] = {}
+        # Range masks (eras, tempo words, bpm): few distinct ranges repeat, bpm ones vary.
+        self._ranges: LRUCache[tuple[str, float, float], np.ndarray] = LRUCache(maxsize=32)
+        self._ranges_lock = threading.Lock()  # ranking may run on several threads
 
     def slot_mask(self, kind: str, name: str, rows: np.ndarray | None = None) -> np.ndarray:
         """Boolean mask of tracks (all, or `rows`) with genre, mood or activity `name`.
@@ -306,6 +311,24 @@ class Catalog:
                 mask = (bits >> np.uint16(position) & np.uint16(1)).astype(bool)
             self._masks[kind, name] = mask
         return mask if rows is None else mask[rows]
+
+    def range_mask(
+        self, column: str, low: float, high: float, rows: np.ndarray | None = None
+    ) -> np.ndarray:
+        """Boolean mask of tracks (all, or `rows`) whose `column` ("tempo" or "year") lies in
+        [low, high]; whole-catalog masks of the last 32 ranges are kept."""
+        values = self.year if column == "year" else self.features[column]
+        if rows is not None:
+            picked = values[rows]
+            inside: np.ndarray = (picked >= low) & (picked <= high)
+            return inside
+        with self._ranges_lock:
+            mask = self._ranges.get((column, low, high))
+        if mask is None:
+            mask = (values >= low) & (values <= high)
+            with self._ranges_lock:
+                self._ranges[column, low, high] = mask
+        return mask
 
     def __len__(self) -> int:
         return int(self.table.num_rows)

@@ -98,7 +98,6 @@ def hard_mask(catalog: Catalog, slots: Slots, rows: np.ndarray | None = None) ->
 
 def soft_mask(catalog: Catalog, slots: Slots, rows: np.ndarray | None = None) -> np.ndarray:
     """Tracks meeting every preference: a wanted genre, all moods, an activity, tempo, era."""
-    pick = slice(None) if rows is None else rows
     ok = np.ones(len(catalog) if rows is None else len(rows), dtype=bool)
     if slots.genres:
         ok &= np.logical_or.reduce([catalog.slot_mask("genre", g, rows) for g in slots.genres])
@@ -107,11 +106,9 @@ def soft_mask(catalog: Catalog, slots: Slots, rows: np.ndarray | None = None) ->
     if slots.activities:
         ok &= np.logical_or.reduce([_slot(catalog, "activity", a, rows) for a in slots.activities])
     if slots.tempo is not None:
-        tempo = catalog.features["tempo"][pick]
-        ok &= (tempo >= slots.tempo[0]) & (tempo <= slots.tempo[1])
+        ok &= catalog.range_mask("tempo", *slots.tempo, rows)
     if slots.era is not None:
-        year = catalog.year[pick]
-        ok &= (year >= slots.era[0]) & (year <= slots.era[1])
+        ok &= catalog.range_mask("year", *slots.era, rows)
     return ok
 
 
