@@ -73,6 +73,12 @@ class CircuitBreaker:
             return True
         return False
 
+    def abandon(self) -> None:
+        """A call `allow` let through ended without an outcome (it was cancelled): free its
+        half-open probe slot, judge nothing."""
+        if self._state is BreakerState.HALF_OPEN:
+            self._probing = max(0, self._probing - 1)
+
     def record(self, ok: bool) -> None:
         """Report the outcome of a call that `allow` let through."""
         if self._state is BreakerState.HALF_OPEN:

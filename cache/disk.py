@@ -36,6 +36,7 @@ class DiskTier(Tier):
         name: str = "global",
         size_limit: int = 1 << 30,
         clock: Clock = time.time,
+        timeout: float = 0.25,
     ) -> None:
         self.name = name
         self.directory = Path(directory)
@@ -43,14 +44,17 @@ class DiskTier(Tier):
         self._thread = ThreadPoolExecutor(1, thread_name_prefix=f"disk-{name}")
         self._clock = clock
         self._closed = False
+        self.timeout = timeout
+        """Longest a read or write may wait (behind a purge's scan, or a slow disk)."""
 
-    async def _run(self, what: str, fn: Callable[[], T]) -> T:
+    async def _run(self, what: str, fn: Callable[[], T], timeout: float | None = None) -> T:
         if self._closed:
             raise TierUnavailable(f"{self.name}: closed, {what} not run")
         loop = asyncio.get_running_loop()
         try:
-            return await loop.run_in_executor(self._thread, fn)
-        except (OSError, sqlite3.Error, diskcache.Timeout) as exc:
+            async with asyncio.timeout(self.timeout if timeout is None else timeout):
+                return await loop.run_in_executor(self._thread, fn)
+        except (OSError, sqlite3.Error, diskcache.Timeout, TimeoutError) as exc:
             raise TierUnavailable(f"{self.name}: {what} failed: {exc!r}") from exc
 
     def _live(self, key: str) -> tuple[float, Entry] | None:
@@ -82,7 +86,7 @@ class DiskTier(Tier):
         diskcache gives an item one tag and no secondary index; purges (a track pulled for
         licensing) are rare admin actions, so a scan is cheaper than indexing every write.
         """
-        return await self._run("purge", partial(self._purge, frozenset(tags)))
+        return await self._run("purge", partial(self._purge, frozenset(tags)), timeout=600.0)
 
     def _purge(self, tags: frozenset[str]) -> int:
         dropped = 0

@@ -5,8 +5,11 @@ call raises `TierUnavailable`, which the tiered cache counts as a miss. An entry
 as msgpack with its deadline, so expiry follows the injected clock exactly (the contract
 tests freeze it), while Redis's own expiry (PX, a little later) frees the memory.
 
-Every entry's tags (prompt key, version, slots, track ids) are indexed in one Redis set per
-tag, so a purge by tag finds the entries without scanning.
+Every entry's tags (prompt key, version, slots, track ids) are indexed in Redis sets, one
+per tag and time bucket (`{prefix}t:{tag}:{bucket}`), so a purge by tag finds the entries
+without scanning. A bucket's set expires with the longest-lived entry written in it: a broad
+tag such as the artifact version never accumulates keys long gone, and a purge reads only
+the buckets whose entries can still be alive (`max_ttl` back from now).
 """
 
 from __future__ import annotations
@@ -19,13 +22,17 @@ from typing import TypeVar
 
 from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
-from redis.exceptions import RedisError
+from redis.exceptions import RedisClusterException, RedisError
 
 from cache.base import Entry, Tier, TierState, pack, unpack
 from cache.breaker import BreakerState, CircuitBreaker
 from cache.errors import TierUnavailable
 
 T = TypeVar("T")
+
+REDIS_FAILURES = (RedisError, RedisClusterException, OSError, TimeoutError)
+"""What a Redis call can fail with: server errors, cluster discovery, sockets, timeouts.
+(redis-py's RedisClusterException does not derive from RedisError.)"""
 Clock = Callable[[], float]
 
 # Redis expires keys a little after the logical deadline: a clock skew between edges never
@@ -53,6 +60,8 @@ class RedisTier(Tier):
         timeout: float = 0.05,
         breaker: CircuitBreaker | None = None,
         clock: Clock = time.time,
+        max_ttl: float = 7 * 86400,
+        tag_bucket: float = 6 * 3600,
     ) -> None:
         self.name = name
         self.client = client
@@ -60,12 +69,19 @@ class RedisTier(Tier):
         self.timeout = timeout
         self.breaker = breaker or CircuitBreaker()
         self._clock = clock
+        self.max_ttl = max_ttl
+        """Longest any entry is kept here, whatever lifetime it is given."""
+        self.tag_bucket = tag_bucket
 
     def _key(self, key: str) -> str:
         return f"{self.prefix}e:{key}"
 
-    def _tag(self, tag: str) -> str:
-        return f"{self.prefix}t:{tag}"
+    def _tag(self, tag: str, bucket: int) -> str:
+        return f"{self.prefix}t:{tag}:{bucket}"
+
+    def _live_buckets(self) -> range:
+        now = self._clock()
+        return range(int((now - self.max_ttl) // self.tag_bucket), int(now // self.tag_bucket) + 1)
 
     async def _call(self, what: str, make: Callable[[], Awaitable[T]]) -> T:
         if not self.breaker.allow():
@@ -73,9 +89,12 @@ class RedisTier(Tier):
         try:
             async with asyncio.timeout(self.timeout):
                 result = await make()
-        except (RedisError, OSError, TimeoutError) as exc:
+        except REDIS_FAILURES as exc:
             self.breaker.record(False)
             raise TierUnavailable(f"{self.name}: {what} failed: {exc!r}") from exc
+        except BaseException:
+            self.breaker.abandon()  # cancelled from outside: not Redis's doing
+            raise
         self.breaker.record(True)
         return result
 
@@ -93,17 +112,21 @@ class RedisTier(Tier):
         if expires_in <= 0:
             await self.delete(key)
             return
+        expires_in = min(expires_in, self.max_ttl)
         ttl_ms = int(expires_in * 1000) + _GRACE_MS
-        value = pack(entry, self._clock() + expires_in)
+        now = self._clock()
+        value = pack(entry, now + expires_in)
+        bucket = int(now // self.tag_bucket)
 
         async def write() -> None:
             async with self.client.pipeline(transaction=False) as pipe:
                 pipe.set(self._key(key), value, px=ttl_ms)
                 for tag in entry.tags:
                     # A tag set lives as long as its longest-lived entry.
-                    pipe.sadd(self._tag(tag), key)
-                    pipe.pexpire(self._tag(tag), ttl_ms, nx=True)
-                    pipe.pexpire(self._tag(tag), ttl_ms, gt=True)
+                    name = self._tag(tag, bucket)
+                    pipe.sadd(name, key)
+                    pipe.pexpire(name, ttl_ms, nx=True)
+                    pipe.pexpire(name, ttl_ms, gt=True)
                 await pipe.execute()
 
         await self._call("SET", write)
@@ -128,8 +151,17 @@ class RedisTier(Tier):
 
     async def keys_tagged(self, tag: str) -> list[str]:
         """Keys of the entries that carry `tag` (some may have expired meanwhile)."""
-        members: AbstractSet[bytes | str]
-        members = await self._call("SMEMBERS", lambda: self.client.smembers(self._tag(tag)))
+        names = [self._tag(tag, b) for b in self._live_buckets()]
+
+        async def read() -> list[AbstractSet[bytes | str]]:
+            async with self.client.pipeline(transaction=False) as pipe:
+                for name in names:
+                    pipe.smembers(name)
+                found: list[AbstractSet[bytes | str]] = await pipe.execute()
+                return found
+
+        sets = await self._call("SMEMBERS", read)
+        members = set().union(*sets)
         return sorted(m.decode() if isinstance(m, bytes) else str(m) for m in members)
 
     async def purge_tags(self, tags: Collection[str]) -> int:
@@ -138,7 +170,7 @@ class RedisTier(Tier):
             keys.update(await self.keys_tagged(tag))
         dropped = await self.delete_many(sorted(keys))
         if tags:
-            names = [self._tag(t) for t in tags]
+            names = [self._tag(t, b) for t in tags for b in self._live_buckets()]
 
             async def drop_sets() -> None:
                 async with self.client.pipeline(transaction=False) as pipe:

@@ -79,9 +79,13 @@ class TieredCache:
         """Drop `keys` and every entry tagged with one of `tags` from every tier.
 
         Returns the count dropped per tier; a tier that fails is reported and counted -1.
+        A lookup racing the purge can still promote an entry before the lowest tier is done;
+        the caller's invalidation (L1 everywhere, after this returns) covers that window.
         """
         dropped: dict[str, int] = {}
-        for tier in self.tiers:
+        # Bottom-up: a read that misses an upper tier must not find, and promote back, an
+        # entry a lower tier still holds.
+        for tier in reversed(self.tiers):
             try:
                 count = 0
                 for key in keys:

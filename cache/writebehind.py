@@ -54,6 +54,9 @@ class WriteBehind(Tier):
             except TierUnavailable as exc:
                 self.failed += 1
                 log.warning("write-behind failed", extra={"tier": self.name, "error": str(exc)})
+            except Exception:  # the worker must outlive any one write, or flush() never returns
+                self.failed += 1
+                log.exception("write-behind write raised", extra={"tier": self.name})
             finally:
                 self._queue.task_done()
 
@@ -106,4 +109,6 @@ class WriteBehind(Tier):
             )
         if self._task is not None:
             self._task.cancel()
+            if self._task.get_loop() is asyncio.get_running_loop():
+                await asyncio.gather(self._task, return_exceptions=True)
         await self.tier.close()

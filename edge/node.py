@@ -8,21 +8,19 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import sqlite3
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 from prometheus_client import Gauge
 from redis.asyncio import Redis
-from redis.exceptions import RedisError
 
 from cache.base import Tier
 from cache.breaker import BreakerState, CircuitBreaker
 from cache.disk import DiskTier
 from cache.errors import TierUnavailable
 from cache.memory import MemoryTier
-from cache.redis_tier import RedisTier
+from cache.redis_tier import REDIS_FAILURES, RedisTier
 from cache.semantic import SemanticIndex
 from cache.tiered import TieredCache
 from cache.writebehind import WriteBehind
@@ -34,7 +32,6 @@ from edge.service import PlaylistService
 from edge.settings import EdgeSettings
 from models import artifacts as model_artifacts
 from models.artifacts import Artifacts
-from models.errors import ModelError
 from models.ranker import RankParams
 from regional.connections import is_redis_url, redis_client
 from regional.invalidation import InvalidationBus
@@ -88,6 +85,7 @@ class EdgeNode:
 
     async def _load(self) -> None:
         started = time.perf_counter()
+        service: PlaylistService | None = None
         try:
             artifacts = self._preloaded
             if artifacts is None:
@@ -106,9 +104,13 @@ class EdgeNode:
                 await self._prewarm(service, self.topk)
             if self.settings.warmup:
                 await service.warm_up(WARMUP_PROMPTS)
-        except (ModelError, OSError, sqlite3.Error) as exc:
-            self.state, self.error = "failed", str(exc)
-            log.error("artifacts failed to load", extra={"error": str(exc)})
+        except Exception as exc:  # noqa: BLE001 - the loading task's top: report, never hang
+            # Whatever stops the load (bad artifacts, a bad tier URL, a full disk) must end in
+            # "failed" with its reason on /readyz, not in a node that says "loading" forever.
+            self.state, self.error = "failed", f"{type(exc).__name__}: {exc}"
+            log.error("edge node failed to start", extra={"error": self.error})
+            if service is not None:
+                await service.close()
             return
         self.service, self.state = service, "ready"
         self.metrics.ready.set(1)
@@ -183,7 +185,7 @@ class EdgeNode:
         try:
             async with asyncio.timeout(2.0):
                 wanted = await topk.top(s.prewarm_top)
-        except (RedisError, OSError, TimeoutError) as exc:
+        except REDIS_FAILURES as exc:
             log.warning("region's popular prompts unavailable", extra={"error": repr(exc)})
             return
         done = await service.prewarm(wanted, s.prewarm_seconds)
@@ -197,7 +199,7 @@ class EdgeNode:
             try:
                 async with asyncio.timeout(2.0):
                     await topk.merge(counted)
-            except (RedisError, OSError, TimeoutError) as exc:
+            except REDIS_FAILURES as exc:
                 log.warning("popular prompts not shared", extra={"error": repr(exc)})
 
     def _remote_tiers(self) -> list[Tier]:
@@ -271,6 +273,7 @@ class EdgeNode:
             self._task.cancel()
         if self._sharing is not None:
             self._sharing.cancel()
+            await asyncio.gather(self._sharing, return_exceptions=True)
         if self.topk is not None:
             await self.topk.client.aclose()
         if self.service is not None:

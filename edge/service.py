@@ -272,8 +272,8 @@ class PlaylistService:
             tags=answers.surrogate_keys(intent, key, self.version, playlist.ids),
         )
         await self.cache.set(key, entry)
-        if replacing and self.bus is not None:
-            await self.bus.publish(keys=(key,))
+        if replacing and self.bus is not None:  # on the request path: a short wait at most
+            await self.bus.publish(keys=(key,), timeout=self.settings.remote_timeout_ms / 1000)
         if semantic is not None and vector is not None:
             semantic.add(vector, key, signature, intent.text)
         timings.update(

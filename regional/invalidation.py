@@ -64,12 +64,15 @@ class InvalidationBus:
             return False
         return True
 
-    async def publish(self, keys: tuple[str, ...] = (), tags: tuple[str, ...] = ()) -> bool:
-        """Announce an invalidation; False if Redis could not take it."""
+    async def publish(
+        self, keys: tuple[str, ...] = (), tags: tuple[str, ...] = (), *, timeout: float = 1.0
+    ) -> bool:
+        """Announce an invalidation; False if Redis could not take it within `timeout`."""
         message = msgspec.json.encode(Invalidation(self.node_id, keys, tags))
         try:
-            await self.client.publish(self.channel, message)
-        except (RedisError, OSError) as exc:
+            async with asyncio.timeout(timeout):
+                await self.client.publish(self.channel, message)
+        except (RedisError, OSError, TimeoutError) as exc:
             log.warning("invalidation not published", extra={"error": repr(exc)})
             return False
         return True
@@ -93,8 +96,10 @@ class InvalidationBus:
                         )
                         if message is not None and message.get("type") == "message":
                             await self._handle(message["data"])
-            except (RedisError, OSError) as exc:
-                if self.subscribed:
+            except Exception as exc:  # a listener that dies would stop invalidations for good
+                if not isinstance(exc, RedisError | OSError):
+                    log.exception("invalidation listener failed; restarting it")
+                elif self.subscribed:
                     log.warning("invalidation subscription lost", extra={"error": repr(exc)})
                 self.subscribed = False
                 self._ready.clear()

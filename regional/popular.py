@@ -32,10 +32,14 @@ class RegionalTopK:
             for item in counted:
                 pipe.zincrby(self._scores, item.hits, item.key)
             pipe.hset(self._specs, mapping={item.key: item.spec for item in counted})
+            pipe.zrange(self._scores, 0, -self.keep - 1)  # those about to be trimmed
             pipe.zremrangebyrank(self._scores, 0, -self.keep - 1)
             pipe.pexpire(self._scores, _DAY_MS)
             pipe.pexpire(self._specs, _DAY_MS)
-            await pipe.execute()
+            results = await pipe.execute()
+        trimmed = results[len(counted) + 1]
+        if trimmed:  # their descriptions go too, so the hash stays as small as the set
+            await self.client.hdel(self._specs, *trimmed)
 
     async def top(self, k: int) -> list[tuple[str, bytes]]:
         """The k most requested keys with their request descriptions, most requested first."""

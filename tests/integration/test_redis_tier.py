@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
+from redis.asyncio import Redis
 
 from cache.base import Entry, TierState
 from cache.breaker import BreakerState, CircuitBreaker
@@ -15,6 +16,7 @@ from cache.errors import TierUnavailable
 from cache.redis_tier import RedisTier
 from loadtest.redis_server import RedisServer
 from regional.connections import RedisURLError, redis_client
+from tests.clock import FakeClock
 
 
 @pytest.fixture
@@ -111,3 +113,35 @@ async def test_url_forms_build_clients() -> None:
     assert type(cluster).__name__ == "RedisCluster"
     await sentinel.aclose()
     await cluster.aclose()
+
+
+async def test_tag_index_spans_time_buckets(server: RedisServer) -> None:
+    clock = FakeClock()
+    tier = RedisTier(Redis.from_url(server.url), timeout=1.0, clock=clock, tag_bucket=100)
+    now = clock()
+    entry = Entry(b"x", now, now + 60, now + 70, now + 1000, tags=("v:1",))
+    await tier.set("a", entry, 1000)
+    clock.advance(250)  # two buckets later
+    await tier.set("b", entry, 1000)
+    assert await tier.keys_tagged("v:1") == ["a", "b"]
+    assert await tier.purge_tags(["v:1"]) == 2
+    assert await tier.client.keys("edge:t:*") == []
+    await tier.close()
+
+
+async def test_a_cancelled_call_does_not_lock_the_breaker(
+    tier: RedisTier, server: RedisServer
+) -> None:
+    server.stop()
+    for _ in range(3):
+        with pytest.raises(TierUnavailable):
+            await tier.get("k")
+    server.start()
+    await asyncio.sleep(0.6)  # half-open: the next call is the probe
+    probe = asyncio.create_task(tier.get("k"))
+    await asyncio.sleep(0)
+    probe.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await probe
+    assert await tier.get("k") is None  # a new probe is let through, and closes it
+    assert tier.breaker.state is BreakerState.CLOSED

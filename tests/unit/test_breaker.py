@@ -103,3 +103,16 @@ def test_state_changes_are_reported() -> None:
 def test_nonsense_parameters_are_refused(bad: dict[str, object]) -> None:
     with pytest.raises(ValueError, match=r"breaker|probe"):
         _breaker(FakeClock(), **bad)
+
+
+def test_an_abandoned_probe_frees_its_slot() -> None:
+    """A probe cancelled from outside neither closes nor reopens, and does not lock it."""
+    clock = FakeClock()
+    breaker = _breaker(clock, probes=1)
+    _calls(breaker, "----")
+    clock.advance(5)
+    assert breaker.allow()
+    assert not breaker.allow()
+    breaker.abandon()
+    assert breaker.state is BreakerState.HALF_OPEN
+    assert breaker.allow()
