@@ -69,7 +69,7 @@ class Playlist(msgspec.Struct, frozen=True):
         return cls(
             tuple(rows),
             ids,
-            tuple(round(float(s), 4) for s in scores),
+            tuple(np.round(np.asarray(scores, dtype=np.float64), 4).tolist()),
             version,
             fingerprint(version, ids),
             degraded,
