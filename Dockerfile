@@ -19,8 +19,11 @@ RUN python -m models build --catalog "$CATALOG" --out /opt/artifacts/default
 
 FROM python:3.11-slim-bookworm
 ENV PATH=/opt/venv/bin:$PATH PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 \
-    EDGE_ARTIFACTS=/opt/artifacts/default EDGE_HOST=0.0.0.0 EDGE_PORT=8000
-RUN useradd --system --uid 10001 --no-create-home edge
+    EDGE_ARTIFACTS=/opt/artifacts/default EDGE_HOST=0.0.0.0 EDGE_PORT=8000 \
+    EDGE_DATA_DIR=/var/lib/edge
+# The node's own state (the default diskcache global store) lives in EDGE_DATA_DIR.
+RUN useradd --system --uid 10001 --no-create-home edge \
+    && mkdir -p /var/lib/edge/global && chown -R 10001 /var/lib/edge
 COPY --from=build /opt/venv /opt/venv
 COPY --from=build --chown=10001 /opt/artifacts /opt/artifacts
 USER 10001

@@ -18,7 +18,7 @@ def free_port() -> int:
 class RedisServer:
     """One redis-server on 127.0.0.1 without persistence; `stop` and `start` keep the port."""
 
-    def __init__(self, workdir: Path, port: int | None = None) -> None:
+    def __init__(self, workdir: Path, port: int | None = None, *, detach: bool = False) -> None:
         binary = shutil.which("redis-server")
         if binary is None:
             raise RuntimeError("redis-server is not installed: run `make redis-server`")
@@ -26,6 +26,8 @@ class RedisServer:
         self.workdir = workdir
         self.port = port or free_port()
         self.proc: subprocess.Popen[bytes] | None = None
+        self.detach = detach
+        """Run in its own session, to outlive the process that started it (topologies)."""
 
     @property
     def url(self) -> str:
@@ -44,6 +46,7 @@ class RedisServer:
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
+            start_new_session=self.detach,
         )  # fmt: skip
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:

@@ -7,7 +7,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-DOCKERFILE = Path(__file__).parents[1] / "Dockerfile"
+import yaml
+
+ROOT = Path(__file__).parents[1]
+DOCKERFILE = ROOT / "Dockerfile"
 
 
 def test_hadolint_passes() -> None:
@@ -24,3 +27,18 @@ def test_dockerfile_is_multistage_non_root_with_healthcheck() -> None:
     assert "/readyz" in text
     assert 'ENTRYPOINT ["python", "-m", "edge"]' in text
     assert "hadolint ignore" not in text
+
+
+def test_compose_describes_two_regions_of_two_edges() -> None:
+    """docker-compose.yml (not run here: no Docker engine) matches the topology launcher."""
+    doc = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    services = doc["services"]
+    edges = {name: s for name, s in services.items() if name.startswith("edge-")}
+    assert len(edges) == 4
+    for name, service in edges.items():
+        env = service["environment"]
+        region = env["EDGE_REGION"]
+        assert f"redis-{region}" in services, name
+        assert env["EDGE_L2_URL"] == f"redis://redis-{region}:6379/0"
+        assert env["EDGE_GLOBAL_URL"] == "/var/lib/edge/global"
+        assert all(port.startswith("127.0.0.1:") for port in service["ports"])

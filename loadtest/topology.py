@@ -1,0 +1,207 @@
+"""A local multi-region topology on loopback ports, for load tests and failover drills.
+
+    python -m loadtest.topology up --regions 2 --edges-per-region 2
+    python -m loadtest.topology status
+    python -m loadtest.topology down
+
+`up` starts, per region, one `redis-server` (the region's L2), a fault proxy in front of it
+(edges reach Redis only through it, so drills can slow, cut or reset that link), and the
+edge processes, all sharing one diskcache global store; it waits for every edge's /readyz,
+prints the endpoints and writes them, with every PID, to a state file. `down` stops exactly
+the processes in that file (checking each PID still runs what was started) and nothing else.
+The same layout for machines with Docker is in docker-compose.yml.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from loadtest.redis_server import RedisServer, free_port
+
+DEFAULT_STATE = Path("bench-out/topology/state.json")
+
+
+def _spawn(cmd: list[str], env: dict[str, str], log: Path) -> int:
+    with log.open("ab") as out:
+        proc = subprocess.Popen(
+            cmd,
+            env={**os.environ, **env},
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # outlives `up`; `down` ends it by PID
+        )
+    return proc.pid
+
+
+def _ready(port: int) -> bool:
+    try:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=1)
+        conn.request("GET", "/readyz")
+        return conn.getresponse().status == 200
+    except OSError:
+        return False
+
+
+def up(
+    regions: int, edges: int, artifacts: Path, state_file: Path, timeout: float
+) -> dict[str, Any]:
+    run = state_file.parent
+    run.mkdir(parents=True, exist_ok=True)
+    state: dict[str, Any] = {"run_dir": str(run), "global": str(run / "global"), "regions": {}}
+
+    # The state file is written as processes start, so `down` can stop a half-made topology.
+    def save() -> None:
+        state_file.write_text(json.dumps(state, indent=2))
+
+    for r in range(1, regions + 1):
+        name = f"r{r}"
+        redis = RedisServer(run / name / "redis", detach=True).start()
+        assert redis.proc is not None
+        region: dict[str, Any] = {
+            "redis": {"pid": redis.proc.pid, "port": redis.port, "cmd": "redis-server"},
+            "edges": [],
+        }
+        state["regions"][name] = region
+        save()
+        proxy_port, control_port = free_port(), free_port()
+        target = f"127.0.0.1:{redis.port}"
+        proxy_cmd = [sys.executable, "-m", "loadtest.faultproxy", "--listen", str(proxy_port)]
+        proxy_cmd += ["--target", target, "--control", str(control_port)]
+        region["proxy"] = {
+            "pid": _spawn(proxy_cmd, {}, run / name / "proxy.log"),
+            "port": proxy_port,
+            "control": control_port,
+            "cmd": "loadtest.faultproxy",
+        }
+        save()
+        for e in range(1, edges + 1):
+            port = free_port()
+            env = {
+                "EDGE_ARTIFACTS": str(artifacts),
+                "EDGE_HOST": "127.0.0.1",
+                "EDGE_PORT": str(port),
+                "EDGE_REGION": name,
+                "EDGE_L2_URL": f"redis://127.0.0.1:{proxy_port}/0",
+                "EDGE_GLOBAL_URL": state["global"],
+                "EDGE_DATA_DIR": str(run / name / f"edge{e}"),
+            }
+            pid = _spawn([sys.executable, "-m", "edge"], env, run / name / f"edge{e}.log")
+            url = f"http://127.0.0.1:{port}"
+            region["edges"].append({"pid": pid, "port": port, "url": url, "cmd": "-m edge"})
+            save()
+    pending = [edge for region in state["regions"].values() for edge in region["edges"]]
+    deadline = time.monotonic() + timeout
+    last_report = 0.0
+    while pending:
+        pending = [edge for edge in pending if not _ready(edge["port"])]
+        if not pending:
+            break
+        if time.monotonic() > deadline:
+            raise SystemExit(f"edges not ready after {timeout:.0f} s: {pending}; see {run}/*/")
+        if time.monotonic() - last_report > 5:
+            print(f"  waiting for {len(pending)} edge(s) to be ready ...", flush=True)
+            last_report = time.monotonic()
+        time.sleep(0.25)
+    return state
+
+
+def _alive(pid: int, marker: str) -> bool:
+    """Is `pid` running and still the process we started (not a reused PID)?"""
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except OSError:
+        return False
+    return marker in cmdline
+
+
+def _processes(state: dict[str, Any]) -> list[dict[str, Any]]:
+    found = []
+    for region in state["regions"].values():
+        found += region["edges"]
+        found += [region[part] for part in ("proxy", "redis") if part in region]
+    return found
+
+
+def down(state_file: Path, grace: float = 10.0) -> int:
+    """Stop every process the state file names; how many were still running."""
+    if not state_file.exists():
+        print(f"{state_file}: no topology recorded")
+        return 0
+    state = json.loads(state_file.read_text())
+    running = [p for p in _processes(state) if _alive(p["pid"], p["cmd"])]
+    for proc in running:
+        os.kill(proc["pid"], signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    while time.monotonic() < deadline and any(_alive(p["pid"], p["cmd"]) for p in running):
+        time.sleep(0.1)
+    for proc in running:
+        if _alive(proc["pid"], proc["cmd"]):
+            os.kill(proc["pid"], signal.SIGKILL)
+    state_file.unlink()
+    return len(running)
+
+
+def status(state_file: Path) -> None:
+    if not state_file.exists():
+        print(f"{state_file}: no topology recorded")
+        return
+    state = json.loads(state_file.read_text())
+    for name, region in state["regions"].items():
+        redis, proxy = region["redis"], region.get("proxy")
+        print(f"region {name}: redis :{redis['port']} ({_word(redis)})", end="")
+        if proxy:
+            print(f", proxy :{proxy['port']} control :{proxy['control']} ({_word(proxy)})")
+        for edge in region["edges"]:
+            ready = "ready" if _ready(edge["port"]) else "not ready"
+            print(f"  edge {edge['url']} pid {edge['pid']} ({_word(edge)}, {ready})")
+
+
+def _word(proc: dict[str, Any]) -> str:
+    return "running" if _alive(proc["pid"], proc["cmd"]) else "stopped"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m loadtest.topology",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--state", type=Path, default=DEFAULT_STATE, help="state file")
+    commands = parser.add_subparsers(dest="command", required=True)
+    start = commands.add_parser("up", help="start regions and edges, wait until ready")
+    start.add_argument("--regions", type=int, default=2)
+    start.add_argument("--edges-per-region", type=int, default=2)
+    start.add_argument("--artifacts", type=Path, default=Path("artifacts/default"))
+    start.add_argument("--timeout", type=float, default=180.0, help="seconds to wait for ready")
+    commands.add_parser("down", help="stop what `up` started")
+    commands.add_parser("status", help="what is running")
+    args = parser.parse_args(argv)
+    if args.command == "up":
+        if args.state.exists():
+            raise SystemExit(f"{args.state} exists: run `down` first (or pass another --state)")
+        try:
+            state = up(
+                args.regions, args.edges_per_region, args.artifacts, args.state, args.timeout
+            )
+        except BaseException:
+            down(args.state)  # never leave half a topology running
+            raise
+        print(json.dumps(state, indent=2))
+    elif args.command == "down":
+        print(f"stopped {down(args.state)} processes")
+    else:
+        status(args.state)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
