@@ -1,0 +1,168 @@
+"""Locust scenarios for an edge node (or a region behind a balancer): the real traffic mix.
+
+Users (weights from LOADTEST_WEIGHTS, e.g. "cdn=2,listener=5,picker=2,personal=1"):
+  CdnClient   repeats the most popular GETs and revalidates with If-None-Match (304s)
+  Listener    free-text prompts drawn by Zipf popularity, 30 % in another wording
+  Picker      structured-slot GETs (mood, genre, activity, tempo, exclude)
+  Personal    POSTs with a user token (private, personalised answers)
+The corpus comes from LOADTEST_CORPUS (`python -m loadtest corpus`). Each response's X-Cache
+is counted per second into LOADTEST_TIERS_CSV. LOADTEST_SHAPE=step|spike swaps the constant
+user count for a step or spike profile (LOADTEST_USERS peak, LOADTEST_DURATION seconds).
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import random
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from locust import HttpUser, LoadTestShape, between, events, task
+
+from loadtest import corpus as corpus_file
+
+_ENTRIES = corpus_file.read(Path(os.environ.get("LOADTEST_CORPUS", "bench-out/corpus.jsonl")))
+_WEIGHTS = [e["weight"] for e in _ENTRIES]
+_TEXT = [e for e in _ENTRIES if e["kind"] == "text"]
+_TEXT_WEIGHTS = [e["weight"] for e in _TEXT]
+_SLOTS = [e for e in _ENTRIES if e["kind"] == "slots"] or _ENTRIES
+_POPULAR = _ENTRIES[:20]
+_RNG = random.Random(int(os.environ.get("LOADTEST_SEED", "0")))
+
+
+def _weights() -> dict[str, int]:
+    spec = os.environ.get("LOADTEST_WEIGHTS", "cdn=2,listener=5,picker=2,personal=1")
+    pairs = (item.split("=") for item in spec.split(",") if item.strip())
+    return {name.strip(): int(value) for name, value in pairs}
+
+
+_WEIGHT = _weights()
+
+# -- X-Cache per second -------------------------------------------------------------------
+
+_TIERS: Counter[tuple[int, str]] = Counter()
+
+
+@events.request.add_listener
+def _count_tier(response: Any = None, exception: Any = None, **_kwargs: Any) -> None:
+    if response is None or exception is not None:
+        tier = "ERROR"
+    else:
+        tier = response.headers.get("x-cache") or f"HTTP {response.status_code}"
+        if response.status_code == 304:
+            tier = "304"
+    _TIERS[int(time.time()), tier] += 1
+
+
+@events.quitting.add_listener
+def _write_tiers(**_kwargs: Any) -> None:
+    path = os.environ.get("LOADTEST_TIERS_CSV")
+    if not path:
+        return
+    with open(path, "w", newline="") as out:
+        writer = csv.writer(out)
+        writer.writerow(["second", "tier", "count"])
+        for (second, tier), count in sorted(_TIERS.items()):
+            writer.writerow([second, tier, count])
+
+
+# -- users --------------------------------------------------------------------------------
+
+
+class CdnClient(HttpUser):
+    """A CDN edge refreshing popular answers: conditional GETs that should mostly be 304."""
+
+    weight = _WEIGHT.get("cdn", 0)
+    wait_time = between(0.01, 0.05)
+
+    def on_start(self) -> None:
+        self.etags: dict[str, str] = {}
+
+    @task
+    def revalidate(self) -> None:
+        url = "/v1/playlists?" + corpus_file.query(_RNG.choice(_POPULAR))
+        headers = {"if-none-match": self.etags[url]} if url in self.etags else {}
+        with self.client.get(url, headers=headers, name="GET cdn", catch_response=True) as r:
+            if r.status_code == 200 and "etag" in r.headers:
+                self.etags[url] = r.headers["etag"]
+            if r.status_code in (200, 304):
+                r.success()
+
+
+class Listener(HttpUser):
+    """A listener typing prompts: popular ones often, a long tail sometimes, reworded."""
+
+    weight = _WEIGHT.get("listener", 0)
+    wait_time = between(0.01, 0.05)
+
+    @task
+    def prompt(self) -> None:
+        entry = _RNG.choices(_TEXT, _TEXT_WEIGHTS)[0]
+        variant = None
+        if entry["variants"] and _RNG.random() < 0.3:
+            variant = _RNG.randrange(len(entry["variants"]))
+        self.client.get(
+            "/v1/playlists?" + corpus_file.query(entry, variant=variant), name="GET text"
+        )
+
+
+class Picker(HttpUser):
+    """A listener picking mood, genre and activity from menus."""
+
+    weight = _WEIGHT.get("picker", 0)
+    wait_time = between(0.01, 0.05)
+
+    @task
+    def pick(self) -> None:
+        entry = _RNG.choice(_SLOTS)
+        self.client.get("/v1/playlists?" + corpus_file.query(entry), name="GET slots")
+
+
+class Personal(HttpUser):
+    """A signed-in listener: POSTs with a user token, answered privately."""
+
+    weight = _WEIGHT.get("personal", 0)
+    wait_time = between(0.01, 0.05)
+
+    def on_start(self) -> None:
+        self.user_token = f"user-{_RNG.randrange(10_000)}"
+
+    @task
+    def post(self) -> None:
+        entry = _RNG.choices(_TEXT, _TEXT_WEIGHTS)[0]
+        body = {"schema_version": 1, "prompt": entry["prompt"], "n": 30, "user": self.user_token}
+        self.client.post("/v1/playlists", json=body, name="POST personal")
+
+
+# -- load shapes --------------------------------------------------------------------------
+
+_SHAPE = os.environ.get("LOADTEST_SHAPE", "")
+_PEAK = int(os.environ.get("LOADTEST_USERS", "20"))
+_DURATION = float(os.environ.get("LOADTEST_DURATION", "60"))
+
+if _SHAPE == "step":
+
+    class StepShape(LoadTestShape):
+        """Four equal steps up to the peak user count, each a quarter of the run."""
+
+        def tick(self) -> tuple[int, float] | None:
+            elapsed = self.get_run_time()
+            if elapsed >= _DURATION:
+                return None
+            step = min(3, int(elapsed // (_DURATION / 4)))
+            return max(1, _PEAK * (step + 1) // 4), float(_PEAK)
+
+elif _SHAPE == "spike":
+
+    class SpikeShape(LoadTestShape):
+        """A quarter of the peak, the full peak for the middle fifth of the run, then back."""
+
+        def tick(self) -> tuple[int, float] | None:
+            elapsed = self.get_run_time()
+            if elapsed >= _DURATION:
+                return None
+            spiking = 0.4 * _DURATION <= elapsed < 0.6 * _DURATION
+            return (_PEAK if spiking else max(1, _PEAK // 4)), float(_PEAK)

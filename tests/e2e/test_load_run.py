@@ -1,0 +1,84 @@
+"""`python -m loadtest run` against a real edge process: report, plots, and the gate."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from loadtest import corpus
+from loadtest.redis_server import free_port
+
+
+@pytest.fixture(scope="module")
+def edge_url(artifact_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    port = free_port()
+    env = {
+        **os.environ,
+        "EDGE_ARTIFACTS": str(artifact_dir),
+        "EDGE_PORT": str(port),
+        "EDGE_DATA_DIR": str(tmp_path_factory.mktemp("edge-data")),
+        "EDGE_VERIFY_ARTIFACTS": "false",
+    }
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "edge"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                with urllib.request.urlopen(url + "/readyz", timeout=1):
+                    break
+            except OSError:
+                assert time.monotonic() < deadline, "edge not ready"
+                time.sleep(0.2)
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def _run(url: str, out: Path, *extra: str) -> subprocess.CompletedProcess[str]:
+    cmd = [sys.executable, "-m", "loadtest", "run", "--host", url, "--out", str(out)]
+    # 10 users: enough for every class at weights 2/5/2/1 to get at least one.
+    cmd += ["--users", "10", "--spawn-rate", "10", "--duration", "4", "--prompts", "200", *extra]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=120, check=False)
+
+
+def test_a_mixed_run_passes_and_reports(edge_url: str, tmp_path: Path) -> None:
+    done = _run(edge_url, tmp_path)
+    assert done.returncode == 0, done.stdout + done.stderr
+    for name in ("report.md", "latency.png", "tiers.png", "locust_stats.csv", "tiers.csv"):
+        assert (tmp_path / name).stat().st_size > 0, name
+    text = (tmp_path / "report.md").read_text()
+    assert "**Verdict: PASS**" in text
+    for request in ("GET cdn", "GET text", "GET slots", "POST personal"):
+        assert request in text
+    assert "HIT-L1" in text
+
+
+def test_the_gate_fails_a_run_over_its_latency_budget(edge_url: str, tmp_path: Path) -> None:
+    done = _run(edge_url, tmp_path, "--scenario", "listeners", "--p99-budget-ms", "0.001")
+    assert done.returncode == 1
+    assert "FAIL" in (tmp_path / "report.md").read_text()
+
+
+def test_corpus_is_seeded_zipf_and_servable() -> None:
+    first, again = corpus.build(300, seed=3), corpus.build(300, seed=3)
+    assert first == again
+    weights = [e["weight"] for e in first]
+    assert weights == sorted(weights, reverse=True)
+    assert weights[0] / weights[9] == pytest.approx(10, rel=0.01)  # exponent 1
+    kinds = {e["kind"] for e in first}
+    assert kinds == {"text", "slots"}
+    assert any(e["variants"] for e in first if e["kind"] == "text")
