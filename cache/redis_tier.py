@@ -30,9 +30,10 @@ from cache.errors import TierUnavailable
 
 T = TypeVar("T")
 
-REDIS_FAILURES = (RedisError, RedisClusterException, OSError, TimeoutError)
-"""What a Redis call can fail with: server errors, cluster discovery, sockets, timeouts.
-(redis-py's RedisClusterException does not derive from RedisError.)"""
+REDIS_FAILURES = (RedisError, RedisClusterException, OSError, TimeoutError, RuntimeError)
+"""What a Redis call can fail with: server errors, cluster discovery, sockets, timeouts, and
+RuntimeError, which uvloop raises when redis-py writes to a transport the server reset
+(found by the redis-kill drill). redis-py's RedisClusterException is not a RedisError."""
 Clock = Callable[[], float]
 
 # Redis expires keys a little after the logical deadline: a clock skew between edges never

@@ -16,15 +16,18 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from litestar import Litestar
+from litestar.exceptions import HTTPException
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import SwaggerRenderPlugin
 from litestar.types import Message, Scope
 
 from edge import controllers, logs
+from edge.errors import EdgeError
 from edge.node import EdgeNode
 from edge.problems import HANDLERS
 from edge.settings import EdgeSettings
 from models.artifacts import Artifacts
+from models.errors import IntentError
 
 log = logging.getLogger("edge.access")
 
@@ -136,10 +139,17 @@ def create_app(
         ),
         request_max_body_size=settings.max_body_bytes,
         state=None,
+        after_exception=[_log_unexpected],
     )
     app.state.node = node
     app.node = node
     return app
+
+
+async def _log_unexpected(exc: Exception, _scope: Any) -> None:
+    """Every exception that becomes a 500 is logged with its stack: a 500 is always a bug."""
+    if not isinstance(exc, EdgeError | HTTPException | IntentError):
+        log.error("unhandled exception", exc_info=exc)
 
 
 def app_from_env() -> EdgeApp:

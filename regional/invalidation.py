@@ -15,7 +15,8 @@ from collections.abc import Awaitable, Callable
 
 import msgspec
 from redis.asyncio import Redis
-from redis.exceptions import RedisError
+
+from cache.redis_tier import REDIS_FAILURES
 
 log = logging.getLogger("regional.invalidation")
 
@@ -72,7 +73,7 @@ class InvalidationBus:
         try:
             async with asyncio.timeout(timeout):
                 await self.client.publish(self.channel, message)
-        except (RedisError, OSError, TimeoutError) as exc:
+        except REDIS_FAILURES as exc:
             log.warning("invalidation not published", extra={"error": repr(exc)})
             return False
         return True
@@ -97,7 +98,7 @@ class InvalidationBus:
                         if message is not None and message.get("type") == "message":
                             await self._handle(message["data"])
             except Exception as exc:  # a listener that dies would stop invalidations for good
-                if not isinstance(exc, RedisError | OSError):
+                if not isinstance(exc, REDIS_FAILURES):
                     log.exception("invalidation listener failed; restarting it")
                 elif self.subscribed:
                     log.warning("invalidation subscription lost", extra={"error": repr(exc)})

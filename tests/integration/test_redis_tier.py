@@ -145,3 +145,16 @@ async def test_a_cancelled_call_does_not_lock_the_breaker(
         await probe
     assert await tier.get("k") is None  # a new probe is let through, and closes it
     assert tier.breaker.state is BreakerState.CLOSED
+
+
+class _BrokenTransport:
+    """A client whose calls fail the way redis-py on uvloop does after a reset."""
+
+    async def get(self, _name: str) -> bytes:
+        raise RuntimeError("unable to perform operation on <TCPTransport closed=True>")
+
+
+async def test_any_client_failure_is_a_tier_failure() -> None:
+    tier = RedisTier(_BrokenTransport(), timeout=0.05)  # type: ignore[arg-type]
+    with pytest.raises(TierUnavailable, match="RuntimeError"):
+        await tier.get("k")

@@ -1,0 +1,247 @@
+"""Failover drills: steady load on a local region, a fault at a set time, a verdict.
+
+    python -m loadtest.drill redis-kill --duration 40 --out bench-out/drills/redis-kill
+
+A drill starts its own topology (one region, two edges, Redis behind the fault proxy),
+drives a steady, bounded load from the corpus round-robin over the edges, injects the fault
+at 1/3 of the run and removes it at 2/3, then stops everything it started. It writes
+`samples.csv` (one row per request), `report.md` and `timeline.png` (p50/p99, rps, failures
+and tier mix per second, fault start and end marked) and exits 1 when a target is missed.
+
+Drills so far:
+  redis-kill   SIGKILL the region's redis-server, start it again on the same port.
+               Targets: 0 failed requests; p99 during the fault <= 2 x baseline p99 + the L2
+               timeout; L2 answers (HIT-L2) again within 10 s of Redis returning.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter, defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+
+from loadtest import corpus as corpus_file
+from loadtest.redis_server import RedisServer
+
+L2_TIMEOUT_MS = 50.0  # the edge's default EDGE_REMOTE_TIMEOUT_MS
+
+
+@dataclass
+class Sample:
+    t: float
+    ms: float
+    status: int
+    tier: str
+
+
+async def _load(
+    urls: list[str], entries: list[dict[str, Any]], seconds: float, concurrency: int, seed: int
+) -> list[Sample]:
+    """`concurrency` clients for `seconds`, each request a Zipf-drawn corpus entry."""
+    rng = np.random.default_rng(seed)
+    weights = np.array([e["weight"] for e in entries])
+    weights /= weights.sum()
+    samples: list[Sample] = []
+    start = time.monotonic()
+    counter = 0
+
+    async def client(http: httpx.AsyncClient) -> None:
+        nonlocal counter
+        while (now := time.monotonic()) - start < seconds:
+            entry = entries[int(rng.choice(len(entries), p=weights))]
+            counter += 1
+            url = f"{urls[counter % len(urls)]}/v1/playlists?{corpus_file.query(entry)}"
+            began = time.monotonic()
+            try:
+                response = await http.get(url)
+                status, tier = response.status_code, response.headers.get("x-cache", "")
+            except httpx.HTTPError:
+                status, tier = 0, "ERROR"
+            samples.append(Sample(began - start, (time.monotonic() - began) * 1000, status, tier))
+            await asyncio.sleep(max(0.0, 0.02 - (time.monotonic() - now)))  # ~50 rps a client
+
+    async with httpx.AsyncClient(timeout=10) as http:
+        await asyncio.gather(*(client(http) for _ in range(concurrency)))
+    return samples
+
+
+def _topology(state: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    cmd = [sys.executable, "-m", "loadtest.topology", "--state", str(state), *args]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=300, check=False)
+
+
+class RedisKill:
+    name = "redis-kill"
+
+    def __init__(self, state: dict[str, Any]) -> None:
+        self.redis = state["regions"]["r1"]["redis"]
+        self.workdir = Path(state["run_dir"]) / "r1" / "redis"
+
+    def inject(self) -> None:
+        os.kill(self.redis["pid"], signal.SIGKILL)
+
+    def remove(self) -> None:
+        server = RedisServer(self.workdir, port=self.redis["port"], detach=True).start()
+        assert server.proc is not None
+        self.redis["pid"] = server.proc.pid  # `down` stops the new one
+
+
+def analyse(samples: list[Sample], fault: tuple[float, float]) -> dict[str, Any]:
+    start, end = fault
+    before = [s.ms for s in samples if s.t < start and s.status == 200]
+    during = [s.ms for s in samples if start <= s.t < end]
+    failed = sum(1 for s in samples if not 200 <= s.status < 400)
+    back = [s.t - end for s in samples if s.t >= end and s.tier == "HIT-L2"]
+    baseline_p99 = float(np.percentile(before, 99)) if before else float("nan")
+    fault_p99 = float(np.percentile(during, 99)) if during else float("nan")
+    budget = 2 * baseline_p99 + L2_TIMEOUT_MS
+    checks = {
+        "no failed requests": failed == 0,
+        f"p99 during fault <= 2 x baseline + {L2_TIMEOUT_MS:.0f} ms": fault_p99 <= budget,
+        "HIT-L2 again within 10 s of Redis returning": bool(back) and min(back) <= 10,
+    }
+    return {
+        "requests": len(samples),
+        "failed": failed,
+        "baseline_p99_ms": round(baseline_p99, 2),
+        "fault_p99_ms": round(fault_p99, 2),
+        "p99_budget_ms": round(budget, 2),
+        "l2_back_after_s": round(min(back), 2) if back else None,
+        "tiers": dict(Counter(s.tier for s in samples)),
+        "checks": checks,
+        "passed": all(checks.values()),
+    }
+
+
+def timeline(samples: list[Sample], fault: tuple[float, float], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    per: dict[int, list[Sample]] = defaultdict(list)
+    for s in samples:
+        per[int(s.t)].append(s)
+    seconds = sorted(per)
+    tiers = sorted({s.tier for s in samples})
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(10, 6.5), sharex=True)
+    for pct, style in ((50, "-"), (99, "--")):
+        top.plot(
+            seconds,
+            [np.percentile([s.ms for s in per[t]], pct) for t in seconds],
+            style,
+            label=f"p{pct} ms",
+        )
+    top.plot(
+        seconds,
+        [sum(not 200 <= s.status < 400 for s in per[t]) for t in seconds],
+        "r.",
+        label="failed/s",
+    )
+    top.set_yscale("symlog")
+    top.legend(loc="upper left")
+    bottom.stackplot(
+        seconds,
+        [[sum(s.tier == tier for s in per[t]) for t in seconds] for tier in tiers],
+        labels=tiers,
+    )
+    bottom.set_ylabel("answers/s by X-Cache")
+    bottom.set_xlabel("seconds")
+    bottom.legend(loc="upper left", fontsize="small")
+    for ax in (top, bottom):
+        ax.axvspan(*fault, color="orange", alpha=0.15)
+    top.set_title("Drill timeline (shaded: fault injected)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def run(name: str, duration: float, out: Path, artifacts: Path, concurrency: int) -> bool:
+    out.mkdir(parents=True, exist_ok=True)
+    state_file = out / "topology" / "state.json"
+    started = _topology(
+        state_file, "up", "--regions", "1", "--edges-per-region", "2", "--artifacts", str(artifacts)
+    )
+    if started.returncode != 0:
+        raise SystemExit(f"topology did not start: {started.stderr[-2000:]}")
+    try:
+        state = json.loads(state_file.read_text())
+        urls = [edge["url"] for edge in state["regions"]["r1"]["edges"]]
+        entries = corpus_file.build(500, seed=11)
+        drill = RedisKill(state)
+        fault = (duration / 3, 2 * duration / 3)
+
+        async def scenario() -> list[Sample]:
+            load = asyncio.create_task(_load(urls, entries, duration, concurrency, seed=1))
+            await asyncio.sleep(fault[0])
+            print(f"  {fault[0]:.0f} s: injecting {name}", flush=True)
+            drill.inject()
+            await asyncio.sleep(fault[1] - fault[0])
+            print(f"  {fault[1]:.0f} s: removing {name}", flush=True)
+            await asyncio.to_thread(drill.remove)
+            return await load
+
+        samples = asyncio.run(scenario())
+        state_file.write_text(json.dumps(state, indent=2))  # the restarted Redis's PID
+    finally:
+        _topology(state_file, "down")
+    with (out / "samples.csv").open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["t", "ms", "status", "tier"])
+        writer.writerows((f"{s.t:.3f}", f"{s.ms:.2f}", s.status, s.tier) for s in samples)
+    result = analyse(samples, fault)
+    timeline(samples, fault, out / "timeline.png")
+    lines = [
+        f"# Drill {name}",
+        "",
+        f"**Verdict: {'PASS' if result['passed'] else 'FAIL'}** ({duration:g} s, fault from "
+        f"{fault[0]:.0f} s to {fault[1]:.0f} s, {concurrency} clients over 2 edges)",
+        "",
+        *(f"- {'✓' if ok else '✗'} {check}" for check, ok in result["checks"].items()),
+        "",
+        "```json",
+        json.dumps({k: v for k, v in result.items() if k != "checks"}, indent=2),
+        "```",
+        "",
+        "![timeline](timeline.png)",
+        "",
+    ]
+    (out / "report.md").write_text("\n".join(lines))
+    print("\n".join(lines))
+    return bool(result["passed"])
+
+
+DRILLS = ("redis-kill",)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m loadtest.drill",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("name", choices=DRILLS)
+    parser.add_argument("--duration", type=float, default=45.0, help="seconds of load")
+    parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument("--artifacts", type=Path, default=Path("artifacts/default"))
+    parser.add_argument("--out", type=Path)
+    args = parser.parse_args(argv)
+    out = args.out or Path("bench-out/drills") / args.name
+    return 0 if run(args.name, args.duration, out, args.artifacts, args.concurrency) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
