@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from loadtest.redis_server import RedisServer
 from models import artifacts
 from models.encoder_build import EncoderBuild, build_encoder
 
@@ -29,3 +31,11 @@ def artifact_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def loaded(artifact_dir: Path) -> artifacts.Artifacts:
     return artifacts.load(artifact_dir)
+
+
+@pytest.fixture
+def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
+    """A real redis-server on a free loopback port for one test, killed by PID after it."""
+    server = RedisServer(tmp_path / "redis").start()
+    yield server
+    server.stop()

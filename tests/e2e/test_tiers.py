@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from urllib.parse import urlencode
 
@@ -21,10 +21,8 @@ from .conftest import Client, ClientFactory, break_encoder, service_of
 
 
 @pytest.fixture
-def redis(tmp_path: Path) -> Iterator[RedisServer]:
-    server = RedisServer(tmp_path / "redis").start()
-    yield server
-    server.stop()
+def redis(redis_server: RedisServer) -> RedisServer:
+    return redis_server
 
 
 def _url(prompt: str) -> str:
