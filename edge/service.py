@@ -85,15 +85,15 @@ class PlaylistService:
         exclusions: UserExclusions,
         metrics: Metrics,
         clock: Clock = time.time,
-        bus: InvalidationBus | None = None,
-        semantic: SemanticIndex | None = None,
     ) -> None:
         self.artifacts = artifacts
-        self.bus = bus
-        self.semantic = semantic
+        # Regional parts, attached by the node when configured (the bus calls back into
+        # this service, so it is made after it).
+        self.bus: InvalidationBus | None = None
+        self.semantic: SemanticIndex | None = None
+        self.lease_tier: RedisTier | None = None
         self.popularity = Popularity()
         self.node_id = uuid.uuid4().hex
-        self.lease_tier: RedisTier | None = None
         self.version = artifacts.version
         self.settings = settings
         self.l1 = l1
