@@ -8,10 +8,11 @@ at 1/3 of the run and removes it at 2/3, then stops everything it started. It wr
 `samples.csv` (one row per request), `report.md` and `timeline.png` (p50/p99, rps, failures
 and tier mix per second, fault start and end marked) and exits 1 when a target is missed.
 
-Drills so far:
-  redis-kill   SIGKILL the region's redis-server, start it again on the same port.
-               Targets: 0 failed requests; p99 during the fault <= 2 x baseline p99 + the L2
-               timeout; L2 answers (HIT-L2) again within 10 s of Redis returning.
+Drills so far (targets for each: 0 failed requests; p99 during the fault <= 2 x baseline
+p99 + the L2 timeout; L2 answers (HIT-L2) again within 10 s of the fault ending):
+  redis-kill       SIGKILL the region's redis-server, start it again on the same port
+  redis-blackhole  the fault proxy accepts and swallows: Redis never answers
+  redis-slow       the fault proxy adds 200 ms each way to every Redis exchange
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ import httpx
 import numpy as np
 
 from loadtest import corpus as corpus_file
+from loadtest.faultproxy import send_command
 from loadtest.redis_server import RedisServer
 
 L2_TIMEOUT_MS = 50.0  # the edge's default EDGE_REMOTE_TIMEOUT_MS
@@ -97,6 +99,32 @@ class RedisKill:
         server = RedisServer(self.workdir, port=self.redis["port"], detach=True).start()
         assert server.proc is not None
         self.redis["pid"] = server.proc.pid  # `down` stops the new one
+
+
+class ProxyFault:
+    """A fault set on the region's Redis fault proxy, cleared at the end."""
+
+    name = ""
+    command = ""
+
+    def __init__(self, state: dict[str, Any]) -> None:
+        self.control = state["regions"]["r1"]["proxy"]["control"]
+
+    def inject(self) -> None:
+        reply = send_command(self.control, self.command)
+        if reply != "ok":
+            raise SystemExit(f"fault proxy refused {self.command!r}: {reply}")
+
+    def remove(self) -> None:
+        send_command(self.control, "clear")
+
+
+class RedisBlackhole(ProxyFault):
+    name, command = "redis-blackhole", "blackhole on"
+
+
+class RedisSlow(ProxyFault):
+    name, command = "redis-slow", "latency 200"
 
 
 def analyse(samples: list[Sample], fault: tuple[float, float]) -> dict[str, Any]:
@@ -181,7 +209,7 @@ def run(name: str, duration: float, out: Path, artifacts: Path, concurrency: int
         state = json.loads(state_file.read_text())
         urls = [edge["url"] for edge in state["regions"]["r1"]["edges"]]
         entries = corpus_file.build(500, seed=11)
-        drill = RedisKill(state)
+        drill = DRILLS[name](state)
         fault = (duration / 3, 2 * duration / 3)
 
         async def scenario() -> list[Sample]:
@@ -224,7 +252,9 @@ def run(name: str, duration: float, out: Path, artifacts: Path, concurrency: int
     return bool(result["passed"])
 
 
-DRILLS = ("redis-kill",)
+DRILLS: dict[str, type[RedisKill] | type[ProxyFault]] = {
+    cls.name: cls for cls in (RedisKill, RedisBlackhole, RedisSlow)
+}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -233,7 +263,7 @@ def main(argv: list[str] | None = None) -> int:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("name", choices=DRILLS)
+    parser.add_argument("name", choices=sorted(DRILLS))
     parser.add_argument("--duration", type=float, default=45.0, help="seconds of load")
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--artifacts", type=Path, default=Path("artifacts/default"))
