@@ -30,7 +30,7 @@ from loadtest.redis_server import RedisServer, free_port
 DEFAULT_STATE = Path("bench-out/topology/state.json")
 
 
-def _spawn(cmd: list[str], env: dict[str, str], log: Path) -> int:
+def spawn(cmd: list[str], env: dict[str, str], log: Path) -> int:
     with log.open("ab") as out:
         proc = subprocess.Popen(
             cmd,
@@ -77,7 +77,7 @@ def up(
         proxy_cmd = [sys.executable, "-m", "loadtest.faultproxy", "--listen", str(proxy_port)]
         proxy_cmd += ["--target", target, "--control", str(control_port)]
         region["proxy"] = {
-            "pid": _spawn(proxy_cmd, {}, run / name / "proxy.log"),
+            "pid": spawn(proxy_cmd, {}, run / name / "proxy.log"),
             "port": proxy_port,
             "control": control_port,
             "cmd": "loadtest.faultproxy",
@@ -94,9 +94,19 @@ def up(
                 "EDGE_GLOBAL_URL": state["global"],
                 "EDGE_DATA_DIR": str(run / name / f"edge{e}"),
             }
-            pid = _spawn([sys.executable, "-m", "edge"], env, run / name / f"edge{e}.log")
+            log = run / name / f"edge{e}.log"
+            pid = spawn([sys.executable, "-m", "edge"], env, log)
             url = f"http://127.0.0.1:{port}"
-            region["edges"].append({"pid": pid, "port": port, "url": url, "cmd": "-m edge"})
+            region["edges"].append(
+                {
+                    "pid": pid,
+                    "port": port,
+                    "url": url,
+                    "cmd": "-m edge",
+                    "env": env,
+                    "log": str(log),
+                }
+            )
             save()
     pending = [edge for region in state["regions"].values() for edge in region["edges"]]
     deadline = time.monotonic() + timeout
