@@ -46,13 +46,18 @@ async def test_dead_server_is_a_fast_tier_unavailable(tier: RedisTier, server: R
     assert await tier.state() is TierState.DOWN
 
 
-async def test_breaker_opens_then_recovers_when_redis_returns(
-    tier: RedisTier, server: RedisServer
-) -> None:
+async def _open_breaker(tier: RedisTier, server: RedisServer) -> None:
+    """Stop Redis and fail enough calls (3, the fixture breaker's min_calls) to open it."""
     server.stop()
     for _ in range(3):
         with pytest.raises(TierUnavailable):
             await tier.get("k")
+
+
+async def test_breaker_opens_then_recovers_when_redis_returns(
+    tier: RedisTier, server: RedisServer
+) -> None:
+    await _open_breaker(tier, server)
     assert tier.breaker.state is BreakerState.OPEN
     with pytest.raises(TierUnavailable, match="circuit open"):
         await tier.get("k")  # refused without touching the network
@@ -129,10 +134,7 @@ async def test_tag_index_spans_time_buckets(server: RedisServer) -> None:
 async def test_a_cancelled_call_does_not_lock_the_breaker(
     tier: RedisTier, server: RedisServer
 ) -> None:
-    server.stop()
-    for _ in range(3):
-        with pytest.raises(TierUnavailable):
-            await tier.get("k")
+    await _open_breaker(tier, server)
     server.start()
     await asyncio.sleep(0.6)  # half-open: the next call is the probe
     probe = asyncio.create_task(tier.get("k"))
