@@ -16,7 +16,6 @@ import http.client
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -29,31 +28,12 @@ from urllib.parse import urlencode
 
 import numpy as np
 
+from loadtest.net import free_port, wait_ready
 from loadtest.prompts import unique_prompts
 
 HIT_QUERY = "/v1/playlists?" + urlencode({"q": "rainy sunday morning jazz", "n": 30})
 BARE_QUERY = HIT_QUERY.replace("/v1/playlists", "/_bench/bare")
 _UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3}
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _wait_ready(port: int, path: str, timeout: float = 120.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
-            conn.request("GET", path)
-            if conn.getresponse().status == 200:
-                return
-        except OSError:
-            pass
-        time.sleep(0.2)
-    raise SystemExit(f"server on port {port} not ready within {timeout:.0f} s")
 
 
 @contextmanager
@@ -66,7 +46,8 @@ def _server(cmd: list[str], env: dict[str, str], port: int, ready: str) -> Itera
         start_new_session=True,
     )
     try:
-        _wait_ready(port, ready)
+        if not wait_ready(port, ready):
+            raise SystemExit(f"server on port {port} not ready within 120 s")
         yield
     finally:
         proc.terminate()
@@ -151,7 +132,7 @@ def bench_http(
 ) -> dict[str, float]:
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is not installed: run `make bench-deps` (apt-get install wrk)")
-    port, raw_port = _free_port(), _free_port()
+    port, raw_port = free_port(), free_port()
     tmp_dir = tempfile.TemporaryDirectory()
     env = {
         "EDGE_DATA_DIR": tmp_dir.name,  # a fresh global store: every miss really is one

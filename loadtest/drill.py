@@ -40,6 +40,7 @@ import numpy as np
 
 from loadtest import corpus as corpus_file
 from loadtest.faultproxy import send_command
+from loadtest.net import wait_ready
 from loadtest.redis_server import RedisServer
 from loadtest.topology import spawn
 
@@ -158,14 +159,8 @@ class EdgeKill:
     def remove(self) -> None:
         began = time.monotonic()
         self.edge["pid"] = spawn([sys.executable, "-m", "edge"], self.edge["env"], self.log)
-        while time.monotonic() - began < 120:
-            try:
-                if httpx.get(self.edge["url"] + "/readyz", timeout=1).status_code == 200:
-                    self.ready_after = time.monotonic() - began
-                    return
-            except httpx.TransportError:
-                pass
-            time.sleep(0.1)
+        if wait_ready(self.edge["port"], timeout=120):
+            self.ready_after = time.monotonic() - began
 
     def checks(self) -> dict[str, bool]:
         prewarmed = [

@@ -15,7 +15,6 @@ The same layout for machines with Docker is in docker-compose.yml.
 from __future__ import annotations
 
 import argparse
-import http.client
 import json
 import os
 import signal
@@ -25,7 +24,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from loadtest.redis_server import RedisServer, free_port
+from loadtest.net import free_port, is_ready
+from loadtest.redis_server import RedisServer
 
 DEFAULT_STATE = Path("bench-out/topology/state.json")
 
@@ -40,15 +40,6 @@ def spawn(cmd: list[str], env: dict[str, str], log: Path) -> int:
             start_new_session=True,  # outlives `up`; `down` ends it by PID
         )
     return proc.pid
-
-
-def _ready(port: int) -> bool:
-    try:
-        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=1)
-        conn.request("GET", "/readyz")
-        return conn.getresponse().status == 200
-    except OSError:
-        return False
 
 
 def up(
@@ -112,7 +103,7 @@ def up(
     deadline = time.monotonic() + timeout
     last_report = 0.0
     while pending:
-        pending = [edge for edge in pending if not _ready(edge["port"])]
+        pending = [edge for edge in pending if not is_ready(edge["port"])]
         if not pending:
             break
         if time.monotonic() > deadline:
@@ -171,7 +162,7 @@ def status(state_file: Path) -> None:
         if proxy:
             print(f", proxy :{proxy['port']} control :{proxy['control']} ({_word(proxy)})")
         for edge in region["edges"]:
-            ready = "ready" if _ready(edge["port"]) else "not ready"
+            ready = "ready" if is_ready(edge["port"]) else "not ready"
             print(f"  edge {edge['url']} pid {edge['pid']} ({_word(edge)}, {ready})")
 
 

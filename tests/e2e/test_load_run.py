@@ -5,15 +5,13 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from loadtest import corpus
-from loadtest.redis_server import free_port
+from loadtest.net import free_port, wait_ready
 
 
 @pytest.fixture(scope="module")
@@ -32,17 +30,9 @@ def edge_url(artifact_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> It
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                with urllib.request.urlopen(url + "/readyz", timeout=1):
-                    break
-            except OSError:
-                assert time.monotonic() < deadline, "edge not ready"
-                time.sleep(0.2)
-        yield url
+        assert wait_ready(port, timeout=60), "edge not ready"
+        yield f"http://127.0.0.1:{port}"
     finally:
         proc.terminate()
         proc.wait(10)

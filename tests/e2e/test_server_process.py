@@ -4,17 +4,12 @@ from __future__ import annotations
 
 import http.client
 import os
-import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from loadtest.net import free_port
 
 
 def _get(port: int, path: str) -> tuple[int, dict[str, str], bytes]:
@@ -29,7 +24,7 @@ def _get(port: int, path: str) -> tuple[int, dict[str, str], bytes]:
 
 def test_python_m_edge_serves_from_env_settings(artifact_dir: Path, tmp_path: Path) -> None:
     """EDGE_* variables configure the node; it becomes ready and answers over TCP."""
-    port = _free_port()
+    port = free_port()
     env = {
         **os.environ,
         "EDGE_ARTIFACTS": str(artifact_dir),

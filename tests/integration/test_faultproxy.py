@@ -14,7 +14,8 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from loadtest.faultproxy import FaultProxy, send_command
-from loadtest.redis_server import RedisServer, free_port
+from loadtest.net import free_port
+from loadtest.redis_server import RedisServer
 
 
 @pytest.fixture
