@@ -271,8 +271,7 @@ class Catalog:
         if not table.schema.equals(SCHEMA):
             raise CatalogError("catalog table does not match the track schema")
         self.table = table
-        self.ids = table.column("id").combine_chunks()
-        self.id_strings = StringColumn(self.ids)
+        self.id_strings = StringColumn(table.column("id").combine_chunks())
         self.titles = StringColumn(table.column("title").combine_chunks())
         self.artists = StringColumn(table.column("artist").combine_chunks())
         self.features = {f: table.column(f).to_numpy() for f in FEATURES}

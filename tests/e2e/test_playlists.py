@@ -136,7 +136,7 @@ async def test_encoder_failure_answers_from_fallback(edge: ClientFactory) -> Non
     assert doc["degraded"] is True
     assert len(doc["tracks"]) == 10
     rows = [
-        service.artifacts.catalog.ids.to_pylist().index(t["id"])  # type: ignore[index]
+        service.artifacts.catalog.table.column("id").to_pylist().index(t["id"])  # type: ignore[index]
         for t in doc["tracks"]
     ]  # type: ignore[attr-defined]
     assert all(service.artifacts.catalog.has_genre("rock", np.array(rows)))
