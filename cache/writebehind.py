@@ -14,6 +14,7 @@ from collections.abc import Callable, Collection
 
 from cache.base import Entry, Tier, TierState
 from cache.errors import TierUnavailable
+from cache.tasks import cancel_and_wait
 
 log = logging.getLogger("cache.writebehind")
 
@@ -108,7 +109,8 @@ class WriteBehind(Tier):
                 extra={"tier": self.name, "pending": self.pending},
             )
         if self._task is not None:
-            self._task.cancel()
             if self._task.get_loop() is asyncio.get_running_loop():
-                await asyncio.gather(self._task, return_exceptions=True)
+                await cancel_and_wait(self._task)
+            else:
+                self._task.cancel()
         await self.tier.close()

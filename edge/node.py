@@ -22,6 +22,7 @@ from cache.errors import TierUnavailable
 from cache.memory import MemoryTier
 from cache.redis_tier import REDIS_FAILURES, RedisTier
 from cache.semantic import SemanticIndex
+from cache.tasks import cancel_and_wait
 from cache.tiered import TieredCache
 from cache.writebehind import WriteBehind
 from edge.compute import ComputePool
@@ -269,11 +270,9 @@ class EdgeNode:
         return service is not None, doc
 
     async def close(self) -> None:
-        if self._task is not None and not self._task.done():
-            self._task.cancel()
-        if self._sharing is not None:
-            self._sharing.cancel()
-            await asyncio.gather(self._sharing, return_exceptions=True)
+        for task in (self._task, self._sharing):
+            if task is not None:
+                await cancel_and_wait(task)
         if self.topk is not None:
             await self.topk.client.aclose()
         if self.service is not None:

@@ -30,6 +30,7 @@ from cache.policy import FreshnessPolicy
 from cache.popularity import Popularity
 from cache.redis_tier import RedisTier
 from cache.semantic import SemanticIndex
+from cache.tasks import cancel_and_wait
 from cache.tiered import TieredCache
 from edge import answers
 from edge.compute import ComputePool
@@ -487,8 +488,7 @@ class PlaylistService:
     async def close(self) -> None:
         if self.bus is not None:
             await self.bus.close()
-        for task in list(self._background):
-            task.cancel()
+        await asyncio.gather(*(cancel_and_wait(task) for task in list(self._background)))
         self.compute.close()
         for tier in self.cache.tiers:
             await tier.close()

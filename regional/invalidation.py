@@ -17,6 +17,7 @@ import msgspec
 from redis.asyncio import Redis
 
 from cache.redis_tier import REDIS_FAILURES
+from cache.tasks import cancel_and_wait
 
 log = logging.getLogger("regional.invalidation")
 
@@ -118,6 +119,5 @@ class InvalidationBus:
 
     async def close(self) -> None:
         if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
+            await cancel_and_wait(self._task)
         await self.client.aclose()
