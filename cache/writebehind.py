@@ -1,8 +1,15 @@
 """`WriteBehind`: a tier whose writes go through a bounded queue, off the response path.
 
-Reads and deletes go straight to the wrapped tier. `set` only enqueues; one background task
-drains the queue. When the queue is full the write is refused, counted in `dropped` and
-logged, never lost silently; a write that fails in the tier is counted in `failed`. `close`
+Reads go straight to the wrapped tier. `set` only enqueues; one background task drains the
+queue in order. While the tier is unavailable the worker holds the write at the head of the
+queue and retries it with a capped exponential backoff, so an outage of the store loses
+nothing that fits in the queue: the backlog drains when it returns. A write whose entry
+expires while it waits is let go (counted in `expired`). When the queue is full the new
+write is refused, counted in `dropped` and logged, never lost silently; a write that raises
+anything else is counted in `failed` and not retried (it would fail the same way again).
+
+Deletes and tag purges reach the tier at once and also cancel the queued writes they cover,
+so a write queued before a purge can never land after it and bring the entry back. `close`
 drains what is queued, for at most `drain_timeout` seconds.
 """
 
@@ -10,13 +17,33 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import deque
 from collections.abc import Callable, Collection
+from typing import NamedTuple
 
 from cache.base import Entry, Tier, TierState
 from cache.errors import TierUnavailable
 from cache.tasks import cancel_and_wait
 
 log = logging.getLogger("cache.writebehind")
+
+
+class _Write(NamedTuple):
+    seq: int
+    key: str
+    entry: Entry
+    expires_at: float  # event-loop time
+
+
+class _Purge(NamedTuple):
+    seq: int  # writes numbered below this were queued before the purge
+    keys: frozenset[str]
+    tags: frozenset[str]
+
+    def covers(self, write: _Write) -> bool:
+        return write.seq < self.seq and (
+            write.key in self.keys or not self.tags.isdisjoint(write.entry.tags)
+        )
 
 
 class WriteBehind(Tier):
@@ -26,21 +53,34 @@ class WriteBehind(Tier):
         *,
         limit: int = 1024,
         drain_timeout: float = 5.0,
+        retry_initial: float = 0.05,
+        retry_max: float = 2.0,
         on_drop: Callable[[str], None] = lambda _name: None,
     ) -> None:
         self.name = tier.name
         self.tier = tier
         self.drain_timeout = drain_timeout
+        self.retry_initial = retry_initial
+        self.retry_max = retry_max
         self.dropped = 0
         self.failed = 0
+        self.expired = 0
+        self.cancelled = 0
+        self.retries = 0
         self.written = 0
+        self.holding = False
+        """True while the head write waits for the tier to come back."""
+        self._current: _Write | None = None
         self._on_drop = on_drop
-        self._queue: asyncio.Queue[tuple[str, Entry, float]] = asyncio.Queue(limit)
+        self._queue: asyncio.Queue[_Write] = asyncio.Queue(limit)
+        self._purges: deque[_Purge] = deque()
+        self._seq = 0
         self._task: asyncio.Task[None] | None = None
 
     @property
     def pending(self) -> int:
-        return self._queue.qsize()
+        """Writes not yet landed, including one being retried."""
+        return self._queue.qsize() + (self._current is not None)
 
     def _ensure_worker(self) -> None:
         if self._task is None or self._task.done():
@@ -48,18 +88,51 @@ class WriteBehind(Tier):
 
     async def _drain(self) -> None:
         while True:
-            key, entry, expires_at = await self._queue.get()
+            write = self._current = await self._queue.get()
             try:
-                await self.tier.set(key, entry, expires_at - asyncio.get_running_loop().time())
-                self.written += 1
-            except TierUnavailable as exc:
-                self.failed += 1
-                log.warning("write-behind failed", extra={"tier": self.name, "error": str(exc)})
+                await self._land(write)
             except Exception:  # the worker must outlive any one write, or flush() never returns
                 self.failed += 1
                 log.exception("write-behind write raised", extra={"tier": self.name})
             finally:
+                self.holding = False
+                self._current = None
                 self._queue.task_done()
+
+    async def _land(self, write: _Write) -> None:
+        loop = asyncio.get_running_loop()
+        delay = self.retry_initial
+        while True:
+            # Purges older than this write can no longer cover anything still queued.
+            while self._purges and self._purges[0].seq <= write.seq:
+                self._purges.popleft()
+            if any(purge.covers(write) for purge in self._purges):
+                self.cancelled += 1
+                return
+            expires_in = write.expires_at - loop.time()
+            if expires_in <= 0:
+                self.expired += 1
+                return
+            try:
+                await self.tier.set(write.key, write.entry, expires_in)
+            except TierUnavailable as exc:
+                if not self.holding:
+                    log.warning(
+                        "write-behind holding writes until the tier returns",
+                        extra={"tier": self.name, "pending": self.pending, "error": str(exc)},
+                    )
+                self.holding = True
+                self.retries += 1
+                await asyncio.sleep(delay)
+                delay = min(2 * delay, self.retry_max)
+                continue
+            if self.holding:
+                log.warning(
+                    "write-behind draining again",
+                    extra={"tier": self.name, "pending": self.pending},
+                )
+            self.written += 1
+            return
 
     async def get(self, key: str) -> Entry | None:
         return await self.tier.get(key)
@@ -67,8 +140,10 @@ class WriteBehind(Tier):
     async def set(self, key: str, entry: Entry, expires_in: float) -> None:
         """Queue the write; the lifetime counts from now, not from when it is written."""
         self._ensure_worker()
+        write = _Write(self._seq, key, entry, asyncio.get_running_loop().time() + expires_in)
         try:
-            self._queue.put_nowait((key, entry, asyncio.get_running_loop().time() + expires_in))
+            self._queue.put_nowait(write)
+            self._seq += 1
         except asyncio.QueueFull:
             self.dropped += 1
             self._on_drop(self.name)
@@ -78,15 +153,20 @@ class WriteBehind(Tier):
             )
 
     async def delete(self, key: str) -> bool:
+        self._cancel_queued(keys=(key,))
         return await self.tier.delete(key)
 
     async def expires_in(self, key: str) -> float | None:
         return await self.tier.expires_in(key)
 
     async def purge_tags(self, tags: Collection[str]) -> int:
-        """Queued writes land first, so none of them can bring a purged entry back."""
-        await self.flush()
+        self._cancel_queued(tags=tags)
         return await self.tier.purge_tags(tags)
+
+    def _cancel_queued(self, keys: Collection[str] = (), tags: Collection[str] = ()) -> None:
+        """Writes queued before now for `keys`, or tagged with `tags`, will not land."""
+        if self.pending:
+            self._purges.append(_Purge(self._seq, frozenset(keys), frozenset(tags)))
 
     async def state(self) -> TierState:
         state = await self.tier.state()

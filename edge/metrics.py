@@ -92,6 +92,12 @@ class Metrics:
             ["tier"],
             registry=r,
         )
+        self.write_behind_pending = Gauge(
+            "edge_write_behind_pending",
+            "Writes queued (or held while the tier is down) for a write-behind tier",
+            ["tier"],
+            registry=r,
+        )
         self._requests: dict[tuple[str, int], Counter] = {}
         self._latency: dict[str, Histogram] = {}
         self._cache: dict[tuple[str, str], Counter] = {}

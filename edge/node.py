@@ -216,13 +216,15 @@ class EdgeNode:
                 if is_redis_url(target)
                 else DiskTier(target, size_limit=s.global_bytes, clock=self._clock)
             )
-            tiers.append(
-                WriteBehind(
-                    store,
-                    limit=s.write_behind_queue,
-                    on_drop=lambda name: self.metrics.write_behind_dropped.labels(name).inc(),
-                )
+            behind = WriteBehind(
+                store,
+                limit=s.write_behind_queue,
+                on_drop=lambda name: self.metrics.write_behind_dropped.labels(name).inc(),
             )
+            self.metrics.write_behind_pending.labels(store.name).set_function(
+                lambda: behind.pending
+            )
+            tiers.append(behind)
         return tiers
 
     def _redis_tier(self, name: str, url: str) -> RedisTier:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 
 import pytest
 
@@ -20,17 +21,28 @@ class _SlowTier(MemoryTier):
         super().__init__(1 << 20, clock=clock, name="global")
         self.gate = asyncio.Event()
         self.fail = False
+        self.error: Exception | None = None
+        self.attempts = 0
 
     async def set(self, key: str, entry: Entry, expires_in: float) -> None:
         await self.gate.wait()
+        self.attempts += 1
+        if self.error is not None:
+            raise self.error
         if self.fail:
-            raise TierUnavailable("disk full")
+            raise TierUnavailable("connection refused")
         await super().set(key, entry, expires_in)
 
 
-def _entry(clock: FakeClock) -> Entry:
+def _entry(clock: FakeClock, body: bytes = b"x", tags: tuple[str, ...] = ()) -> Entry:
     now = clock()
-    return Entry(b"x", now, now + 10, now + 20, now + 30)
+    return Entry(body, now, now + 10, now + 20, now + 30, tags=tags)
+
+
+async def _until(check: Callable[[], bool]) -> None:
+    async with asyncio.timeout(5):
+        while not check():
+            await asyncio.sleep(0.005)
 
 
 async def test_set_returns_before_the_write_lands(clock: FakeClock) -> None:
@@ -60,15 +72,71 @@ async def test_full_queue_drops_count_and_report(clock: FakeClock) -> None:
     assert tier.written + tier.dropped == 6
 
 
-async def test_failed_writes_are_counted_not_raised(clock: FakeClock) -> None:
+async def test_writes_held_while_the_tier_is_down_all_land_when_it_returns(
+    clock: FakeClock,
+) -> None:
     inner = _SlowTier(clock)
     inner.fail = True
     inner.gate.set()
-    tier = WriteBehind(inner)
+    tier = WriteBehind(inner, retry_initial=0.001, retry_max=0.01)
+    for i in range(5):
+        await tier.set(f"k{i}", _entry(clock, body=str(i).encode()), 30)
+    await _until(lambda: tier.retries >= 3)
+    assert tier.holding
+    assert tier.pending == 5
+    assert tier.written == 0
+    inner.fail = False
+    await tier.flush()
+    assert not tier.holding
+    assert (tier.written, tier.pending, tier.dropped, tier.failed) == (5, 0, 0, 0)
+    for i in range(5):
+        landed = await inner.get(f"k{i}")
+        assert landed is not None and landed.body == str(i).encode()
+
+
+async def test_a_write_that_expires_while_held_is_let_go(clock: FakeClock) -> None:
+    inner = _SlowTier(clock)
+    inner.fail = True
+    inner.gate.set()
+    tier = WriteBehind(inner, retry_initial=0.001, retry_max=0.01)
+    await tier.set("short", _entry(clock), 0.05)
+    await tier.set("long", _entry(clock), 30)
+    await asyncio.sleep(0.1)
+    inner.fail = False
+    await tier.flush()
+    assert (tier.expired, tier.written) == (1, 1)
+    assert await inner.get("short") is None
+    assert await inner.get("long") is not None
+
+
+async def test_an_unexpected_error_is_counted_and_not_retried(clock: FakeClock) -> None:
+    inner = _SlowTier(clock)
+    inner.error = ValueError("entry too large for this store")
+    inner.gate.set()
+    tier = WriteBehind(inner, retry_initial=0.001)
     await tier.set("k", _entry(clock), 30)
     await tier.flush()
-    assert tier.failed == 1
-    assert tier.written == 0
+    assert (tier.failed, tier.written, inner.attempts) == (1, 0, 1)
+
+
+async def test_a_purge_cancels_the_queued_writes_it_covers(clock: FakeClock) -> None:
+    inner = _SlowTier(clock)
+    tier = WriteBehind(inner)
+    await tier.set("first", _entry(clock), 30)
+    await tier.set("tagged", _entry(clock, b"old", tags=("track:t1",)), 30)
+    await tier.set("deleted", _entry(clock), 30)
+    await tier.set("other", _entry(clock, tags=("track:t2",)), 30)
+    await asyncio.sleep(0)  # the worker holds "first" at the gate
+    await tier.purge_tags(["track:t1"])
+    await tier.delete("deleted")
+    await tier.set("tagged", _entry(clock, b"new", tags=("track:t1",)), 30)  # after the purge
+    inner.gate.set()
+    await tier.flush()
+    assert tier.cancelled == 2
+    assert await inner.get("deleted") is None
+    newer = await inner.get("tagged")
+    assert newer is not None and newer.body == b"new"
+    assert await inner.get("other") is not None and await inner.get("first") is not None
 
 
 async def test_close_drains_what_is_queued(clock: FakeClock) -> None:
