@@ -124,6 +124,7 @@ def create_app(
         controllers.readyz,
         controllers.metrics,
         controllers.admin_purge,
+        controllers.admin_faults,
     ]
     if settings.bench_routes:
         handlers.append(controllers.bench_bare)

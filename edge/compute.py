@@ -15,19 +15,25 @@ computation of a key decides its playlist; the caches keep that answer from then
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
+from typing import Literal
 
 import numpy as np
 
 from edge.errors import Overloaded
+from models.errors import EncoderError
 from models.generator import PlaylistGenerator, Timings
 from models.intent import Intent
 from models.ranker import Playlist
 
 EmbedFn = Callable[[list[str], Timings], np.ndarray]
+EncoderFault = Literal["raise", "hang"]
+HANG_LIMIT = 120.0
+"""Seconds an injected encoder hang holds the thread at most."""
 
 
 class MicroBatcher:
@@ -125,14 +131,35 @@ class ComputePool:
         self.retry_after = retry_after
         self._encoder_thread = ThreadPoolExecutor(1, thread_name_prefix="encode")
         self._rank_threads = ThreadPoolExecutor(threads, thread_name_prefix="rank")
+        self.encoder_fault: EncoderFault | None = None
+        """A drill's fault (`POST /admin/faults`): every encoder call raises, or hangs."""
+        self._fault_cleared = threading.Event()
         self._batcher = MicroBatcher(
-            generator.embed,
+            self._embed,
             self._encoder_thread,
             window=window,
             batch_size=batch_size,
             on_batch=on_batch,
         )
         self.in_flight = 0
+
+    def set_encoder_fault(self, fault: EncoderFault | None) -> None:
+        self.encoder_fault = fault
+        if fault is None:
+            self._fault_cleared.set()  # a hung call ends now (and fails)
+        else:
+            self._fault_cleared.clear()
+
+    def _embed(self, texts: list[str], timings: Timings) -> np.ndarray:
+        fault = self.encoder_fault
+        if fault == "hang":
+            # Hold the encoder thread as a stuck model would, until the fault is cleared or
+            # HANG_LIMIT passes; callers meanwhile give up at their compute timeout.
+            self._fault_cleared.wait(HANG_LIMIT)
+            raise EncoderError("injected fault: the encoder hung")
+        if fault == "raise":
+            raise EncoderError("injected fault: the encoder failed")
+        return self.generator.embed(texts, timings)
 
     @contextmanager
     def admit(self) -> Iterator[None]:
@@ -178,5 +205,6 @@ class ComputePool:
         return await loop.run_in_executor(self._rank_threads, self.generator.fallback, intent, n)
 
     def close(self) -> None:
+        self._fault_cleared.set()
         self._encoder_thread.shutdown(wait=False, cancel_futures=True)
         self._rank_threads.shutdown(wait=False, cancel_futures=True)

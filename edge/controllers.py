@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hmac
+import logging
 from typing import Annotated, Any
 
 import msgspec
@@ -25,6 +26,7 @@ from edge.node import EdgeNode
 from edge.query import check_text
 from edge.schemas import (
     SCHEMA_VERSION,
+    FaultBody,
     PlaylistBody,
     PlaylistOut,
     PlaylistRequest,
@@ -32,6 +34,8 @@ from edge.schemas import (
     PurgeBody,
 )
 from edge.service import Answer
+
+log = logging.getLogger("edge.admin")
 
 _PROBLEMS = {
     400: ResponseSpec(
@@ -163,6 +167,23 @@ async def admin_purge(state: State, data: JSONBody[PurgeBody]) -> Response[bytes
     result = await node.require().purge(tuple(data.keys), tags)
     return Response(
         msgspec.json.encode(result), media_type=JSON, headers={"cache-control": "no-store"}
+    )
+
+
+@post("/admin/faults", include_in_schema=False, status_code=200, before_request=_require_admin)
+async def admin_faults(state: State, data: JSONBody[FaultBody]) -> Response[bytes]:
+    """Make this node's encoder raise or hang until told otherwise (failover drills); only
+    with EDGE_FAULT_INJECTION on."""
+    node: EdgeNode = state.node
+    if not node.settings.fault_injection:
+        raise Forbidden("fault injection is off on this node (EDGE_FAULT_INJECTION)")
+    service = node.require()
+    service.compute.set_encoder_fault(data.encoder)
+    log.warning("encoder fault set", extra={"fault": data.encoder})
+    return Response(
+        msgspec.json.encode({"encoder": data.encoder}),
+        media_type=JSON,
+        headers={"cache-control": "no-store"},
     )
 
 

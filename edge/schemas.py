@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 import msgspec
 from msgspec import Meta
@@ -64,6 +64,12 @@ class PurgeBody(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     keys: PurgeList = msgspec.field(default_factory=list)
     tags: PurgeList = msgspec.field(default_factory=list)
     tracks: PurgeList = msgspec.field(default_factory=list)
+
+
+class FaultBody(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """What /admin/faults sets: the encoder raises, hangs, or (null) works again."""
+
+    encoder: Literal["raise", "hang"] | None
 
 
 class PlaylistRequest(msgspec.Struct, frozen=True):

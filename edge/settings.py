@@ -118,6 +118,8 @@ class EdgeSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_o
     """Prompts the semantic index remembers; the oldest make room."""
     admin_key: str = ""
     """Bearer token the /admin endpoints require; empty: admin endpoints refuse every call."""
+    fault_injection: bool = False
+    """Accept POST /admin/faults, which makes the encoder fail or hang (failover drills)."""
     bench_routes: bool = False
     """Expose /_bench/bare, the same bytes from a plain dict, for `loadtest.bench http`."""
 

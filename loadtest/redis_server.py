@@ -12,9 +12,17 @@ from loadtest.net import free_port
 
 
 class RedisServer:
-    """One redis-server on 127.0.0.1 without persistence; `stop` and `start` keep the port."""
+    """One redis-server on 127.0.0.1; `stop` and `start` keep the port (and, when durable,
+    the data: an append-only file synced on every write, replayed at start)."""
 
-    def __init__(self, workdir: Path, port: int | None = None, *, detach: bool = False) -> None:
+    def __init__(
+        self,
+        workdir: Path,
+        port: int | None = None,
+        *,
+        detach: bool = False,
+        durable: bool = False,
+    ) -> None:
         binary = shutil.which("redis-server")
         if binary is None:
             raise RuntimeError("redis-server is not installed: run `make redis-server`")
@@ -24,6 +32,7 @@ class RedisServer:
         self.proc: subprocess.Popen[bytes] | None = None
         self.detach = detach
         """Run in its own session, to outlive the process that started it (topologies)."""
+        self.durable = durable
 
     @property
     def url(self) -> str:
@@ -37,7 +46,8 @@ class RedisServer:
                 "--bind", "127.0.0.1",
                 "--port", str(self.port),
                 "--save", "",
-                "--appendonly", "no",
+                "--appendonly", "yes" if self.durable else "no",
+                "--appendfsync", "always",
                 "--dir", str(self.workdir),
             ],
             stdout=subprocess.DEVNULL,

@@ -2,13 +2,17 @@
 
     python -m loadtest.topology up --regions 2 --edges-per-region 2
     python -m loadtest.topology status
+    python -m loadtest.topology pause r1.redis      # SIGSTOP; `resume` sends SIGCONT
+    python -m loadtest.topology kill r1.edge2       # SIGKILL
     python -m loadtest.topology down
 
-`up` starts, per region, one `redis-server` (the region's L2), a fault proxy in front of it
-(edges reach Redis only through it, so drills can slow, cut or reset that link), and the
-edge processes, all sharing one diskcache global store; it waits for every edge's /readyz,
-prints the endpoints and writes them, with every PID, to a state file. `down` stops exactly
-the processes in that file (checking each PID still runs what was started) and nothing else.
+`up` starts the global store (a `redis-server`) and, per region, one `redis-server` (the
+region's L2) and the edge processes. Each Redis has a fault proxy in front of it: edges reach
+Redis only through it, so drills can slow, cut or reset that link. `up` waits for every
+edge's /readyz, prints the endpoints and writes them, with every PID, to a state file.
+`pause`, `resume` and `kill` signal one process (and its process group) by the name `status`
+shows: `global.redis`, `r1.redis`, `r1.proxy`, `r1.edge1`, ... `down` stops exactly the
+processes in that file (checking each PID still runs what was started) and nothing else.
 The same layout for machines with Docker is in docker-compose.yml.
 """
 
@@ -21,6 +25,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -47,33 +52,19 @@ def up(
 ) -> dict[str, Any]:
     run = state_file.parent
     run.mkdir(parents=True, exist_ok=True)
-    state: dict[str, Any] = {"run_dir": str(run), "global": str(run / "global"), "regions": {}}
+    state: dict[str, Any] = {"run_dir": str(run), "regions": {}}
 
     # The state file is written as processes start, so `down` can stop a half-made topology.
     def save() -> None:
         state_file.write_text(json.dumps(state, indent=2))
 
+    state["global"] = {}
+    _redis_behind_proxy(run / "global", state["global"], save, durable=True)
     for r in range(1, regions + 1):
         name = f"r{r}"
-        redis = RedisServer(run / name / "redis", detach=True).start()
-        assert redis.proc is not None
-        region: dict[str, Any] = {
-            "redis": {"pid": redis.proc.pid, "port": redis.port, "cmd": "redis-server"},
-            "edges": [],
-        }
+        region: dict[str, Any] = {"edges": []}
         state["regions"][name] = region
-        save()
-        proxy_port, control_port = free_port(), free_port()
-        target = f"127.0.0.1:{redis.port}"
-        proxy_cmd = [sys.executable, "-m", "loadtest.faultproxy", "--listen", str(proxy_port)]
-        proxy_cmd += ["--target", target, "--control", str(control_port)]
-        region["proxy"] = {
-            "pid": spawn(proxy_cmd, {}, run / name / "proxy.log"),
-            "port": proxy_port,
-            "control": control_port,
-            "cmd": "loadtest.faultproxy",
-        }
-        save()
+        _redis_behind_proxy(run / name, region, save)
         for e in range(1, edges + 1):
             port = free_port()
             env = {
@@ -81,8 +72,8 @@ def up(
                 "EDGE_HOST": "127.0.0.1",
                 "EDGE_PORT": str(port),
                 "EDGE_REGION": name,
-                "EDGE_L2_URL": f"redis://127.0.0.1:{proxy_port}/0",
-                "EDGE_GLOBAL_URL": state["global"],
+                "EDGE_L2_URL": region["url"],
+                "EDGE_GLOBAL_URL": state["global"]["url"],
                 "EDGE_DATA_DIR": str(run / name / f"edge{e}"),
             }
             log = run / name / f"edge{e}.log"
@@ -115,6 +106,33 @@ def up(
     return state
 
 
+def _redis_behind_proxy(
+    workdir: Path, part: dict[str, Any], save: Callable[[], None], *, durable: bool = False
+) -> None:
+    """A detached redis-server and a fault proxy in front of it, recorded in `part`."""
+    redis = RedisServer(workdir / "redis", detach=True, durable=durable).start()
+    assert redis.proc is not None
+    part["redis"] = {
+        "pid": redis.proc.pid,
+        "port": redis.port,
+        "cmd": "redis-server",
+        "durable": durable,
+        "dir": str(workdir / "redis"),
+    }
+    save()
+    proxy_port, control_port = free_port(), free_port()
+    proxy_cmd = [sys.executable, "-m", "loadtest.faultproxy", "--listen", str(proxy_port)]
+    proxy_cmd += ["--target", f"127.0.0.1:{redis.port}", "--control", str(control_port)]
+    part["proxy"] = {
+        "pid": spawn(proxy_cmd, {}, workdir / "proxy.log"),
+        "port": proxy_port,
+        "control": control_port,
+        "cmd": "loadtest.faultproxy",
+    }
+    part["url"] = f"redis://127.0.0.1:{proxy_port}/0"
+    save()
+
+
 def _alive(pid: int, marker: str) -> bool:
     """Is `pid` running and still the process we started (not a reused PID)?"""
     try:
@@ -124,21 +142,13 @@ def _alive(pid: int, marker: str) -> bool:
     return marker in cmdline
 
 
-def _processes(state: dict[str, Any]) -> list[dict[str, Any]]:
-    found = []
-    for region in state["regions"].values():
-        found += region["edges"]
-        found += [region[part] for part in ("proxy", "redis") if part in region]
-    return found
-
-
 def down(state_file: Path, grace: float = 10.0) -> int:
     """Stop every process the state file names; how many were still running."""
     if not state_file.exists():
         print(f"{state_file}: no topology recorded")
         return 0
     state = json.loads(state_file.read_text())
-    running = [p for p in _processes(state) if _alive(p["pid"], p["cmd"])]
+    running = [p for p in named(state).values() if _alive(p["pid"], p["cmd"])]
     for proc in running:
         os.kill(proc["pid"], signal.SIGTERM)
     deadline = time.monotonic() + grace
@@ -151,19 +161,48 @@ def down(state_file: Path, grace: float = 10.0) -> int:
     return len(running)
 
 
+def named(state: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Every process of the topology by name: global.redis, r1.proxy, r1.edge2, ..."""
+    parts = {"global": state.get("global", {}), **state["regions"]}
+    found = {}
+    for prefix, part in parts.items():
+        for role in ("redis", "proxy"):
+            if role in part:
+                found[f"{prefix}.{role}"] = part[role]
+        for number, edge in enumerate(part.get("edges", ()), 1):
+            found[f"{prefix}.edge{number}"] = edge
+    return found
+
+
+SIGNALS = {"pause": signal.SIGSTOP, "resume": signal.SIGCONT, "kill": signal.SIGKILL}
+
+
+def send_signal(state: dict[str, Any], name: str, action: str) -> None:
+    """`pause`, `resume` or `kill` the process called `name`, with its process group (an
+    edge's server workers stop with it, as in a frozen or crashed machine)."""
+    processes = named(state)
+    if name not in processes:
+        raise SystemExit(f"no process {name!r}; the topology has {', '.join(processes)}")
+    proc = processes[name]
+    if not _alive(proc["pid"], proc["cmd"]):
+        raise SystemExit(f"{name} (pid {proc['pid']}) is not running")
+    os.killpg(proc["pid"], SIGNALS[action])
+
+
 def status(state_file: Path) -> None:
     if not state_file.exists():
         print(f"{state_file}: no topology recorded")
         return
     state = json.loads(state_file.read_text())
-    for name, region in state["regions"].items():
-        redis, proxy = region["redis"], region.get("proxy")
-        print(f"region {name}: redis :{redis['port']} ({_word(redis)})", end="")
-        if proxy:
-            print(f", proxy :{proxy['port']} control :{proxy['control']} ({_word(proxy)})")
-        for edge in region["edges"]:
-            ready = "ready" if is_ready(edge["port"]) else "not ready"
-            print(f"  edge {edge['url']} pid {edge['pid']} ({_word(edge)}, {ready})")
+    for name, proc in named(state).items():
+        line = f"{name:<14} pid {proc['pid']:<8} {_word(proc):<8}"
+        if "url" in proc:
+            line += f" {proc['url']} ({'ready' if is_ready(proc['port']) else 'not ready'})"
+        elif "control" in proc:
+            line += f" :{proc['port']} (control :{proc['control']})"
+        else:
+            line += f" :{proc['port']}"
+        print(line)
 
 
 def _word(proc: dict[str, Any]) -> str:
@@ -185,6 +224,9 @@ def main(argv: list[str] | None = None) -> int:
     start.add_argument("--timeout", type=float, default=180.0, help="seconds to wait for ready")
     commands.add_parser("down", help="stop what `up` started")
     commands.add_parser("status", help="what is running")
+    for action, sig in SIGNALS.items():
+        signalled = commands.add_parser(action, help=f"send {sig.name} to one process")
+        signalled.add_argument("target", help="global.redis, r1.redis, r1.proxy, r1.edge1, ...")
     args = parser.parse_args(argv)
     if args.command == "up":
         if args.state.exists():
@@ -199,6 +241,10 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(state, indent=2))
     elif args.command == "down":
         print(f"stopped {down(args.state)} processes")
+    elif args.command in SIGNALS:
+        if not args.state.exists():
+            raise SystemExit(f"{args.state}: no topology recorded")
+        send_signal(json.loads(args.state.read_text()), args.target, args.command)
     else:
         status(args.state)
     return 0

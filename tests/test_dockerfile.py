@@ -34,11 +34,13 @@ def test_compose_describes_two_regions_of_two_edges() -> None:
     doc = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
     services = doc["services"]
     edges = {name: s for name, s in services.items() if name.startswith("edge-")}
+    assert "--appendonly" in services["redis-global"]["command"]  # the global store is durable
     assert len(edges) == 4
     for name, service in edges.items():
         env = service["environment"]
         region = env["EDGE_REGION"]
         assert f"redis-{region}" in services, name
         assert env["EDGE_L2_URL"] == f"redis://redis-{region}:6379/0"
-        assert env["EDGE_GLOBAL_URL"] == "/var/lib/edge/global"
+        assert env["EDGE_GLOBAL_URL"] == "redis://redis-global:6379/0"
+        assert set(service["depends_on"]) == {f"redis-{region}", "redis-global"}
         assert all(port.startswith("127.0.0.1:") for port in service["ports"])

@@ -28,6 +28,11 @@ def _running(pid: int) -> bool:
     return Path(f"/proc/{pid}").exists() and "Z" not in Path(f"/proc/{pid}/stat").read_text()
 
 
+def _state_letter(pid: int) -> str:
+    """R running, S sleeping, T stopped (by SIGSTOP), from /proc/PID/stat."""
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+
+
 def test_up_serves_through_the_regions_redis_and_down_stops_everything(
     artifact_dir: Path, tmp_path: Path
 ) -> None:
@@ -52,6 +57,16 @@ def test_up_serves_through_the_regions_redis_and_down_stops_everything(
             assert first.headers["x-cache"] == "MISS"
         with urllib.request.urlopen(two + url, timeout=30) as second:
             assert second.headers["x-cache"] == "HIT-L2"  # through the fault proxy to Redis
+        assert _state_letter(region["redis"]["pid"]) in "SR"
+        assert _topology(state_file, "pause", "r1.redis").returncode == 0
+        assert _state_letter(region["redis"]["pid"]) == "T"
+        assert _topology(state_file, "resume", "r1.redis").returncode == 0
+        assert _state_letter(region["redis"]["pid"]) in "SR"
+        unknown = _topology(state_file, "kill", "r9.edge1")
+        assert unknown.returncode != 0
+        assert "r1.edge2" in unknown.stderr
+        listed = _topology(state_file, "status").stdout
+        assert all(name in listed for name in ("global.redis", "r1.proxy", "r1.edge2"))
         again = _topology(state_file, "up", "--regions", "1")
         assert again.returncode != 0  # refuses to start over a recorded topology
         assert "exists" in again.stderr
@@ -59,5 +74,6 @@ def test_up_serves_through_the_regions_redis_and_down_stops_everything(
         stopped = _topology(state_file, "down")
     assert stopped.returncode == 0, stopped.stderr
     pids = [region["redis"]["pid"], region["proxy"]["pid"], *(e["pid"] for e in region["edges"])]
+    pids += [state["global"]["redis"]["pid"], state["global"]["proxy"]["pid"]]
     assert not any(_running(pid) for pid in pids)
     assert not state_file.exists()

@@ -91,7 +91,8 @@ async def test_writes_held_while_the_tier_is_down_all_land_when_it_returns(
     assert (tier.written, tier.pending, tier.dropped, tier.failed) == (5, 0, 0, 0)
     for i in range(5):
         landed = await inner.get(f"k{i}")
-        assert landed is not None and landed.body == str(i).encode()
+        assert landed is not None
+        assert landed.body == str(i).encode()
 
 
 async def test_a_write_that_expires_while_held_is_let_go(clock: FakeClock) -> None:
@@ -135,8 +136,10 @@ async def test_a_purge_cancels_the_queued_writes_it_covers(clock: FakeClock) -> 
     assert tier.cancelled == 2
     assert await inner.get("deleted") is None
     newer = await inner.get("tagged")
-    assert newer is not None and newer.body == b"new"
-    assert await inner.get("other") is not None and await inner.get("first") is not None
+    assert newer is not None
+    assert newer.body == b"new"
+    assert await inner.get("other") is not None
+    assert await inner.get("first") is not None
 
 
 async def test_close_drains_what_is_queued(clock: FakeClock) -> None:
