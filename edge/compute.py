@@ -15,6 +15,8 @@ computation of a key decides its playlist; the caches keep that answer from then
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -112,6 +114,13 @@ class MicroBatcher:
         return len(self._pending)
 
 
+def _lower_priority(nice: int) -> None:
+    """Run the calling thread `nice` steps below the rest of the process (Linux: priority is
+    per thread), so a saturated miss path leaves the CPU to the event loop serving hits."""
+    with contextlib.suppress(OSError, AttributeError):
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), nice)
+
+
 class ComputePool:
     """Bounded, batched miss computation over one artifact version's generator."""
 
@@ -124,13 +133,15 @@ class ComputePool:
         window: float,
         batch_size: int,
         retry_after: int,
+        nice: int = 0,
         on_batch: Callable[[int], None] = lambda _size: None,
     ) -> None:
         self.generator = generator
         self.queue_limit = queue_limit
         self.retry_after = retry_after
-        self._encoder_thread = ThreadPoolExecutor(1, thread_name_prefix="encode")
-        self._rank_threads = ThreadPoolExecutor(threads, thread_name_prefix="rank")
+        lower = (lambda: _lower_priority(nice)) if nice else None
+        self._encoder_thread = ThreadPoolExecutor(1, "encode", initializer=lower)
+        self._rank_threads = ThreadPoolExecutor(threads, "rank", initializer=lower)
         self.encoder_fault: EncoderFault | None = None
         """A drill's fault (`POST /admin/faults`): every encoder call raises, or hangs."""
         self._fault_cleared = threading.Event()

@@ -140,6 +140,7 @@ class EdgeNode:
             window=s.batch_window_ms / 1000,
             batch_size=s.batch_size,
             retry_after=s.retry_after,
+            nice=s.compute_nice,
             on_batch=self.metrics.batch_size.observe,
         )
         self.metrics.queue_depth.set_function(lambda: compute.in_flight)

@@ -10,9 +10,11 @@
 region's L2) and the edge processes. Each Redis has a fault proxy in front of it: edges reach
 Redis only through it, so drills can slow, cut or reset that link. `up` waits for every
 edge's /readyz, prints the endpoints and writes them, with every PID, to a state file.
-`pause`, `resume` and `kill` signal one process (and its process group) by the name `status`
-shows: `global.redis`, `r1.redis`, `r1.proxy`, `r1.edge1`, ... `down` stops exactly the
-processes in that file (checking each PID still runs what was started) and nothing else.
+Edges run with fault injection on (a drill can make their encoder fail through the admin
+API, whose key is in the state file). `pause`, `resume` and `kill` signal one process (and
+its process group) by the name `status` shows: `global.redis`, `r1.redis`, `r1.proxy`,
+`r1.edge1`, ... `down` stops exactly the processes in that file (checking each PID still
+runs what was started) and nothing else.
 The same layout for machines with Docker is in docker-compose.yml.
 """
 
@@ -21,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -52,7 +55,8 @@ def up(
 ) -> dict[str, Any]:
     run = state_file.parent
     run.mkdir(parents=True, exist_ok=True)
-    state: dict[str, Any] = {"run_dir": str(run), "regions": {}}
+    # Drills reach the edges' admin API (purges, injected encoder faults) with this key.
+    state: dict[str, Any] = {"run_dir": str(run), "admin_key": secrets.token_hex(16), "regions": {}}
 
     # The state file is written as processes start, so `down` can stop a half-made topology.
     def save() -> None:
@@ -75,6 +79,11 @@ def up(
                 "EDGE_L2_URL": region["url"],
                 "EDGE_GLOBAL_URL": state["global"]["url"],
                 "EDGE_DATA_DIR": str(run / name / f"edge{e}"),
+                "EDGE_ADMIN_KEY": state["admin_key"],
+                "EDGE_FAULT_INJECTION": "true",
+                # Edges share this machine: each encoder gets its share of the cores, so a
+                # busy one cannot starve the others (or the load generator) of all of them.
+                "EDGE_ENCODER_THREADS": str(max(1, (os.cpu_count() or 1) // (regions * edges))),
             }
             log = run / name / f"edge{e}.log"
             pid = spawn([sys.executable, "-m", "edge"], env, log)
