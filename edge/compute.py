@@ -16,13 +16,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import os
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
-from typing import Literal
+from typing import Any, Literal, TypeVar
 
 import numpy as np
 
@@ -34,6 +35,7 @@ from models.ranker import Playlist
 
 EmbedFn = Callable[[list[str], Timings], np.ndarray]
 EncoderFault = Literal["raise", "hang"]
+T = TypeVar("T")
 HANG_LIMIT = 120.0
 """Seconds an injected encoder hang holds the thread at most."""
 
@@ -119,6 +121,16 @@ def _lower_priority(nice: int) -> None:
     per thread), so a saturated miss path leaves the CPU to the event loop serving hits."""
     with contextlib.suppress(OSError, AttributeError):
         os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), nice)
+
+
+async def run_lowered(nice: int, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """`fn` on a thread of its own `nice` steps down. Threads it creates inherit that, which
+    is how onnxruntime's intra-op pool, made when an encoder session is, ends up there too."""
+    lower = (lambda: _lower_priority(nice)) if nice else None
+    with ThreadPoolExecutor(1, "load", initializer=lower) as pool:
+        return await asyncio.get_running_loop().run_in_executor(
+            pool, functools.partial(fn, *args, **kwargs)
+        )
 
 
 class ComputePool:

@@ -25,7 +25,7 @@ from cache.semantic import SemanticIndex
 from cache.tasks import cancel_and_wait
 from cache.tiered import TieredCache
 from cache.writebehind import WriteBehind
-from edge.compute import ComputePool
+from edge.compute import ComputePool, run_lowered
 from edge.errors import NotReady
 from edge.metrics import Metrics
 from edge.personalize import UserExclusions
@@ -90,7 +90,8 @@ class EdgeNode:
         try:
             artifacts = self._preloaded
             if artifacts is None:
-                artifacts = await asyncio.to_thread(
+                artifacts = await run_lowered(
+                    self.settings.compute_nice,
                     model_artifacts.load,
                     Path(self.settings.artifacts),
                     encoder_threads=self.settings.encoder_threads,

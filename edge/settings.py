@@ -80,8 +80,9 @@ class EdgeSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_o
     compute_threads: int = 1
     """Threads that run index search and ranking for misses."""
     compute_nice: int = 10
-    """How far below the event loop the encoder and ranking threads run (Linux nice steps;
-    0: same priority), so hits keep their CPU while misses saturate it."""
+    """How far below the event loop the encoder (with onnxruntime's own threads) and the
+    ranking threads run, in Linux nice steps (0: same priority), so hits keep their CPU
+    while misses saturate it."""
     compute_queue: int = 64
     """Misses admitted at once (queued or running); beyond it misses get 503."""
     compute_timeout: float = 2.0

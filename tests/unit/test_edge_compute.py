@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
 
-from edge.compute import ComputePool, MicroBatcher
+from edge.compute import ComputePool, MicroBatcher, run_lowered
 from edge.errors import Overloaded
 from models.generator import PlaylistGenerator, Timings
 
@@ -88,3 +89,36 @@ def test_bulkhead_refuses_beyond_its_limit(fake_generator: PlaylistGenerator) ->
             assert pool.in_flight == 1
     finally:
         pool.close()
+
+
+def _niceness() -> int:
+    return os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+
+
+async def test_compute_threads_run_below_the_event_loop(fake_generator: PlaylistGenerator) -> None:
+    pool = ComputePool(
+        fake_generator, threads=1, queue_limit=2, window=0, batch_size=4, retry_after=1, nice=5
+    )
+    try:
+        loop = asyncio.get_running_loop()
+        base = _niceness()
+        assert await loop.run_in_executor(pool._encoder_thread, _niceness) == base + 5
+        assert await loop.run_in_executor(pool._rank_threads, _niceness) == base + 5
+        assert _niceness() == base  # the event loop's thread is left as it was
+    finally:
+        pool.close()
+
+
+async def test_threads_made_by_a_lowered_call_inherit_its_priority() -> None:
+    """As onnxruntime's intra-op threads do when the encoder session is made while loading."""
+
+    def spawn_and_read() -> tuple[int, int]:
+        seen: list[int] = []
+        child = threading.Thread(target=lambda: seen.append(_niceness()))
+        child.start()
+        child.join()
+        return _niceness(), seen[0]
+
+    base = _niceness()
+    assert await run_lowered(3, spawn_and_read) == (base + 3, base + 3)
+    assert _niceness() == base
