@@ -47,6 +47,7 @@ def render(catalog: Catalog, playlist: Playlist, intent: Intent, n: int) -> byte
         version=playlist.version,
         fingerprint=playlist.fingerprint,
         degraded=playlist.degraded,
+        prompt_key=intent.prompt_key(),
     )
     return msgspec.json.encode(head)[:-1] + _TAIL
 

@@ -187,6 +187,45 @@ async def admin_faults(state: State, data: JSONBody[FaultBody]) -> Response[byte
     )
 
 
+class EventsAccepted(msgspec.Struct, frozen=True):
+    accepted: int
+    """Events stored now."""
+    duplicates: int
+    """Events whose event_id was already stored (within the dedupe window): accepted once."""
+    ids: list[str | None]
+    """Per event, in order: its id in the region's log, or null for a duplicate."""
+
+
+async def ingest_events(request: Request[Any, Any, Any], state: State) -> Response[bytes]:
+    """Store a batch of listener events (play, skip, complete, save, thumb_up, thumb_down).
+
+    Body: `{"events": [{"event_id", "type", "playlist", "prompt_key", "track_id",
+    "position", "dwell_ms", "ts", "user", "prompt"?}, ...]}`. All or nothing: one invalid
+    event rejects the batch with a 400 listing every bad event by index. Re-sending is safe:
+    an event_id already stored is counted as a duplicate, not stored again.
+    """
+    node: EdgeNode = state.node
+    node.require()
+    if node.events is None:
+        raise Forbidden("events are off on this node (EDGE_EVENTS_URL=none)")
+    result = await node.events.ingest(await request.body())
+    return Response(
+        msgspec.json.encode(result), media_type=JSON, headers={"cache-control": "no-store"}
+    )
+
+
+def events_route(max_bytes: int) -> Any:
+    """POST /v1/events with its own body limit (batches are larger than playlist requests)."""
+    return post(
+        "/v1/events",
+        status_code=200,
+        before_request=_require_json,
+        request_max_body_size=max_bytes,
+        summary="Ingest a batch of listener events",
+        responses={200: ResponseSpec(EventsAccepted, description="Stored"), **_PROBLEMS},
+    )(ingest_events)
+
+
 @get("/healthz", summary="The process is alive", cache_control=None)
 async def healthz() -> Response[bytes]:
     return Response(b'{"status":"alive"}', media_type=JSON, headers={"cache-control": "no-store"})

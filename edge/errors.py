@@ -2,13 +2,15 @@
 
     EdgeError
      ├── BadRequest             400  the request is malformed or asks for nothing possible
-     │    └── UnknownSchemaVersion   400  a POST body names a schema_version we do not speak
+     │    ├── UnknownSchemaVersion   400  a POST body names a schema_version we do not speak
+     │    └── InvalidEvents          400  events of a batch fail validation (listed by index)
      ├── Unauthorized           401  an admin call without credentials
      ├── Forbidden              403  an admin call with the wrong key (or admin disabled)
      ├── PayloadTooLarge        413
      ├── UnsupportedMediaType   415
      ├── Overloaded             503  the compute bulkhead is full (Retry-After)
-     └── NotReady               503  artifacts not loaded or warm-up not done (Retry-After)
+     ├── NotReady               503  artifacts not loaded or warm-up not done (Retry-After)
+     └── EventLogUnavailable    503  the event log did not take a batch in time (Retry-After)
 
 `models.errors.IntentError` (a prompt or slot that cannot be served) also maps to 400.
 """
@@ -25,6 +27,8 @@ class EdgeError(Exception):
     title = "Internal error"
     retry_after: int | None = None
     headers: ClassVar[dict[str, str]] = {}
+    errors: list[dict[str, str | int]] | None = None
+    """Per-item problems of a batch, listed in the response."""
 
 
 class BadRequest(EdgeError):
@@ -34,6 +38,14 @@ class BadRequest(EdgeError):
 
 class UnknownSchemaVersion(BadRequest):
     title = "Unknown schema version"
+
+
+class InvalidEvents(BadRequest):
+    title = "Invalid events"
+
+    def __init__(self, detail: str, errors: list[dict[str, str | int]]) -> None:
+        super().__init__(detail)
+        self.errors = errors
 
 
 class Unauthorized(EdgeError):
@@ -71,6 +83,17 @@ class Overloaded(EdgeError):
 class NotReady(EdgeError):
     status = 503
     title = "Not ready"
+
+    def __init__(self, message: str, retry_after: int = 1) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class EventLogUnavailable(EdgeError):
+    """The region's event log did not take a batch in time; the client sends it again."""
+
+    status = 503
+    title = "Event log unavailable"
 
     def __init__(self, message: str, retry_after: int = 1) -> None:
         super().__init__(message)

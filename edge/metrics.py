@@ -98,6 +98,23 @@ class Metrics:
             ["tier"],
             registry=r,
         )
+        self.events = Counter(
+            "edge_events",
+            "Events taken by POST /v1/events: accepted (new) or duplicate",
+            ["outcome"],
+            registry=r,
+        )
+        self.event_append = Histogram(
+            "edge_event_append_seconds",
+            "Time to append one accepted batch to the region's event log",
+            registry=r,
+        )
+        self.event_labels = Counter(
+            "edge_event_labels",
+            "Prompt-quality labels this node's consumer derived from events (rules v1)",
+            ["label"],
+            registry=r,
+        )
         self._requests: dict[tuple[str, int], Counter] = {}
         self._latency: dict[str, Histogram] = {}
         self._cache: dict[tuple[str, str], Counter] = {}

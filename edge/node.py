@@ -27,6 +27,7 @@ from cache.tiered import TieredCache
 from cache.writebehind import WriteBehind
 from edge.compute import ComputePool, run_lowered
 from edge.errors import NotReady
+from edge.events import EventsPipeline
 from edge.metrics import Metrics
 from edge.personalize import UserExclusions
 from edge.service import PlaylistService
@@ -66,6 +67,7 @@ class EdgeNode:
         self.bench_bodies: dict[bytes, bytes] = {}
         self.topk: RegionalTopK | None = None
         self._sharing: asyncio.Task[None] | None = None
+        self.events: EventsPipeline | None = None
         self.lean_hits = True
 
     def require(self) -> PlaylistService:
@@ -98,6 +100,13 @@ class EdgeNode:
                     check=self.settings.verify_artifacts,
                 )
             service = self._assemble(artifacts)
+            self.events = EventsPipeline.build(
+                self.settings, self.metrics, service.node_id, self._clock
+            )
+            if self.events is not None:
+                service.sessions = self.events.sessions
+                service.user_hash = self.events.pseudonymizer.user
+                service.labels = self.events.labels
             if service.bus is not None:
                 service.bus.start()
                 if not await service.bus.wait_subscribed(timeout=2.0):
@@ -116,6 +125,8 @@ class EdgeNode:
             return
         self.service, self.state = service, "ready"
         self.metrics.ready.set(1)
+        if self.events is not None:
+            self.events.start()
         if self.topk is not None:
             self._sharing = asyncio.create_task(self._share_popularity(service, self.topk))
         log.info(
@@ -279,5 +290,7 @@ class EdgeNode:
                 await cancel_and_wait(task)
         if self.topk is not None:
             await self.topk.client.aclose()
+        if self.events is not None:
+            await self.events.close()
         if self.service is not None:
             await self.service.close()

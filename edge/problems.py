@@ -37,7 +37,9 @@ def _validation_detail(exc: ValidationException) -> str:
 def problem_response(request: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:
     """Map EdgeError, IntentError and Litestar HTTPException to a problem+json response."""
     headers: dict[str, str] = {}
+    errors = None
     if isinstance(exc, EdgeError):
+        errors = exc.errors
         status, title, detail = exc.status, exc.title, str(exc)
         headers.update(exc.headers)
         if exc.retry_after is not None:
@@ -57,6 +59,7 @@ def problem_response(request: Request[Any, Any, Any], exc: Exception) -> Respons
         status=status,
         detail=detail,
         instance=request.url.path,
+        errors=errors,
     )
     return Response(
         msgspec.json.encode(problem),

@@ -105,9 +105,11 @@ class PlaylistHead(msgspec.Struct, frozen=True):
     version: str
     fingerprint: str
     degraded: bool
+    prompt_key: str = ""
+    """Names the prompt across versions and lengths; events about this answer carry it."""
 
 
-class PlaylistOut(PlaylistHead, frozen=True):
+class PlaylistOut(PlaylistHead, frozen=True, kw_only=True):
     """The response document (for the OpenAPI schema; bodies are spliced from bytes)."""
 
     cache: CacheInfo
@@ -121,3 +123,5 @@ class Problem(msgspec.Struct, frozen=True, omit_defaults=True):
     status: int
     detail: str
     instance: str = ""
+    errors: list[dict[str, str | int]] | None = None
+    """Extension member: one entry per bad item of a batch (`index`, `detail`)."""

@@ -28,7 +28,7 @@ from cache.flight import SingleFlight
 from cache.memory import MemoryTier
 from cache.policy import FreshnessPolicy
 from cache.popularity import Popularity
-from cache.redis_tier import RedisTier
+from cache.redis_tier import REDIS_FAILURES, RedisTier
 from cache.semantic import SemanticIndex
 from cache.tasks import cancel_and_wait
 from cache.tiered import TieredCache
@@ -44,6 +44,7 @@ from models.artifacts import Artifacts
 from models.errors import IntentError, ModelError
 from models.intent import Intent, Slots
 from models.ranker import fingerprint
+from regional.consumers import LabelStore, SessionStore
 from regional.invalidation import Invalidation, InvalidationBus
 
 log = logging.getLogger("edge.service")
@@ -95,6 +96,11 @@ class PlaylistService:
         self.lease_tier: RedisTier | None = None
         self.popularity = Popularity()
         self.node_id = uuid.uuid4().hex
+        self.sessions: SessionStore | None = None
+        """The region's session state (set by the node when events are on)."""
+        self.user_hash: Callable[[str], str] | None = None
+        self.labels: LabelStore | None = None
+        """The region's prompt-quality labels (prewarm leaves mostly rejected prompts out)."""
         self.version = artifacts.version
         self.settings = settings
         self.l1 = l1
@@ -385,6 +391,28 @@ class PlaylistService:
             return Answer(304, b"", headers)
         return Answer(200, answers.finish(entry.body, label.removeprefix("HIT-"), age), headers)
 
+    async def _mostly_rejected(self, prompt_key: str) -> bool:
+        """Do the region's labels say listeners mostly skip this prompt's playlists?"""
+        if self.labels is None:
+            return False
+        try:
+            async with asyncio.timeout(self.settings.remote_timeout_ms / 1000):
+                return (await self.labels.get(prompt_key)).mostly_rejected()
+        except REDIS_FAILURES:
+            return False
+
+    async def _session_skips(self, token: str) -> frozenset[str]:
+        """Tracks the listener skipped early this session (from the event consumers); none
+        when the session store does not answer within the remote timeout."""
+        if self.sessions is None or self.user_hash is None:
+            return frozenset()
+        try:
+            async with asyncio.timeout(self.settings.remote_timeout_ms / 1000):
+                return await self.sessions.skipped(self.user_hash(token))
+        except REDIS_FAILURES as exc:
+            log.warning("session state unavailable", extra={"error": repr(exc)})
+            return frozenset()
+
     async def _personal(
         self,
         entry: Entry,
@@ -397,7 +425,7 @@ class PlaylistService:
     ) -> Answer:
         """The shared answer minus this user's excluded tracks, backfilled; never cached shared."""
         assert request.user is not None
-        excluded = await self.exclusions.get(request.user)
+        excluded = await self.exclusions.get(request.user) | await self._session_skips(request.user)
         head = answers.parse_head(entry.body)
         kept = [t for t in head.tracks if t.id not in excluded]
         if len(kept) < len(head.tracks):
@@ -441,7 +469,7 @@ class PlaylistService:
         """
         loop = asyncio.get_running_loop()
         deadline = loop.time() + seconds
-        done = {"promoted": 0, "computed": 0, "skipped": 0}
+        done = {"promoted": 0, "computed": 0, "skipped": 0, "rejected": 0}
         for _key, raw in wanted:
             if loop.time() >= deadline:
                 break
@@ -451,6 +479,9 @@ class PlaylistService:
                 intent, key = self.intent(request)
             except (msgspec.DecodeError, msgspec.ValidationError, IntentError, BadRequest):
                 done["skipped"] += 1
+                continue
+            if await self._mostly_rejected(intent.prompt_key()):
+                done["rejected"] += 1  # listeners skip its playlists: not worth a warm slot
                 continue
             lookup = await self.cache.get(key)
             if lookup is not None and lookup.entry.is_fresh(self._clock()):

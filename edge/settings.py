@@ -120,6 +120,36 @@ class EdgeSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_o
     """Least cosine between prompts for a semantic hit (calibrated in docs/BENCHMARKS.md)."""
     semantic_capacity: int = 50_000
     """Prompts the semantic index remembers; the oldest make room."""
+    events_url: str = ""
+    """The region's event log: a Redis URL (streams); empty: the L2 Redis if there is one,
+    else an SQLite file in data_dir; `none`: no events API on this node."""
+    events_partitions: int = 8
+    """Streams per region on Redis; a hash of the user picks one."""
+    events_maxlen: int = 1_000_000
+    """Approximate bound on each stream's length (oldest entries go first)."""
+    events_dedupe_seconds: int = 86_400
+    """How long an event_id is remembered: a re-sent event within it is accepted once."""
+    events_max_batch: int = 500
+    """Most events in one POST /v1/events."""
+    events_max_bytes: int = 1_048_576
+    """Largest POST /v1/events body."""
+    events_sync: bool = True
+    """Embedded log only: fsync every batch (SQLite synchronous=FULL); false: NORMAL."""
+    event_consumers: bool = True
+    """Run the session-state and label consumers of the region's log on this node."""
+    user_hash_key: str = ""
+    """Secret for the keyed hash that replaces user tokens (16+ characters, the same on every
+    edge of a region); empty: a random key kept in data_dir/user-hash.key."""
+    session_ttl: float = 1800.0
+    """Seconds a listener's session state (early skips, recent plays) lives after its last event."""
+    early_skip_ms: int = 30_000
+    """A skip before this much listening excludes the track from the listener's next lists
+    and counts against the prompt."""
+    archive_dir: str = ""
+    """Where this node's archiver writes Parquet; empty: data_dir/archive; `none`: no
+    archiver here (run one per region)."""
+    archive_retention: float = 86_400.0
+    """Seconds archived events stay in the log before they are trimmed."""
     admin_key: str = ""
     """Bearer token the /admin endpoints require; empty: admin endpoints refuse every call."""
     fault_injection: bool = False
@@ -171,6 +201,13 @@ class EdgeSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_o
                 "compute_timeout",
                 "batch_size",
                 "retry_after",
+                "events_partitions",
+                "events_maxlen",
+                "events_dedupe_seconds",
+                "events_max_batch",
+                "events_max_bytes",
+                "session_ttl",
+                "early_skip_ms",
             )
             if getattr(self, name) <= 0
         ]
@@ -187,6 +224,10 @@ class EdgeSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_o
             )
         if "://" in self.global_url and not is_redis_url(self.global_url):
             problems.append("global_url must be a directory, a Redis URL, or none")
+        if self.events_url not in ("", "none") and not is_redis_url(self.events_url):
+            problems.append("events_url must be a Redis URL, empty, or none")
+        if self.user_hash_key and len(self.user_hash_key) < 16:
+            problems.append("user_hash_key must have at least 16 characters")
         if not 0 <= self.ttl_jitter < 1:
             problems.append("ttl_jitter must be in [0, 1)")
         if not 1 <= self.default_length <= self.max_length:

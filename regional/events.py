@@ -192,8 +192,9 @@ class EventLog(Protocol):
 
     async def ack(self, group: str, deliveries: Sequence[Delivery]) -> None: ...
 
-    async def trim(self, partition: int, min_id: str) -> int:
-        """Drop entries of `partition` older than `min_id`; how many went."""
+    async def trim(self, partition: int, archived: str, before_ms: int) -> int:
+        """Drop entries of `partition` up to `archived` (inclusive) that were added before
+        `before_ms` (epoch milliseconds); how many went."""
         ...
 
     async def length(self) -> int: ...
@@ -323,9 +324,13 @@ class RedisEventLog:
         for p, ids in by_partition.items():
             await self.client.xack(self._stream(p), group, *ids)
 
-    async def trim(self, partition: int, min_id: str) -> int:
+    async def trim(self, partition: int, archived: str, before_ms: int) -> int:
+        ms, seq = id_order(archived)
+        # XTRIM MINID drops ids below it; Redis ids start with the time they were added.
+        keep_from = min((ms, seq + 1), (before_ms, 0))
         stream = self._stream(partition)
-        return int(await self.client.xtrim(stream, minid=min_id, approximate=False))
+        minid = f"{keep_from[0]}-{keep_from[1]}"
+        return int(await self.client.xtrim(stream, minid=minid, approximate=False))
 
     async def length(self) -> int:
         return sum([int(await self.client.xlen(self._stream(p))) for p in range(self.partitions)])
@@ -339,7 +344,8 @@ def _text(value: object) -> str:
 
 
 _SCHEMA = """
-CREATE TABLE IF NOT EXISTS events (seq INTEGER PRIMARY KEY AUTOINCREMENT, body BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS events (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT, ms INTEGER NOT NULL, body BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS seen (event_id TEXT PRIMARY KEY, until REAL NOT NULL);
 CREATE TABLE IF NOT EXISTS groups (name TEXT PRIMARY KEY, last INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS pending (
@@ -402,7 +408,10 @@ class LocalEventLog:
                 if not fresh:
                     ids.append(None)
                     continue
-                seq = db.execute("INSERT INTO events (body) VALUES (?)", (_encode(event),))
+                seq = db.execute(
+                    "INSERT INTO events (ms, body) VALUES (?, ?)",
+                    (event.received_ms, _encode(event)),
+                )
                 ids.append(f"{seq.lastrowid}-0")
             return ids
 
@@ -474,10 +483,14 @@ class LocalEventLog:
             lambda db: db.executemany("DELETE FROM pending WHERE grp = ? AND seq = ?", seqs)
         )
 
-    async def trim(self, partition: int, min_id: str) -> int:
-        floor = id_order(min_id)[0]
+    async def trim(self, partition: int, archived: str, before_ms: int) -> int:
+        last = id_order(archived)[0]
         return await self._run(
-            lambda db: int(db.execute("DELETE FROM events WHERE seq < ?", (floor,)).rowcount)
+            lambda db: int(
+                db.execute(
+                    "DELETE FROM events WHERE seq <= ? AND ms < ?", (last, before_ms)
+                ).rowcount
+            )
         )
 
     async def length(self) -> int:

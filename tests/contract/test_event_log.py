@@ -88,22 +88,21 @@ async def test_unacked_events_stay_pending_and_can_be_claimed(
     assert [d.id for d in await log.pending("session", "crashed", 10)] == [d.id for d in held[1:]]
     clock.advance(60)
     claimed = await log.claim("session", "survivor", min_idle_ms=0, count=10)
-    assert sorted(d.event.event_id for d in claimed) == sorted(
-        d.event.event_id for d in held[1:]
-    )
+    assert sorted(d.event.event_id for d in claimed) == sorted(d.event.event_id for d in held[1:])
     await log.ack("session", claimed)
     assert await log.pending("session", "survivor", 10) == []
     assert await log.claim("session", "survivor", min_idle_ms=0, count=10) == []
 
 
-async def test_trim_drops_what_is_older_than_an_id(log: EventLog) -> None:
+async def test_trim_drops_archived_entries_older_than_the_horizon(log: EventLog) -> None:
     await log.append([_event(n) for n in range(4)])
     got = await log.read("archive", "archiver", count=10)
     partition = got[0].partition
     mine = sorted((d.id for d in got if d.partition == partition), key=id_order)
-    dropped = await log.trim(partition, mine[-1])
-    assert dropped == len(mine) - 1
-    assert await log.length() == 4 - dropped
+    later = 2**62  # every entry is older than this
+    assert await log.trim(partition, mine[0], before_ms=0) == 0  # none old enough yet
+    assert await log.trim(partition, mine[-2], before_ms=later) == len(mine) - 1
+    assert await log.length() == 4 - (len(mine) - 1)
 
 
 async def test_one_users_events_share_a_partition(log: EventLog) -> None:

@@ -1,0 +1,324 @@
+"""Consumers of the region's event log: a loop per consumer group, session state, labels.
+
+Every consumer is at-least-once: it handles a batch, then acks it. A batch it fails on stays
+pending and comes back, to it or (once idle for `claim_idle_ms`) to another consumer of the
+group. Handlers are therefore idempotent: adding a track to a set twice changes nothing, and
+label counters remember which events they have counted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, Protocol
+
+import msgspec
+from redis.asyncio import Redis
+from redis.asyncio.cluster import RedisCluster
+
+from regional.events import Delivery, Event, EventLog
+
+log = logging.getLogger("regional.consumers")
+
+Clock = Callable[[], float]
+Handler = Callable[[Sequence[Delivery]], Awaitable[None]]
+
+
+class Consumer:
+    """One consumer of one group: pending first, then claims, then new entries."""
+
+    def __init__(
+        self,
+        events: EventLog,
+        group: str,
+        name: str,
+        handle: Handler,
+        *,
+        batch: int = 256,
+        idle_ms: int = 200,
+        claim_idle_ms: int = 30_000,
+    ) -> None:
+        self.events = events
+        self.group = group
+        self.name = name
+        self.handle = handle
+        self.batch = batch
+        self.idle_ms = idle_ms
+        self.claim_idle_ms = claim_idle_ms
+        self.handled = 0
+        self._started = False
+
+    async def run_once(self) -> int:
+        """Handle one batch; how many entries it held."""
+        if not self._started:
+            await self.events.ensure_group(self.group)
+            # What this consumer held when it last stopped comes back first.
+            deliveries = await self.events.pending(self.group, self.name, self.batch)
+            self._started = True
+        else:
+            deliveries = await self.events.claim(
+                self.group, self.name, self.claim_idle_ms, self.batch
+            )
+        if not deliveries:
+            deliveries = await self.events.read(
+                self.group, self.name, self.batch, block_ms=self.idle_ms
+            )
+        if deliveries:
+            await self.handle(deliveries)
+            await self.events.ack(self.group, deliveries)
+            self.handled += len(deliveries)
+        return len(deliveries)
+
+    async def run(self) -> None:
+        """Until cancelled; a failing batch is logged and retried after a pause."""
+        while True:
+            try:
+                await self.run_once()
+            except Exception:  # a consumer that dies would stop its group for good
+                log.exception("event consumer failed", extra={"group": self.group})
+                self._started = False  # take up what is pending again
+                await asyncio.sleep(1.0)
+
+
+# -- session state -----------------------------------------------------------------------
+
+
+class SessionStore(Protocol):
+    """Per hashed user: tracks skipped early (not to be served again) and recently played."""
+
+    async def update(self, user: str, skipped: Sequence[str], played: Sequence[str]) -> None: ...
+
+    async def skipped(self, user: str) -> frozenset[str]: ...
+
+    async def played(self, user: str) -> list[str]: ...
+
+
+class RedisSessionStore:
+    """Two sorted sets per user (track -> last time), expiring `ttl` after the last event."""
+
+    def __init__(
+        self,
+        client: Redis | RedisCluster,
+        region: str,
+        *,
+        ttl: float = 1800,
+        keep: int = 200,
+        clock: Clock = time.time,
+    ) -> None:
+        self.client = client
+        self.region = region
+        self.ttl = ttl
+        self.keep = keep
+        self._clock = clock
+
+    def _key(self, user: str, kind: str) -> str:
+        return f"session:{{{self.region}:{user}}}:{kind}"
+
+    async def update(self, user: str, skipped: Sequence[str], played: Sequence[str]) -> None:
+        now = self._clock()
+        async with self.client.pipeline(transaction=True) as pipe:
+            for kind, tracks in (("skipped", skipped), ("played", played)):
+                if not tracks:
+                    continue
+                key = self._key(user, kind)
+                pipe.zadd(key, dict.fromkeys(tracks, now))
+                pipe.zremrangebyrank(key, 0, -self.keep - 1)
+                pipe.pexpire(key, int(self.ttl * 1000))
+            await pipe.execute()
+
+    async def skipped(self, user: str) -> frozenset[str]:
+        members: Any = await self.client.zrange(self._key(user, "skipped"), 0, -1)
+        return frozenset(m.decode() if isinstance(m, bytes) else m for m in members)
+
+    async def played(self, user: str) -> list[str]:
+        members: Any = await self.client.zrevrange(self._key(user, "played"), 0, -1)
+        return [m.decode() if isinstance(m, bytes) else m for m in members]
+
+
+class MemorySessionStore:
+    """The embedded session store: bounded, expiring, in this process."""
+
+    def __init__(
+        self, *, ttl: float = 1800, keep: int = 200, users: int = 100_000, clock: Clock = time.time
+    ) -> None:
+        self.ttl = ttl
+        self.keep = keep
+        self.users = users
+        self._clock = clock
+        self._sessions: OrderedDict[str, tuple[float, dict[str, float], dict[str, float]]] = (
+            OrderedDict()
+        )
+
+    def _live(self, user: str) -> tuple[float, dict[str, float], dict[str, float]] | None:
+        session = self._sessions.get(user)
+        if session is not None and session[0] <= self._clock():
+            del self._sessions[user]
+            return None
+        return session
+
+    async def update(self, user: str, skipped: Sequence[str], played: Sequence[str]) -> None:
+        now = self._clock()
+        session = self._live(user)
+        skips, plays = (session[1], session[2]) if session else ({}, {})
+        for tracks, into in ((skipped, skips), (played, plays)):
+            for track in tracks:
+                into.pop(track, None)
+                into[track] = now
+            while len(into) > self.keep:
+                del into[next(iter(into))]
+        self._sessions[user] = (now + self.ttl, skips, plays)
+        self._sessions.move_to_end(user)
+        while len(self._sessions) > self.users:
+            self._sessions.popitem(last=False)
+
+    async def skipped(self, user: str) -> frozenset[str]:
+        session = self._live(user)
+        return frozenset(session[1]) if session else frozenset()
+
+    async def played(self, user: str) -> list[str]:
+        session = self._live(user)
+        return list(reversed(session[2])) if session else []
+
+
+def session_changes(
+    events: Sequence[Event], early_skip_ms: int
+) -> dict[str, tuple[list[str], list[str]]]:
+    """Per user: tracks to exclude (skipped within `early_skip_ms`, or thumbed down) and
+    tracks played."""
+    changes: dict[str, tuple[list[str], list[str]]] = {}
+    for event in events:
+        skipped, played = changes.setdefault(event.user, ([], []))
+        if event.type == "thumb_down" or (event.type == "skip" and event.dwell_ms < early_skip_ms):
+            skipped.append(event.track_id)
+        elif event.type in ("play", "complete", "save", "thumb_up"):
+            played.append(event.track_id)
+    return changes
+
+
+def session_handler(store: SessionStore, early_skip_ms: int = 30_000) -> Handler:
+    async def handle(deliveries: Sequence[Delivery]) -> None:
+        changes = session_changes([d.event for d in deliveries], early_skip_ms)
+        for user, (skipped, played) in changes.items():
+            await store.update(user, skipped, played)
+
+    return handle
+
+
+# -- prompt-quality labels ---------------------------------------------------------------
+
+LABEL_RULES_VERSION = 1
+"""Version of `label_of`; counters of different versions are kept apart."""
+
+
+def label_of(event: Event, early_skip_ms: int = 30_000) -> str | None:
+    """Rules v1: a complete, save or thumb-up accepts the prompt's playlist; a skip within
+    `early_skip_ms` or a thumb-down rejects it; plays and later skips say nothing."""
+    if event.type in ("complete", "save", "thumb_up"):
+        return "accept"
+    if event.type == "thumb_down" or (event.type == "skip" and event.dwell_ms < early_skip_ms):
+        return "reject"
+    return None
+
+
+class LabelCounts(msgspec.Struct, frozen=True):
+    """A prompt's labels under one rules version."""
+
+    accept: int = 0
+    reject: int = 0
+
+    @property
+    def labelled(self) -> int:
+        return self.accept + self.reject
+
+    def mostly_rejected(self, least: int = 5, share: float = 0.5) -> bool:
+        """At least `least` labels, and more than `share` of them rejections."""
+        return self.labelled >= least and self.reject > share * self.labelled
+
+
+class LabelStore(Protocol):
+    async def count(self, event_id: str, prompt_key: str, label: str) -> None:
+        """Count `label` for the prompt once per event, however often it is delivered."""
+        ...
+
+    async def get(self, prompt_key: str) -> LabelCounts: ...
+
+
+# The event's id joins the prompt's set of counted events, and only a newcomer is counted.
+_COUNT = """
+if redis.call('SADD', KEYS[2], ARGV[1]) == 1 then
+  redis.call('HINCRBY', KEYS[1], ARGV[2], 1)
+  redis.call('EXPIRE', KEYS[2], ARGV[3])
+end
+return redis.call('EXPIRE', KEYS[1], ARGV[4])
+"""
+
+
+class RedisLabelStore:
+    def __init__(
+        self,
+        client: Redis | RedisCluster,
+        region: str,
+        *,
+        dedupe_seconds: int = 86_400,
+        keep_seconds: int = 30 * 86_400,
+    ) -> None:
+        self.client = client
+        self.region = region
+        self.dedupe_seconds = dedupe_seconds
+        self.keep_seconds = keep_seconds
+        self._count = client.register_script(_COUNT)
+
+    def _key(self, prompt_key: str) -> str:
+        return f"labels:{{{self.region}:{prompt_key}}}:v{LABEL_RULES_VERSION}"
+
+    async def count(self, event_id: str, prompt_key: str, label: str) -> None:
+        key = self._key(prompt_key)
+        await self._count(
+            keys=[key, key + ":counted"],
+            args=[event_id, label, self.dedupe_seconds, self.keep_seconds],
+        )
+
+    async def get(self, prompt_key: str) -> LabelCounts:
+        raw: Any = await self.client.hgetall(self._key(prompt_key))
+        counts = {(k.decode() if isinstance(k, bytes) else k): int(v) for k, v in raw.items()}
+        return LabelCounts(counts.get("accept", 0), counts.get("reject", 0))
+
+
+class MemoryLabelStore:
+    def __init__(self, *, remember: int = 1_000_000) -> None:
+        self._counts: dict[str, LabelCounts] = {}
+        self._counted: OrderedDict[str, None] = OrderedDict()
+        self.remember = remember
+
+    async def count(self, event_id: str, prompt_key: str, label: str) -> None:
+        if event_id in self._counted:
+            return
+        self._counted[event_id] = None
+        if len(self._counted) > self.remember:
+            self._counted.popitem(last=False)
+        old = self._counts.get(prompt_key, LabelCounts())
+        self._counts[prompt_key] = LabelCounts(
+            old.accept + (label == "accept"), old.reject + (label == "reject")
+        )
+
+    async def get(self, prompt_key: str) -> LabelCounts:
+        return self._counts.get(prompt_key, LabelCounts())
+
+
+def labels_handler(
+    store: LabelStore,
+    early_skip_ms: int = 30_000,
+    on_label: Callable[[str], None] = lambda _label: None,
+) -> Handler:
+    async def handle(deliveries: Sequence[Delivery]) -> None:
+        for delivery in deliveries:
+            event = delivery.event
+            label = label_of(event, early_skip_ms)
+            if label is not None:
+                await store.count(event.event_id, event.prompt_key, label)
+                on_label(label)
+
+    return handle
