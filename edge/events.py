@@ -133,7 +133,9 @@ class EventsPipeline:
             sessions = MemorySessionStore(ttl=s.session_ttl, clock=clock)
             labels = MemoryLabelStore()
         archiver = None
-        if s.archive_dir != "none":
+        # One archiver per region (its checkpoints assume it reads each partition in order):
+        # with a shared Redis log only where asked for.
+        if s.archive_dir != "none" and (s.archive_dir or not url):
             out = Path(s.archive_dir) if s.archive_dir else data / "archive"
             archiver = Archiver(events, out, s.region, retention=s.archive_retention, clock=clock)
         return cls(

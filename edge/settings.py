@@ -146,8 +146,8 @@ class EdgeSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_o
     """A skip before this much listening excludes the track from the listener's next lists
     and counts against the prompt."""
     archive_dir: str = ""
-    """Where this node's archiver writes Parquet; empty: data_dir/archive; `none`: no
-    archiver here (run one per region)."""
+    """Where this node's archiver writes Parquet. Empty: data_dir/archive with the embedded
+    log, no archiver with a Redis log (set it on one node per region); `none`: no archiver."""
     archive_retention: float = 86_400.0
     """Seconds archived events stay in the log before they are trimmed."""
     admin_key: str = ""

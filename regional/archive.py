@@ -85,7 +85,10 @@ class Archiver:
         self.written = 0
         self.files = 0
         self._checkpoints = out / "_checkpoints" / f"region={region}"
-        self.consumer = Consumer(events, "archive", consumer, self._archive, batch=batch)
+        self._trimmed_at = float("-inf")
+        self.consumer = Consumer(
+            events, "archive", consumer, self._archive, batch=batch, after=self._trim
+        )
 
     def checkpoint(self, partition: int) -> str | None:
         try:
@@ -112,7 +115,6 @@ class Archiver:
             if fresh:
                 self._write(partition, fresh)
                 self._set_checkpoint(partition, fresh[-1].id)
-        await self._trim()
 
     def _write(self, partition: int, batch: list[Delivery]) -> None:
         by_date: dict[str, list[Delivery]] = defaultdict(list)
@@ -153,8 +155,12 @@ class Archiver:
             self.files += 1
 
     async def _trim(self) -> None:
-        """Drop archived entries older than the retention from the log."""
-        before_ms = int((self._clock() - self.retention) * 1000)
+        """Drop archived entries older than the retention from the log (every 10 s at most)."""
+        now = self._clock()
+        if now - self._trimmed_at < 10:
+            return
+        self._trimmed_at = now
+        before_ms = int((now - self.retention) * 1000)
         for partition in range(self.events.partitions):
             done = self.checkpoint(partition)
             if done is not None:

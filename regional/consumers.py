@@ -40,6 +40,7 @@ class Consumer:
         batch: int = 256,
         idle_ms: int = 200,
         claim_idle_ms: int = 30_000,
+        after: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self.events = events
         self.group = group
@@ -49,6 +50,8 @@ class Consumer:
         self.idle_ms = idle_ms
         self.claim_idle_ms = claim_idle_ms
         self.handled = 0
+        self._after = after
+        """Run at the end of every pass, busy or idle (the archiver trims the log there)."""
         self._started = False
 
     async def run_once(self) -> int:
@@ -70,6 +73,8 @@ class Consumer:
             await self.handle(deliveries)
             await self.events.ack(self.group, deliveries)
             self.handled += len(deliveries)
+        if self._after is not None:
+            await self._after()
         return len(deliveries)
 
     async def run(self) -> None:
