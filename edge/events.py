@@ -92,7 +92,7 @@ class EventsPipeline:
                     labels_handler(
                         labels,
                         settings.early_skip_ms,
-                        on_label=lambda label: metrics.event_labels.labels(label).inc(),
+                        on_labels=metrics.event_labels.inc,
                     ),
                 ),
             ]

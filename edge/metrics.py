@@ -111,8 +111,7 @@ class Metrics:
         )
         self.event_labels = Counter(
             "edge_event_labels",
-            "Prompt-quality labels this node's consumer derived from events (rules v1)",
-            ["label"],
+            "Prompt-quality labels (accept or reject, rules v1) this node's consumer counted",
             registry=r,
         )
         self._requests: dict[tuple[str, int], Counter] = {}

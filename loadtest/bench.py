@@ -166,6 +166,11 @@ def main(argv: list[str] | None = None) -> int:
     tiers.add_argument("--requests", type=int, default=3000)
     tiers.add_argument("--prompts", type=int, default=1000, help="distinct intents")
     tiers.add_argument("--edges", type=int, default=2, help="edges sharing L2, round-robin")
+    events = commands.add_parser("events", help="event ingest throughput; accept-to-session lag")
+    events.add_argument("--artifacts", default="artifacts/default")
+    events.add_argument("--seconds", type=float, default=8.0, help="length of each rate run")
+    events.add_argument("--clients", type=int, default=8)
+    events.add_argument("--samples", type=int, default=500, help="events timed for lag")
     hidden = commands.add_parser("_probe")
     hidden.add_argument("artifacts")
     hidden.add_argument("queries", type=int)
@@ -184,6 +189,11 @@ def main(argv: list[str] | None = None) -> int:
             prompts=args.prompts,
             edges=args.edges,
         )
+        return 0
+    if args.command == "events":
+        from loadtest import bench_events
+
+        bench_events.run(Path(args.artifacts), args.seconds, args.clients, args.samples)
         return 0
     if args.command == "semantic":
         from loadtest import semantic

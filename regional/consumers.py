@@ -53,18 +53,23 @@ class Consumer:
         self._after = after
         """Run at the end of every pass, busy or idle (the archiver trims the log there)."""
         self._started = False
+        self._claimed_at = float("-inf")
 
     async def run_once(self) -> int:
         """Handle one batch; how many entries it held."""
         if not self._started:
             await self.events.ensure_group(self.group)
-            # What this consumer held when it last stopped comes back first.
+            # What this consumer held when it last stopped comes back first, batch by batch.
             deliveries = await self.events.pending(self.group, self.name, self.batch)
-            self._started = True
-        else:
+            self._started = not deliveries
+        elif time.monotonic() - self._claimed_at >= self.claim_idle_ms / 2000:
+            # What another consumer has held too long (it crashed, or hangs): take it over.
+            self._claimed_at = time.monotonic()
             deliveries = await self.events.claim(
                 self.group, self.name, self.claim_idle_ms, self.batch
             )
+        else:
+            deliveries = []
         if not deliveries:
             deliveries = await self.events.read(
                 self.group, self.name, self.batch, block_ms=self.idle_ms
@@ -94,7 +99,9 @@ class Consumer:
 class SessionStore(Protocol):
     """Per hashed user: tracks skipped early (not to be served again) and recently played."""
 
-    async def update(self, user: str, skipped: Sequence[str], played: Sequence[str]) -> None: ...
+    async def update(self, changes: dict[str, tuple[list[str], list[str]]]) -> None:
+        """Per user: tracks skipped early and tracks played, added to the session."""
+        ...
 
     async def skipped(self, user: str) -> frozenset[str]: ...
 
@@ -122,16 +129,19 @@ class RedisSessionStore:
     def _key(self, user: str, kind: str) -> str:
         return f"session:{{{self.region}:{user}}}:{kind}"
 
-    async def update(self, user: str, skipped: Sequence[str], played: Sequence[str]) -> None:
+    async def update(self, changes: dict[str, tuple[list[str], list[str]]]) -> None:
         now = self._clock()
-        async with self.client.pipeline(transaction=True) as pipe:
-            for kind, tracks in (("skipped", skipped), ("played", played)):
-                if not tracks:
-                    continue
-                key = self._key(user, kind)
-                pipe.zadd(key, dict.fromkeys(tracks, now))
-                pipe.zremrangebyrank(key, 0, -self.keep - 1)
-                pipe.pexpire(key, int(self.ttl * 1000))
+        # One round trip for the whole batch; each command is idempotent, so a redelivered
+        # batch changes nothing.
+        async with self.client.pipeline(transaction=False) as pipe:
+            for user, (skipped, played) in changes.items():
+                for kind, tracks in (("skipped", skipped), ("played", played)):
+                    if not tracks:
+                        continue
+                    key = self._key(user, kind)
+                    pipe.zadd(key, dict.fromkeys(tracks, now))
+                    pipe.zremrangebyrank(key, 0, -self.keep - 1)
+                    pipe.pexpire(key, int(self.ttl * 1000))
             await pipe.execute()
 
     async def skipped(self, user: str) -> frozenset[str]:
@@ -164,7 +174,11 @@ class MemorySessionStore:
             return None
         return session
 
-    async def update(self, user: str, skipped: Sequence[str], played: Sequence[str]) -> None:
+    async def update(self, changes: dict[str, tuple[list[str], list[str]]]) -> None:
+        for user, (skipped, played) in changes.items():
+            self._update(user, skipped, played)
+
+    def _update(self, user: str, skipped: Sequence[str], played: Sequence[str]) -> None:
         now = self._clock()
         session = self._live(user)
         skips, plays = (session[1], session[2]) if session else ({}, {})
@@ -205,9 +219,7 @@ def session_changes(
 
 def session_handler(store: SessionStore, early_skip_ms: int = 30_000) -> Handler:
     async def handle(deliveries: Sequence[Delivery]) -> None:
-        changes = session_changes([d.event for d in deliveries], early_skip_ms)
-        for user, (skipped, played) in changes.items():
-            await store.update(user, skipped, played)
+        await store.update(session_changes([d.event for d in deliveries], early_skip_ms))
 
     return handle
 
@@ -244,8 +256,9 @@ class LabelCounts(msgspec.Struct, frozen=True):
 
 
 class LabelStore(Protocol):
-    async def count(self, event_id: str, prompt_key: str, label: str) -> None:
-        """Count `label` for the prompt once per event, however often it is delivered."""
+    async def count(self, labels: Sequence[tuple[str, str, str]]) -> int:
+        """Count each (event_id, prompt_key, label) once per event, however often it is
+        delivered; how many were new."""
         ...
 
     async def get(self, prompt_key: str) -> LabelCounts: ...
@@ -253,11 +266,13 @@ class LabelStore(Protocol):
 
 # The event's id joins the prompt's set of counted events, and only a newcomer is counted.
 _COUNT = """
+redis.call('EXPIRE', KEYS[1], ARGV[4])
 if redis.call('SADD', KEYS[2], ARGV[1]) == 1 then
   redis.call('HINCRBY', KEYS[1], ARGV[2], 1)
   redis.call('EXPIRE', KEYS[2], ARGV[3])
+  return 1
 end
-return redis.call('EXPIRE', KEYS[1], ARGV[4])
+return 0
 """
 
 
@@ -279,12 +294,16 @@ class RedisLabelStore:
     def _key(self, prompt_key: str) -> str:
         return f"labels:{{{self.region}:{prompt_key}}}:v{LABEL_RULES_VERSION}"
 
-    async def count(self, event_id: str, prompt_key: str, label: str) -> None:
-        key = self._key(prompt_key)
-        await self._count(
-            keys=[key, key + ":counted"],
-            args=[event_id, label, self.dedupe_seconds, self.keep_seconds],
-        )
+    async def count(self, labels: Sequence[tuple[str, str, str]]) -> int:
+        async with self.client.pipeline(transaction=False) as pipe:
+            for event_id, prompt_key, label in labels:
+                key = self._key(prompt_key)
+                await self._count(
+                    keys=[key, key + ":counted"],
+                    args=[event_id, label, self.dedupe_seconds, self.keep_seconds],
+                    client=pipe,  # type: ignore[arg-type]  # redis-py queues scripts on pipelines
+                )
+            return sum(int(new) for new in await pipe.execute())
 
     async def get(self, prompt_key: str) -> LabelCounts:
         raw: Any = await self.client.hgetall(self._key(prompt_key))
@@ -298,16 +317,20 @@ class MemoryLabelStore:
         self._counted: OrderedDict[str, None] = OrderedDict()
         self.remember = remember
 
-    async def count(self, event_id: str, prompt_key: str, label: str) -> None:
-        if event_id in self._counted:
-            return
-        self._counted[event_id] = None
-        if len(self._counted) > self.remember:
-            self._counted.popitem(last=False)
-        old = self._counts.get(prompt_key, LabelCounts())
-        self._counts[prompt_key] = LabelCounts(
-            old.accept + (label == "accept"), old.reject + (label == "reject")
-        )
+    async def count(self, labels: Sequence[tuple[str, str, str]]) -> int:
+        new = 0
+        for event_id, prompt_key, label in labels:
+            if event_id in self._counted:
+                continue
+            new += 1
+            self._counted[event_id] = None
+            if len(self._counted) > self.remember:
+                self._counted.popitem(last=False)
+            old = self._counts.get(prompt_key, LabelCounts())
+            self._counts[prompt_key] = LabelCounts(
+                old.accept + (label == "accept"), old.reject + (label == "reject")
+            )
+        return new
 
     async def get(self, prompt_key: str) -> LabelCounts:
         return self._counts.get(prompt_key, LabelCounts())
@@ -316,14 +339,15 @@ class MemoryLabelStore:
 def labels_handler(
     store: LabelStore,
     early_skip_ms: int = 30_000,
-    on_label: Callable[[str], None] = lambda _label: None,
+    on_labels: Callable[[int], None] = lambda _new: None,
 ) -> Handler:
     async def handle(deliveries: Sequence[Delivery]) -> None:
-        for delivery in deliveries:
-            event = delivery.event
-            label = label_of(event, early_skip_ms)
-            if label is not None:
-                await store.count(event.event_id, event.prompt_key, label)
-                on_label(label)
+        labels = [
+            (d.event.event_id, d.event.prompt_key, label)
+            for d in deliveries
+            if (label := label_of(d.event, early_skip_ms)) is not None
+        ]
+        if labels:
+            on_labels(await store.count(labels))
 
     return handle

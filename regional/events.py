@@ -286,11 +286,23 @@ class RedisEventLog:
                 found += self._deliveries(p, entries)
             if len(found) >= count:
                 break
-        if not found and block_ms:
-            # Idle: wait here rather than in a blocking XREADGROUP, which would hold one
-            # pooled connection per partition for the whole wait.
-            await asyncio.sleep(block_ms / 1000)
+        if found or not block_ms:
+            return found
+        if isinstance(self.client, RedisCluster):
+            await asyncio.sleep(block_ms / 1000)  # partitions live on several nodes
+            return found
+        # Idle: one XREADGROUP over every partition, which returns as soon as any has news.
+        streams: dict[Any, Any] = {self._stream(p): ">" for p in range(self.partitions)}
+        per_stream = max(1, count // self.partitions)  # COUNT applies to each stream
+        reply = await self.client.xreadgroup(
+            group, consumer, streams, count=per_stream, block=block_ms
+        )
+        for stream, entries in reply or []:
+            found += self._deliveries(self._partition_of_stream(_text(stream)), entries)
         return found
+
+    def _partition_of_stream(self, name: str) -> int:
+        return int(name.rsplit(":", 1)[1].rstrip("}"))
 
     async def pending(self, group: str, consumer: str, count: int) -> list[Delivery]:
         found: list[Delivery] = []
