@@ -1,10 +1,12 @@
 """Locust scenarios for an edge node (or a region behind a balancer): the real traffic mix.
 
-Users (weights from LOADTEST_WEIGHTS, e.g. "cdn=2,listener=5,picker=2,personal=1"):
+Users (weights from LOADTEST_WEIGHTS, e.g. "cdn=2,listener=5,picker=2,personal=1,events=1"):
   CdnClient   repeats the most popular GETs and revalidates with If-None-Match (304s)
   Listener    free-text prompts drawn by Zipf popularity, 30 % in another wording
   Picker      structured-slot GETs (mood, genre, activity, tempo, exclude)
   Personal    POSTs with a user token (private, personalised answers)
+  EventSender a listener's app: asks for a playlist, then reports what was played, skipped,
+              completed or saved in batches to POST /v1/events (some batches re-sent)
 The corpus comes from LOADTEST_CORPUS (`python -m loadtest corpus`). Each response's X-Cache
 is counted per second into LOADTEST_TIERS_CSV. LOADTEST_SHAPE=step|spike swaps the constant
 user count for a step or spike profile (LOADTEST_USERS peak, LOADTEST_DURATION seconds).
@@ -34,7 +36,7 @@ _RNG = random.Random(int(os.environ.get("LOADTEST_SEED", "0")))
 
 
 def _weights() -> dict[str, int]:
-    spec = os.environ.get("LOADTEST_WEIGHTS", "cdn=2,listener=5,picker=2,personal=1")
+    spec = os.environ.get("LOADTEST_WEIGHTS", "cdn=2,listener=5,picker=2,personal=1,events=1")
     pairs = (item.split("=") for item in spec.split(",") if item.strip())
     return {name.strip(): int(value) for name, value in pairs}
 
@@ -135,6 +137,52 @@ class Personal(HttpUser):
         entry = _RNG.choices(_TEXT, _TEXT_WEIGHTS)[0]
         body = {"schema_version": 1, "prompt": entry["prompt"], "n": 30, "user": self.user_token}
         self.client.post("/v1/playlists", json=body, name="POST personal")
+
+
+class EventSender(HttpUser):
+    """A listener's app: fetches a playlist, plays through part of it, reports what happened."""
+
+    weight = _WEIGHT.get("events", 0)
+    wait_time = between(0.05, 0.2)
+
+    def on_start(self) -> None:
+        self.user_token = f"user-{_RNG.randrange(10_000)}"
+        self.sent = 0
+
+    @task
+    def listen(self) -> None:
+        entry = _RNG.choices(_TEXT, _TEXT_WEIGHTS)[0]
+        answer = self.client.get("/v1/playlists?" + corpus_file.query(entry), name="GET text")
+        if answer.status_code != 200:
+            return
+        doc = answer.json()
+        batch = []
+        for position, track in enumerate(doc["tracks"][: _RNG.randrange(3, 12)]):
+            roll = _RNG.random()
+            kind, dwell = (
+                ("skip", _RNG.randrange(1_000, 29_000))
+                if roll < 0.3
+                else ("complete", 180_000)
+                if roll < 0.9
+                else ("save", 60_000)
+            )
+            self.sent += 1
+            batch.append(
+                {
+                    "event_id": f"{self.user_token}-{self.sent:08d}-{_RNG.randrange(1 << 30)}",
+                    "type": kind,
+                    "playlist": doc["fingerprint"],
+                    "prompt_key": doc["prompt_key"],
+                    "track_id": track["id"],
+                    "position": position,
+                    "dwell_ms": dwell,
+                    "ts": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                    "user": self.user_token,
+                }
+            )
+        self.client.post("/v1/events", json={"events": batch}, name="POST events")
+        if _RNG.random() < 0.05:  # an app retrying after a lost response: accepted once
+            self.client.post("/v1/events", json={"events": batch}, name="POST events (resend)")
 
 
 # -- load shapes --------------------------------------------------------------------------

@@ -56,7 +56,12 @@ def up(
     run = state_file.parent
     run.mkdir(parents=True, exist_ok=True)
     # Drills reach the edges' admin API (purges, injected encoder faults) with this key.
-    state: dict[str, Any] = {"run_dir": str(run), "admin_key": secrets.token_hex(16), "regions": {}}
+    state: dict[str, Any] = {
+        "run_dir": str(run),
+        "admin_key": secrets.token_hex(16),
+        "user_hash_key": secrets.token_hex(16),
+        "regions": {},
+    }
 
     # The state file is written as processes start, so `down` can stop a half-made topology.
     def save() -> None:
@@ -80,6 +85,9 @@ def up(
                 "EDGE_GLOBAL_URL": state["global"]["url"],
                 "EDGE_DATA_DIR": str(run / name / f"edge{e}"),
                 "EDGE_ADMIN_KEY": state["admin_key"],
+                # Every edge hashes user tokens alike; one archiver per region, on edge 1.
+                "EDGE_USER_HASH_KEY": state["user_hash_key"],
+                "EDGE_ARCHIVE_DIR": str(run / name / "archive") if e == 1 else "none",
                 "EDGE_FAULT_INJECTION": "true",
                 # Edges share this machine: each encoder gets its share of the cores, so a
                 # busy one cannot starve the others (or the load generator) of all of them.
