@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sqlite3
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Sequence
@@ -19,6 +20,7 @@ import msgspec
 from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
 
+from cache.redis_tier import REDIS_FAILURES
 from regional.events import Delivery, Event, EventLog
 
 log = logging.getLogger("regional.consumers")
@@ -84,13 +86,28 @@ class Consumer:
 
     async def run(self) -> None:
         """Until cancelled; a failing batch is logged and retried after a pause."""
+        unavailable = False
         while True:
             try:
                 await self.run_once()
-            except Exception:  # a consumer that dies would stop its group for good
-                log.exception("event consumer failed", extra={"group": self.group})
+            except (*REDIS_FAILURES, sqlite3.Error) as exc:  # the log is down: wait for it
+                if not unavailable:
+                    log.warning(
+                        "event log unavailable; consumer waiting",
+                        extra={"group": self.group, "error": repr(exc)},
+                    )
+                unavailable = True
                 self._started = False  # take up what is pending again
                 await asyncio.sleep(1.0)
+                continue
+            except Exception:  # a consumer that dies would stop its group for good
+                log.exception("event consumer failed", extra={"group": self.group})
+                self._started = False
+                await asyncio.sleep(1.0)
+                continue
+            if unavailable:
+                log.warning("event log back; consumer running", extra={"group": self.group})
+                unavailable = False
 
 
 # -- session state -----------------------------------------------------------------------

@@ -112,3 +112,17 @@ async def test_one_users_events_share_a_partition(log: EventLog) -> None:
     assert 0 <= log.partition_of(user) < log.partitions
     other = _event(0, user="someone-else").user
     assert other != user
+
+
+async def test_a_regions_events_stay_in_its_own_streams(contract_redis: RedisServer) -> None:
+    client = Redis.from_url(contract_redis.url)
+    await client.flushdb()
+    one, two = RedisEventLog(client, "r1"), RedisEventLog(client, "r2")
+    await one.ensure_group("session")
+    await two.ensure_group("session")
+    await one.append([_event(1)])
+    assert await two.read("session", "edge", count=10) == []
+    assert [d.event.region for d in await one.read("session", "edge", count=10)] == ["r1"]
+    async for key in client.scan_iter(match="events:*"):
+        assert key.startswith((b"events:{r1:", b"events:{r2:"))
+    await client.aclose()
