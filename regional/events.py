@@ -277,15 +277,7 @@ class RedisEventLog:
     async def read(
         self, group: str, consumer: str, count: int, block_ms: int = 0
     ) -> list[Delivery]:
-        found: list[Delivery] = []
-        for p in range(self.partitions):
-            reply: Any = await self.client.xreadgroup(
-                group, consumer, {self._stream(p): ">"}, count=count - len(found)
-            )
-            for _stream, entries in reply or []:
-                found += self._deliveries(p, entries)
-            if len(found) >= count:
-                break
+        found = await self._each_partition(group, consumer, ">", count)
         if found or not block_ms:
             return found
         if isinstance(self.client, RedisCluster):
@@ -294,7 +286,7 @@ class RedisEventLog:
         # Idle: one XREADGROUP over every partition, which returns as soon as any has news.
         streams: dict[Any, Any] = {self._stream(p): ">" for p in range(self.partitions)}
         per_stream = max(1, count // self.partitions)  # COUNT applies to each stream
-        reply = await self.client.xreadgroup(
+        reply: Any = await self.client.xreadgroup(
             group, consumer, streams, count=per_stream, block=block_ms
         )
         for stream, entries in reply or []:
@@ -305,10 +297,17 @@ class RedisEventLog:
         return int(name.rsplit(":", 1)[1].rstrip("}"))
 
     async def pending(self, group: str, consumer: str, count: int) -> list[Delivery]:
+        return await self._each_partition(group, consumer, "0", count)
+
+    async def _each_partition(
+        self, group: str, consumer: str, start: str, count: int
+    ) -> list[Delivery]:
+        """XREADGROUP from `start` (">": new entries, "0": this consumer's pending ones) on
+        each partition in turn, until `count` are found."""
         found: list[Delivery] = []
         for p in range(self.partitions):
             reply: Any = await self.client.xreadgroup(
-                group, consumer, {self._stream(p): "0"}, count=count - len(found)
+                group, consumer, {self._stream(p): start}, count=count - len(found)
             )
             for _stream, entries in reply or []:
                 found += self._deliveries(p, entries)

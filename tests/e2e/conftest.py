@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 
 import httpx
@@ -56,6 +56,15 @@ def service_of(client: Client) -> PlaylistService:
     service = client.app.node.service
     assert service is not None
     return service
+
+
+async def wait_until(check: Callable[[], Awaitable[bool]], seconds: float = 10.0) -> None:
+    """Poll `check` until it is true; fail the test if it is not within `seconds`."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + seconds
+    while not await check():
+        assert loop.time() < deadline, f"not true within {seconds} s"
+        await asyncio.sleep(0.02)
 
 
 async def settle() -> None:

@@ -16,7 +16,7 @@ from edge.service import PromptSpec
 from loadtest.redis_server import RedisServer
 from models.intent import Slots
 
-from .conftest import Client, ClientFactory, service_of
+from .conftest import Client, ClientFactory, service_of, wait_until
 
 _ids = itertools.count()
 
@@ -38,14 +38,6 @@ def event(**overrides: Any) -> dict[str, Any]:
 
 async def _post(client: Client, events: list[dict[str, Any]]) -> Any:
     return await client.post("/v1/events", json={"events": events})
-
-
-async def _until(check: Any, seconds: float = 10.0) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + seconds
-    while not await check():
-        assert loop.time() < deadline, f"not true within {seconds} s"
-        await asyncio.sleep(0.05)
 
 
 async def test_a_batch_is_stored_once_however_often_it_is_sent(
@@ -128,7 +120,7 @@ async def test_early_skips_leave_the_listeners_next_playlists_and_nobody_elses(
             ids = [t["id"] for t in mine.json()["tracks"]]
             return len(ids) == 10 and not set(skipped) & set(ids)
 
-        await _until(personalised_on_the_other_edge)
+        await wait_until(personalised_on_the_other_edge)
         other = await two.post("/v1/playlists", json={**body, "user": "listener-10"})
         assert [t["id"] for t in other.json()["tracks"]] == [t["id"] for t in shared["tracks"]]
         again = await two.get("/v1/playlists?q=mellow+jazz+for+reading&n=10")
@@ -165,7 +157,7 @@ async def test_labels_count_each_event_once_and_keep_rejected_prompts_out_of_pre
         async def counted() -> bool:
             return (await store.get(bad_key)).reject == 6
 
-        await _until(counted)
+        await wait_until(counted)
         assert (await store.get("pk-good")).accept == 1
         await _post(client, labels)  # a re-sent batch is not counted again
         await asyncio.sleep(0.5)

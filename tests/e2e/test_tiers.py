@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 from urllib.parse import urlencode
 
@@ -17,7 +16,7 @@ from loadtest.redis_server import RedisServer
 from models.errors import EncoderError
 from tests.clock import FakeClock
 
-from .conftest import Client, ClientFactory, break_encoder, service_of
+from .conftest import Client, ClientFactory, break_encoder, service_of, wait_until
 
 
 @pytest.fixture
@@ -142,14 +141,6 @@ async def _purge(client: Client, body: dict[str, object]) -> dict[str, object]:
     return response.json()  # type: ignore[no-any-return]
 
 
-async def _wait_until(check: Callable[[], Awaitable[bool]], seconds: float) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + seconds
-    while not await check():
-        assert loop.time() < deadline, f"not true within {seconds} s"
-        await asyncio.sleep(0.02)
-
-
 async def test_purge_by_track_reaches_every_edge_within_a_second(
     edge: ClientFactory, redis: RedisServer, tmp_path: Path
 ) -> None:
@@ -175,7 +166,7 @@ async def test_purge_by_track_reaches_every_edge_within_a_second(
         async def gone_from_two() -> bool:
             return service_of(two).l1.peek(key) is None
 
-        await _wait_until(gone_from_two, 1.0)
+        await wait_until(gone_from_two, 1.0)
         again = await two.get(url)
         assert again.headers["x-cache"] == "MISS"
         assert (await two.get(other)).headers["x-cache"] == "HIT-L1"  # untouched
@@ -210,9 +201,9 @@ async def test_lost_subscription_flushes_l1_and_resubscribes(
         await one.get(_url("mellow jazz for reading"))
         assert len(service.l1) > 0
         redis.stop()
-        await _wait_until(lambda: _false_when(service.bus.subscribed), 5.0)
+        await wait_until(lambda: _false_when(service.bus.subscribed), 5.0)
         redis.start()
-        await _wait_until(lambda: _true_when(service.bus.resets == 1), 10.0)
+        await wait_until(lambda: _true_when(service.bus.resets == 1), 10.0)
         assert len(service.l1) == 0
         assert service.bus.subscribed
 
@@ -268,7 +259,7 @@ async def test_new_edge_answers_the_regions_top_prompts_from_l1_at_once(
                 service_of(one)._keys[_url(p).split("?")[1].encode()] for p in popular
             ]
 
-        await _wait_until(shared, 5.0)
+        await wait_until(shared, 5.0)
     async with edge(**settings) as two:  # promoted from L2
         for prompt in popular:
             assert (await two.get(_url(prompt))).headers["x-cache"] == "HIT-L1", prompt
@@ -299,7 +290,7 @@ async def test_a_cold_key_is_computed_once_per_region(
         async def leased() -> bool:
             return bool(await client.keys("edge:lease:*"))
 
-        await _wait_until(leased, 5.0)
+        await wait_until(leased, 5.0)
         second = asyncio.create_task(two.get(url))
         await asyncio.sleep(0.1)
         gate.set()
@@ -351,7 +342,7 @@ async def test_a_revalidation_tells_other_edges_to_drop_their_copy(
         async def dropped_by_two() -> bool:
             return service_of(two).l1.peek(key) is None
 
-        await _wait_until(dropped_by_two, 2.0)
+        await wait_until(dropped_by_two, 2.0)
         again = await two.get(url)
         assert again.headers["x-cache"] == "HIT-L2"
         assert again.headers["age"] == "0"  # the revalidated entry, not the stale copy
