@@ -52,6 +52,7 @@ class Consumer:
         self.idle_ms = idle_ms
         self.claim_idle_ms = claim_idle_ms
         self.handled = 0
+        self.unreadable = 0
         self._after = after
         """Run at the end of every pass, busy or idle (the archiver trims the log there)."""
         self._started = False
@@ -77,9 +78,17 @@ class Consumer:
                 self.group, self.name, self.batch, block_ms=self.idle_ms
             )
         if deliveries:
-            await self.handle(deliveries)
+            readable = [Delivery(e.partition, e.id, e.event) for e in deliveries if e.event]
+            if len(readable) < len(deliveries):
+                self.unreadable += len(deliveries) - len(readable)
+                log.warning(
+                    "unreadable event log entries skipped",
+                    extra={"group": self.group, "entries": len(deliveries) - len(readable)},
+                )
+            if readable:
+                await self.handle(readable)
             await self.events.ack(self.group, deliveries)
-            self.handled += len(deliveries)
+            self.handled += len(readable)
         if self._after is not None:
             await self._after()
         return len(deliveries)

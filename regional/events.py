@@ -149,12 +149,29 @@ def load_or_make_key(path: Path) -> bytes:
     return key
 
 
+class Entry(msgspec.Struct, frozen=True):
+    """An entry of the log as read: ack it by (partition, id) once handled."""
+
+    partition: int
+    id: str
+    event: Event | None
+    """None when the stored bytes are not a readable event (acked and skipped, never
+    retried: it would fail the same way every time)."""
+
+
 class Delivery(msgspec.Struct, frozen=True):
-    """An entry handed to a consumer: ack it by (partition, id) once handled."""
+    """A readable entry, as consumers' handlers get it."""
 
     partition: int
     id: str
     event: Event
+
+
+def _read_event(raw: bytes | str) -> Event | None:
+    try:
+        return _decode(raw)
+    except msgspec.DecodeError:
+        return None
 
 
 def id_order(entry_id: str) -> tuple[int, int]:
@@ -174,23 +191,19 @@ class EventLog(Protocol):
 
     async def ensure_group(self, group: str) -> None: ...
 
-    async def read(
-        self, group: str, consumer: str, count: int, block_ms: int = 0
-    ) -> list[Delivery]:
+    async def read(self, group: str, consumer: str, count: int, block_ms: int = 0) -> list[Entry]:
         """Entries no consumer of `group` has been given yet (at most `count`)."""
         ...
 
-    async def pending(self, group: str, consumer: str, count: int) -> list[Delivery]:
+    async def pending(self, group: str, consumer: str, count: int) -> list[Entry]:
         """Entries given to `consumer` and not acked (what it held when it crashed)."""
         ...
 
-    async def claim(
-        self, group: str, consumer: str, min_idle_ms: int, count: int
-    ) -> list[Delivery]:
+    async def claim(self, group: str, consumer: str, min_idle_ms: int, count: int) -> list[Entry]:
         """Entries other consumers of `group` got and left unacked for `min_idle_ms`."""
         ...
 
-    async def ack(self, group: str, deliveries: Sequence[Delivery]) -> None: ...
+    async def ack(self, group: str, deliveries: Sequence[Entry | Delivery]) -> None: ...
 
     async def trim(self, partition: int, archived: str, before_ms: int) -> int:
         """Drop entries of `partition` up to `archived` (inclusive) that were added before
@@ -263,20 +276,16 @@ class RedisEventLog:
                 if "BUSYGROUP" not in str(exc):
                     raise
 
-    def _deliveries(
-        self, partition: int, entries: Sequence[tuple[object, object]]
-    ) -> list[Delivery]:
+    def _deliveries(self, partition: int, entries: Sequence[tuple[object, object]]) -> list[Entry]:
         found = []
         for entry_id, fields in entries:
             raw = fields.get(b"e") if isinstance(fields, dict) else None
             if raw is None:
                 continue  # trimmed away while pending
-            found.append(Delivery(partition, _text(entry_id), _decode(raw)))
+            found.append(Entry(partition, _text(entry_id), _read_event(raw)))
         return found
 
-    async def read(
-        self, group: str, consumer: str, count: int, block_ms: int = 0
-    ) -> list[Delivery]:
+    async def read(self, group: str, consumer: str, count: int, block_ms: int = 0) -> list[Entry]:
         found = await self._each_partition(group, consumer, ">", count)
         if found or not block_ms:
             return found
@@ -296,15 +305,15 @@ class RedisEventLog:
     def _partition_of_stream(self, name: str) -> int:
         return int(name.rsplit(":", 1)[1].rstrip("}"))
 
-    async def pending(self, group: str, consumer: str, count: int) -> list[Delivery]:
+    async def pending(self, group: str, consumer: str, count: int) -> list[Entry]:
         return await self._each_partition(group, consumer, "0", count)
 
     async def _each_partition(
         self, group: str, consumer: str, start: str, count: int
-    ) -> list[Delivery]:
+    ) -> list[Entry]:
         """XREADGROUP from `start` (">": new entries, "0": this consumer's pending ones) on
         each partition in turn, until `count` are found."""
-        found: list[Delivery] = []
+        found: list[Entry] = []
         for p in range(self.partitions):
             reply: Any = await self.client.xreadgroup(
                 group, consumer, {self._stream(p): start}, count=count - len(found)
@@ -315,10 +324,8 @@ class RedisEventLog:
                 break
         return found
 
-    async def claim(
-        self, group: str, consumer: str, min_idle_ms: int, count: int
-    ) -> list[Delivery]:
-        found: list[Delivery] = []
+    async def claim(self, group: str, consumer: str, min_idle_ms: int, count: int) -> list[Entry]:
+        found: list[Entry] = []
         for p in range(self.partitions):
             reply: Any = await self.client.xautoclaim(
                 self._stream(p), group, consumer, min_idle_ms, "0-0", count=count - len(found)
@@ -328,7 +335,7 @@ class RedisEventLog:
                 break
         return found
 
-    async def ack(self, group: str, deliveries: Sequence[Delivery]) -> None:
+    async def ack(self, group: str, deliveries: Sequence[Entry | Delivery]) -> None:
         by_partition: dict[int, list[str]] = {}
         for d in deliveries:
             by_partition.setdefault(d.partition, []).append(d.id)
@@ -433,12 +440,10 @@ class LocalEventLog:
             lambda db: db.execute("INSERT OR IGNORE INTO groups VALUES (?, 0)", (group,))
         )
 
-    def _rows(self, rows: list[tuple[int, bytes]]) -> list[Delivery]:
-        return [Delivery(0, f"{seq}-0", _decode(body)) for seq, body in rows]
+    def _rows(self, rows: list[tuple[int, bytes]]) -> list[Entry]:
+        return [Entry(0, f"{seq}-0", _read_event(body)) for seq, body in rows]
 
-    async def read(
-        self, group: str, consumer: str, count: int, block_ms: int = 0
-    ) -> list[Delivery]:
+    async def read(self, group: str, consumer: str, count: int, block_ms: int = 0) -> list[Entry]:
         now = self._clock()
 
         def take(db: sqlite3.Connection) -> list[tuple[int, bytes]]:
@@ -459,7 +464,7 @@ class LocalEventLog:
             await asyncio.sleep(block_ms / 1000)
         return self._rows(rows)
 
-    async def pending(self, group: str, consumer: str, count: int) -> list[Delivery]:
+    async def pending(self, group: str, consumer: str, count: int) -> list[Entry]:
         def held(db: sqlite3.Connection) -> list[tuple[int, bytes]]:
             return db.execute(
                 "SELECT e.seq, e.body FROM pending p JOIN events e ON e.seq = p.seq "
@@ -469,9 +474,7 @@ class LocalEventLog:
 
         return self._rows(await self._run(held))
 
-    async def claim(
-        self, group: str, consumer: str, min_idle_ms: int, count: int
-    ) -> list[Delivery]:
+    async def claim(self, group: str, consumer: str, min_idle_ms: int, count: int) -> list[Entry]:
         now = self._clock()
 
         def steal(db: sqlite3.Connection) -> list[tuple[int, bytes]]:
@@ -488,7 +491,7 @@ class LocalEventLog:
 
         return self._rows(await self._run(steal))
 
-    async def ack(self, group: str, deliveries: Sequence[Delivery]) -> None:
+    async def ack(self, group: str, deliveries: Sequence[Entry | Delivery]) -> None:
         seqs = [(group, id_order(d.id)[0]) for d in deliveries]
         await self._run(
             lambda db: db.executemany("DELETE FROM pending WHERE grp = ? AND seq = ?", seqs)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -10,7 +10,9 @@ import pytest
 from redis.asyncio import Redis
 
 from loadtest.redis_server import RedisServer
+from regional.consumers import Consumer
 from regional.events import (
+    Delivery,
     Event,
     EventIn,
     EventLog,
@@ -126,3 +128,29 @@ async def test_a_regions_events_stay_in_its_own_streams(contract_redis: RedisSer
     async for key in client.scan_iter(match="events:*"):
         assert key.startswith((b"events:{r1:", b"events:{r2:"))
     await client.aclose()
+
+
+async def _store_garbage(log: EventLog) -> None:
+    """Bytes in the log that are not an event (a bad writer, a schema from the future)."""
+    if isinstance(log, RedisEventLog):
+        await log.client.xadd("events:{r1:0}", {"e": b"\xff not json"})
+    else:
+        assert isinstance(log, LocalEventLog)
+        log._db.execute("INSERT INTO events (ms, body) VALUES (0, x'ff00')")
+
+
+async def test_an_unreadable_entry_is_acked_and_skipped_not_retried(log: EventLog) -> None:
+    await log.append([_event(1)])
+    await _store_garbage(log)
+    await log.append([_event(2)])
+    handled: list[str] = []
+
+    async def handle(deliveries: Sequence[Delivery]) -> None:
+        handled.extend(d.event.event_id for d in deliveries)
+
+    consumer = Consumer(log, "session", "edge-a", handle)
+    while await consumer.run_once():
+        pass
+    assert sorted(handled) == ["event-0001", "event-0002"]
+    assert consumer.unreadable == 1
+    assert await log.pending("session", "edge-a", 10) == []
