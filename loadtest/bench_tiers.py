@@ -108,6 +108,8 @@ async def bench_workload(
                 verify_artifacts=False,
                 l2_url=server.url,
                 global_url=str(Path(tmp) / "global"),
+                data_dir=str(Path(tmp) / "data"),
+                events_url="none",
                 prewarm_top=0,
                 log_level="warning",
             )

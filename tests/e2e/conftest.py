@@ -6,6 +6,7 @@ import asyncio
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from pathlib import Path
 
 import httpx
 import numpy as np
@@ -34,12 +35,18 @@ def clock() -> FakeClock:
 
 
 @pytest.fixture
-def edge(loaded: Artifacts, clock: FakeClock) -> ClientFactory:
-    """`async with edge(**settings) as client`: a ready app over the shared artifacts."""
+def edge(loaded: Artifacts, clock: FakeClock, tmp_path: Path) -> ClientFactory:
+    """`async with edge(**settings) as client`: a ready app over the shared artifacts, its
+    local state (event log, user-hash key, archive) in the test's own directory."""
 
     @asynccontextmanager
     async def make(*, lean_hits: bool = True, **overrides: object) -> AsyncIterator[Client]:
-        defaults = {"warmup": False, "verify_artifacts": False, "global_url": "none"}
+        defaults = {
+            "warmup": False,
+            "verify_artifacts": False,
+            "global_url": "none",
+            "data_dir": str(tmp_path / "edge-data"),
+        }
         settings = EdgeSettings(**{**defaults, **overrides})
         app = create_app(settings, artifacts=loaded, clock=clock, lean_hits=lean_hits)
         transport = httpx.ASGITransport(app=app)
