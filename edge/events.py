@@ -103,9 +103,9 @@ class EventsPipeline:
         cls, settings: EdgeSettings, metrics: Metrics, node_id: str, clock: Callable[[], float]
     ) -> EventsPipeline | None:
         s = settings
-        url = s.events_url or s.l2_url
         if s.events_url == "none":
             return None
+        url = s.events_url or s.l2_url
         data = Path(s.data_dir)
         key = s.user_hash_key.encode() or load_or_make_key(data / "user-hash.key")
         pseudonymizer = Pseudonymizer(key, s.region, clock)
