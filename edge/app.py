@@ -125,6 +125,7 @@ def create_app(
         controllers.metrics,
         controllers.admin_purge,
         controllers.admin_faults,
+        controllers.admin_labels,
         controllers.events_route(settings.events_max_bytes),
     ]
     if settings.bench_routes:

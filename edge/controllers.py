@@ -11,7 +11,7 @@ from litestar import Controller, Request, Response, get, post
 from litestar.datastructures import State
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.openapi.spec import Example
-from litestar.params import JSONBody, Parameter
+from litestar.params import FromPath, JSONBody, Parameter
 
 from edge.answers import JSON
 from edge.errors import (
@@ -34,6 +34,7 @@ from edge.schemas import (
     PurgeBody,
 )
 from edge.service import Answer
+from regional.consumers import LABEL_RULES_VERSION
 
 log = logging.getLogger("edge.admin")
 
@@ -136,6 +137,11 @@ class PlaylistController(Controller):
 
 async def _require_admin(request: Request[Any, Any, Any]) -> None:
     """Credentials first (401 without, 403 wrong), then the body checks of every JSON route."""
+    await _require_admin_key(request)
+    await _require_json(request)
+
+
+async def _require_admin_key(request: Request[Any, Any, Any]) -> None:
     node: EdgeNode = request.app.state.node
     scheme, _, token = request.headers.get("authorization", "").partition(" ")
     if scheme.lower() != "bearer" or not token:
@@ -145,7 +151,6 @@ async def _require_admin(request: Request[Any, Any, Any]) -> None:
         raise Forbidden("the admin API is disabled on this node (EDGE_ADMIN_KEY is not set)")
     if not hmac.compare_digest(token.encode(), expected.encode()):
         raise Forbidden("wrong admin key")
-    await _require_json(request)
 
 
 @post("/admin/purge", include_in_schema=False, status_code=200, before_request=_require_admin)
@@ -184,6 +189,26 @@ async def admin_faults(state: State, data: JSONBody[FaultBody]) -> Response[byte
         msgspec.json.encode({"encoder": data.encoder}),
         media_type=JSON,
         headers={"cache-control": "no-store"},
+    )
+
+
+@get("/admin/labels/{prompt_key:str}", include_in_schema=False, before_request=_require_admin_key)
+async def admin_labels(state: State, prompt_key: FromPath[str]) -> Response[bytes]:
+    """The region's prompt-quality labels for one prompt key (rules version included)."""
+    node: EdgeNode = state.node
+    node.require()
+    if node.events is None:
+        raise Forbidden("events are off on this node (EDGE_EVENTS_URL=none)")
+    counts = await node.events.labels.get(check_text(prompt_key, "prompt key"))
+    doc = {
+        "prompt_key": prompt_key,
+        "rules": LABEL_RULES_VERSION,
+        "accept": counts.accept,
+        "reject": counts.reject,
+        "mostly_rejected": counts.mostly_rejected(),
+    }
+    return Response(
+        msgspec.json.encode(doc), media_type=JSON, headers={"cache-control": "no-store"}
     )
 
 

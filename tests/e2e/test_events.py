@@ -141,7 +141,7 @@ async def test_early_skips_leave_the_listeners_next_playlists_and_nobody_elses(
 async def test_labels_count_each_event_once_and_keep_rejected_prompts_out_of_prewarm(
     edge: ClientFactory, tmp_path: Path
 ) -> None:
-    async with edge(data_dir=str(tmp_path), archive_dir="none") as client:
+    async with edge(data_dir=str(tmp_path), archive_dir="none", admin_key="s3cret") as client:
         node = client.app.node
         service = service_of(client)
         spec = PromptSpec("sad songs for a party", Slots(), 10)
@@ -165,6 +165,17 @@ async def test_labels_count_each_event_once_and_keep_rejected_prompts_out_of_pre
         assert not (await store.get("pk-good")).mostly_rejected()
         metrics = (await client.get("/metrics")).text
         assert "edge_event_labels_total 7.0" in metrics
+        shown = await client.get(
+            f"/admin/labels/{bad_key}", headers={"authorization": "Bearer s3cret"}
+        )
+        assert shown.json() == {
+            "prompt_key": bad_key,
+            "rules": 1,
+            "accept": 0,
+            "reject": 6,
+            "mostly_rejected": True,
+        }
+        assert (await client.get(f"/admin/labels/{bad_key}")).status_code == 401
         other = PromptSpec("happy songs for a party", Slots(), 10)
         wanted = [("k1", msgspec.json.encode(spec)), ("k2", msgspec.json.encode(other))]
         done = await service.prewarm(wanted, seconds=10)
