@@ -5,9 +5,11 @@
 A drill starts its own topology (a durable global Redis, one region of two edges, or two for
 region-failover; every Redis behind a fault proxy), drives a steady, bounded load from the
 corpus over the edges, injects the fault at 1/3 of the run and removes it at 2/3, then stops
-everything it started. It writes `samples.csv` (one row per request), `report.md` and
-`timeline.png` (p50/p99, rps, failures and tier mix per second, the fault shaded) and exits 1
-when a target is missed.
+everything it started. Meanwhile it polls every edge's /readyz four times a second, to report
+how long the fault took to show there (time to detect) and how long after its end every edge
+was healthy again (time to recover). It writes `samples.csv` (one row per request),
+`report.md` and `timeline.png` (p50/p99, rps, failures and tier mix per second, the fault
+shaded) and exits 1 when a target is missed.
 
 Clients behave like a load balancer's: a request that finds its edge refusing connections or
 not ready (503 from a node that is still loading) is sent once more, to the next edge.
@@ -139,6 +141,42 @@ async def _load(
     async with httpx.AsyncClient(timeout=10) as http:
         await asyncio.gather(*(client(http, routes[i % len(routes)]) for i in range(concurrency)))
     return samples
+
+
+async def _watch(urls: list[str], start: float, seconds: float) -> list[tuple[float, bool]]:
+    """Every 0.25 s: is every edge ready with every tier and its compute "ok" on /readyz?"""
+    seen: list[tuple[float, bool]] = []
+    async with httpx.AsyncClient(timeout=1.0) as http:
+        while (now := time.monotonic()) - start < seconds:
+
+            async def healthy(url: str) -> bool:
+                try:
+                    response = await http.get(url + "/readyz")
+                except httpx.HTTPError:
+                    return False
+                doc = response.json()
+                tiers = doc.get("tiers", {}).values()
+                compute = doc.get("compute", {}).get("state", "ok")
+                return response.status_code == 200 and compute == "ok" and set(tiers) <= {"ok"}
+
+            states = await asyncio.gather(*(healthy(url) for url in urls))
+            seen.append((now - start, all(states)))
+            await asyncio.sleep(max(0.0, 0.25 - (time.monotonic() - now)))
+    return seen
+
+
+def detection(watch: list[tuple[float, bool]], fault: tuple[float, float]) -> dict[str, Any]:
+    """Seconds from the fault's start until /readyz showed it on some edge, and from its end
+    (or from detection, if later) until every edge was healthy again; None: never."""
+    detected = next((t for t, ok in watch if t >= fault[0] and not ok), None)
+    if detected is None:
+        return {"readyz_detected_after_s": None, "readyz_recovered_after_s": None}
+    since = max(fault[1], detected)
+    recovered = next((t for t, ok in watch if t >= since and ok), None)
+    return {
+        "readyz_detected_after_s": round(detected - fault[0], 2),
+        "readyz_recovered_after_s": None if recovered is None else round(recovered - fault[1], 2),
+    }
 
 
 def _topology(state: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -358,6 +396,10 @@ class EncoderFault(Drill):
         hits = [s for s in during if s.tier.startswith("HIT-")]
         back = [s.t - end for s in samples if s.t >= end and s.tier == "MISS" and not s.degraded]
         self.figures.update(
+            first_fallback_after_s=min(
+                (round(s.t - start, 2) for s in samples if s.t >= start and s.tier == "FALLBACK"),
+                default=None,
+            ),
             fallbacks_during_fault=len(fallbacks),
             hits_during_fault=len(hits),
             miss_again_after_s=round(min(back), 2) if back else None,
@@ -691,11 +733,14 @@ def run(name: str, duration: float, out: Path, artifacts: Path, concurrency: int
         drill = drill_class(state)
         fault = (duration / 3, 2 * duration / 3)
 
-        async def scenario() -> list[Sample]:
+        urls = [edge["url"] for region in state["regions"].values() for edge in region["edges"]]
+
+        async def scenario() -> tuple[list[Sample], list[tuple[float, bool]]]:
             start = time.monotonic()
             steady = asyncio.create_task(
                 _load(drill.routes(), entries, duration, concurrency, seed=1, start=start)
             )
+            watch = asyncio.create_task(_watch(urls, start, duration))
             extra = asyncio.create_task(drill.during(start, fault))
             await asyncio.sleep(fault[0])
             print(f"  {fault[0]:.0f} s: injecting {name}", flush=True)
@@ -703,9 +748,9 @@ def run(name: str, duration: float, out: Path, artifacts: Path, concurrency: int
             await asyncio.sleep(max(0.0, start + fault[1] - time.monotonic()))
             print(f"  {fault[1]:.0f} s: removing {name}", flush=True)
             await asyncio.to_thread(drill.remove)
-            return await steady + await extra
+            return await steady + await extra, await watch
 
-        samples = asyncio.run(scenario())
+        samples, watched = asyncio.run(scenario())
         drill.settle()
         state_file.write_text(json.dumps(state, indent=2))  # restarted processes' PIDs
         processes = list(named(state))
@@ -719,6 +764,8 @@ def run(name: str, duration: float, out: Path, artifacts: Path, concurrency: int
             for s in sorted(samples, key=lambda s: s.t)
         )
     result = analyse(samples, fault, drill)
+    result.update(detection(watched, fault))
+    result["passed"] = result.pop("passed")
     timeline(samples, fault, out / "timeline.png")
     lines = [
         f"# Drill {name}",
