@@ -31,7 +31,9 @@ from models.errors import IntentError
 
 log = logging.getLogger("edge.access")
 
-ROUTES = frozenset({"/v1/playlists", "/healthz", "/readyz", "/metrics", "/_bench/bare"})
+ROUTES = frozenset(
+    {"/v1/playlists", "/v1/events", "/healthz", "/readyz", "/metrics", "/_bench/bare"}
+)
 _JSON_HEADER = (b"content-type", b"application/json")
 
 

@@ -55,6 +55,9 @@ async def test_a_batch_is_stored_once_however_often_it_is_sent(
         assert (again["accepted"], again["duplicates"]) == (1, 3)
         assert again["ids"][:3] == [None, None, None]
         assert await client.app.node.events.log.length() == 4  # type: ignore[union-attr]
+        metrics = (await client.get("/metrics")).text
+        assert 'edge_requests_total{route="/v1/events",status="200"} 2.0' in metrics
+        assert 'edge_events_total{outcome="duplicate"} 3.0' in metrics
 
 
 async def test_one_bad_event_rejects_the_batch_and_each_bad_one_is_listed(
