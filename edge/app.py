@@ -19,6 +19,7 @@ from litestar import Litestar
 from litestar.exceptions import HTTPException
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import SwaggerRenderPlugin
+from litestar.openapi.spec import Components, SecurityScheme
 from litestar.types import Message, Scope
 
 from edge import controllers, logs
@@ -51,7 +52,8 @@ class EdgeApp(Litestar):
         route = path if path in ROUTES else ("/schema" if path.startswith("/schema") else "other")
         if path == "/v1/playlists" and scope["method"] == "GET" and self.node.lean_hits:
             service = self.node.service
-            if service is not None:
+            # A caller without a good key goes the routed way, which answers 401 or 403.
+            if service is not None and self.node.auth.allows(_header(scope, b"x-api-key"), "read"):
                 answer = service.fresh_hit(scope["query_string"], _if_none_match(scope))
                 if answer is not None:
                     headers = [(k.encode(), v.encode()) for k, v in answer.headers.items()]
@@ -92,11 +94,15 @@ class EdgeApp(Litestar):
             )
 
 
-def _if_none_match(scope: Scope) -> str | None:
+def _header(scope: Scope, wanted: bytes) -> str | None:
     for name, value in scope["headers"]:
-        if name == b"if-none-match":
+        if name == wanted:
             return str(value.decode("latin-1"))
     return None
+
+
+def _if_none_match(scope: Scope) -> str | None:
+    return _header(scope, b"if-none-match")
 
 
 def create_app(
@@ -141,8 +147,20 @@ def create_app(
             version="1",
             path="/schema",
             render_plugins=[SwaggerRenderPlugin()],
+            components=Components(
+                security_schemes={
+                    "ApiKey": SecurityScheme(
+                        type="apiKey",
+                        name="X-API-Key",
+                        security_scheme_in="header",
+                        description="Needed when the node has EDGE_API_KEYS_FILE set",
+                    )
+                }
+            ),
+            security=[{"ApiKey": []}],
         ),
         request_max_body_size=settings.max_body_bytes,
+        guards=[controllers.api_key_guard],
         state=None,
         after_exception=[_log_unexpected],
     )

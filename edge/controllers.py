@@ -8,12 +8,15 @@ from typing import Annotated, Any
 
 import msgspec
 from litestar import Controller, Request, Response, get, post
+from litestar.connection import ASGIConnection
 from litestar.datastructures import State
+from litestar.handlers import BaseRouteHandler
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.openapi.spec import Example
 from litestar.params import FromPath, JSONBody, Parameter
 
 from edge.answers import JSON
+from edge.auth import HEADER
 from edge.errors import (
     BadRequest,
     Forbidden,
@@ -71,6 +74,7 @@ async def _require_json(request: Request[Any, Any, Any]) -> None:
 
 class PlaylistController(Controller):
     path = "/v1/playlists"
+    opt = {"scope": "read"}  # noqa: RUF012 (Litestar reads it as a class attribute)
 
     @get(responses=_ANSWERS, summary="Playlist for a prompt and/or slots (CDN-cacheable)")
     async def get_playlist(
@@ -133,6 +137,24 @@ class PlaylistController(Controller):
             playlist_request, intent, key, request.headers.get("if-none-match")
         )
         return _response(answer)
+
+
+def api_key_guard(
+    connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler
+) -> None:
+    """The route's scope (`opt["scope"]`) against the caller's X-API-Key. Health and metrics
+    (scope "ops") need an admin key only when EDGE_PROTECT_OPS is on."""
+    scope = handler.opt.get("scope")
+    if scope is None:
+        return
+    node: EdgeNode = connection.app.state.node
+    if scope == "ops":
+        if not node.settings.protect_ops:
+            return
+        scope = "admin"
+    key = node.auth.require(connection.headers.get(HEADER), scope)
+    if key is not None:
+        connection.scope["state"]["api_key"] = key  # the client's identity, for rate limits
 
 
 async def _require_admin(request: Request[Any, Any, Any]) -> None:
@@ -247,17 +269,20 @@ def events_route(max_bytes: int) -> Any:
         before_request=_require_json,
         request_max_body_size=max_bytes,
         summary="Ingest a batch of listener events",
+        opt={"scope": "events"},
         responses={200: ResponseSpec(EventsAccepted, description="Stored"), **_PROBLEMS},
     )(ingest_events)
 
 
-@get("/healthz", summary="The process is alive", cache_control=None)
+@get("/healthz", summary="The process is alive", cache_control=None, opt={"scope": "ops"})
 async def healthz() -> Response[bytes]:
     return Response(b'{"status":"alive"}', media_type=JSON, headers={"cache-control": "no-store"})
 
 
 @get(
-    "/readyz", summary="Artifacts loaded and verified, warm-up done; state of each tier (503 until)"
+    "/readyz",
+    summary="Artifacts loaded and verified, warm-up done; state of each tier (503 until)",
+    opt={"scope": "ops"},
 )
 async def readyz(state: State) -> Response[bytes]:
     node: EdgeNode = state.node
@@ -270,7 +295,7 @@ async def readyz(state: State) -> Response[bytes]:
     )
 
 
-@get("/metrics", summary="Prometheus metrics of this process")
+@get("/metrics", summary="Prometheus metrics of this process", opt={"scope": "ops"})
 async def metrics(state: State) -> Response[bytes]:
     node: EdgeNode = state.node
     return Response(

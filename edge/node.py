@@ -25,6 +25,7 @@ from cache.semantic import SemanticIndex
 from cache.tasks import cancel_and_wait
 from cache.tiered import TieredCache
 from cache.writebehind import WriteBehind
+from edge.auth import Authenticator, load_keys
 from edge.compute import ComputePool, run_lowered
 from edge.errors import NotReady
 from edge.events import EventsPipeline
@@ -58,6 +59,8 @@ class EdgeNode:
     ) -> None:
         self.settings = settings
         self.metrics = Metrics()
+        keys = settings.api_keys_file
+        self.auth = Authenticator(load_keys(Path(keys)) if keys else None)
         self.service: PlaylistService | None = None
         self.state = "loading"
         self.error = ""
@@ -80,6 +83,8 @@ class EdgeNode:
         return self.service
 
     def start(self) -> None:
+        if self.auth.open:
+            log.warning("no API keys configured (EDGE_API_KEYS_FILE): every client is served")
         self._task = asyncio.create_task(self._load())
 
     async def wait_ready(self) -> None:

@@ -152,6 +152,11 @@ class EdgeSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_o
     """Seconds archived events stay in the log before they are trimmed."""
     admin_key: str = ""
     """Bearer token the /admin endpoints require; empty: admin endpoints refuse every call."""
+    api_keys_file: str = ""
+    """File of `name:scope[,scope]:sha256-hex-of-key[:tier]` lines; clients send the key in
+    X-API-Key. Empty: no key needed (the node says so at startup)."""
+    protect_ops: bool = False
+    """With API keys: /healthz, /readyz and /metrics need a key with the admin scope too."""
     fault_injection: bool = False
     """Accept POST /admin/faults, which makes the encoder fail or hang (failover drills)."""
     bench_routes: bool = False
