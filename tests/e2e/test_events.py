@@ -63,7 +63,8 @@ async def test_a_batch_is_stored_once_however_often_it_is_sent(
 async def test_one_bad_event_rejects_the_batch_and_each_bad_one_is_listed(
     edge: ClientFactory, tmp_path: Path
 ) -> None:
-    async with edge(data_dir=str(tmp_path), archive_dir="none", events_max_batch=5) as client:
+    settings = {"archive_dir": "none", "events_max_batch": 5, "events_max_bytes": 4096}
+    async with edge(data_dir=str(tmp_path), **settings) as client:
         batch = [
             event(),
             event(type="explode"),
@@ -87,6 +88,12 @@ async def test_one_bad_event_rejects_the_batch_and_each_bad_one_is_listed(
         ):
             response = await client.post("/v1/events", json=body)
             assert response.status_code == status, body
+        too_big = await client.post(
+            "/v1/events",
+            content=b'{"events": ["' + b"x" * 5000 + b'"]}',
+            headers={"content-type": "application/json"},
+        )
+        assert too_big.status_code == 413
         text = await client.post("/v1/events", content=b"x", headers={"content-type": "text/plain"})
         assert text.status_code == 415
         not_json = await client.post(
