@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
+import msgspec
 from litestar import Litestar
 from litestar.exceptions import HTTPException
 from litestar.openapi import OpenAPIConfig
@@ -26,6 +27,8 @@ from edge import controllers, logs
 from edge.errors import EdgeError
 from edge.node import EdgeNode
 from edge.problems import HANDLERS
+from edge.ratelimit import RateLimiter
+from edge.schemas import Problem
 from edge.settings import EdgeSettings
 from models.artifacts import Artifacts
 from models.errors import IntentError
@@ -50,6 +53,15 @@ class EdgeApp(Litestar):
         start = time.perf_counter()
         path = scope["path"]
         route = path if path in ROUTES else ("/schema" if path.startswith("/schema") else "other")
+        limiter = self.node.limiter
+        if limiter is not None and path.startswith("/v1/"):
+            refused = await self._limit(limiter, scope)
+            if refused is not None:
+                status, headers, body = refused
+                await send({"type": "http.response.start", "status": status, "headers": headers})
+                await send({"type": "http.response.body", "body": body})
+                self._observe(route, status, start, scope)
+                return
         if path == "/v1/playlists" and scope["method"] == "GET" and self.node.lean_hits:
             service = self.node.service
             # A caller without a good key goes the routed way, which answers 401 or 403.
@@ -77,6 +89,38 @@ class EdgeApp(Litestar):
             await super().__call__(scope, receive, send_status)
         finally:
             self._observe(route, status, start, scope)
+
+    async def _limit(
+        self, limiter: RateLimiter, scope: Any
+    ) -> tuple[int, list[tuple[bytes, bytes]], bytes] | None:
+        """A 429 response for a client over its limit; None to go on."""
+        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
+        key = self.node.auth.lookup(headers.get("x-api-key"))
+        peer = scope["client"][0] if scope.get("client") else None
+        identity, item = limiter.client(key, headers, peer)
+        verdict = await limiter.hit(identity, item)
+        if verdict.allowed:
+            return None
+        self.node.metrics.rejections.labels("rate-limit").inc()
+        problem = Problem(
+            type="/problems/too-many-requests",
+            title="Too many requests",
+            status=429,
+            detail=f"over the limit of {item}; try again in {verdict.reset_seconds} s",
+            instance=scope["path"],
+        )
+        return (
+            429,
+            [
+                (b"content-type", b"application/problem+json"),
+                (b"cache-control", b"no-store"),
+                (b"retry-after", b"%d" % verdict.reset_seconds),
+                (b"ratelimit-limit", b"%d" % verdict.limit),
+                (b"ratelimit-remaining", b"%d" % max(0, verdict.remaining)),
+                (b"ratelimit-reset", b"%d" % verdict.reset_seconds),
+            ],
+            msgspec.json.encode(problem),
+        )
 
     def _observe(self, route: str, status: int, start: float, scope: Any) -> None:
         seconds = time.perf_counter() - start

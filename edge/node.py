@@ -31,6 +31,7 @@ from edge.errors import NotReady
 from edge.events import EventsPipeline
 from edge.metrics import Metrics
 from edge.personalize import UserExclusions
+from edge.ratelimit import RateLimiter
 from edge.service import PlaylistService
 from edge.settings import EdgeSettings
 from models import artifacts as model_artifacts
@@ -61,6 +62,7 @@ class EdgeNode:
         self.metrics = Metrics()
         keys = settings.api_keys_file
         self.auth = Authenticator(load_keys(Path(keys)) if keys else None)
+        self.limiter = RateLimiter(settings) if settings.rate_limit else None
         self.service: PlaylistService | None = None
         self.state = "loading"
         self.error = ""

@@ -157,6 +157,15 @@ class EdgeSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_o
     X-API-Key. Empty: no key needed (the node says so at startup)."""
     protect_ops: bool = False
     """With API keys: /healthz, /readyz and /metrics need a key with the admin scope too."""
+    rate_limit: str = ""
+    """Requests per client to /v1/ endpoints, e.g. `600/minute`, counted across the region in
+    the L2 Redis (per process without one, or while it is down); empty: no limit."""
+    rate_limit_tiers: str = ""
+    """Limits for the tiers named in the API keys file, e.g. `gold=6000/minute,free=60/minute`."""
+    client_header: str = ""
+    """Header the CDN sets to the client's identity (e.g. CF-Connecting-IP); trusted as is."""
+    trusted_proxies: str = ""
+    """Addresses or networks (comma-separated) whose X-Forwarded-For is believed."""
     fault_injection: bool = False
     """Accept POST /admin/faults, which makes the encoder fail or hang (failover drills)."""
     bench_routes: bool = False
@@ -231,6 +240,10 @@ class EdgeSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_o
             problems.append("global_url must be a directory, a Redis URL, or none")
         if self.events_url not in ("", "none") and not is_redis_url(self.events_url):
             problems.append("events_url must be a Redis URL, empty, or none")
+        for name in ("rate_limit", "rate_limit_tiers", "trusted_proxies"):
+            problem = _check_limit_setting(name, getattr(self, name))
+            if problem:
+                problems.append(problem)
         if self.user_hash_key and len(self.user_hash_key) < 16:
             problems.append("user_hash_key must have at least 16 characters")
         if not 0 <= self.ttl_jitter < 1:
@@ -276,3 +289,26 @@ def _env_value(value: object) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     return str(value)
+
+
+def _check_limit_setting(name: str, value: str) -> str | None:
+    """What is wrong with a rate-limit setting, if anything."""
+    import ipaddress
+
+    from limits import parse
+
+    try:
+        if name == "rate_limit" and value:
+            parse(value)
+        elif name == "rate_limit_tiers":
+            for part in filter(str.strip, value.split(",")):
+                tier, sep, rate = part.partition("=")
+                if not sep or not tier.strip():
+                    raise ValueError(part)
+                parse(rate.strip())
+        elif name == "trusted_proxies":
+            for net in filter(str.strip, value.split(",")):
+                ipaddress.ip_network(net.strip(), strict=False)
+    except ValueError:
+        return f"{name} cannot be read: {value!r}"
+    return None
