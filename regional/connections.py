@@ -51,6 +51,19 @@ def _credentials(netloc: str) -> dict[str, Any]:
     return creds
 
 
+class _SentinelMaster(Redis):
+    """The master of a Sentinel service; closing it also closes the connections to the
+    sentinels, which redis-py keeps apart from the master's pool."""
+
+    watchers: Sentinel | None = None
+
+    async def aclose(self, close_connection_pool: bool | None = None) -> None:
+        await super().aclose(close_connection_pool)
+        if self.watchers is not None:
+            for client in self.watchers.sentinels:
+                await client.aclose()
+
+
 def redis_client(url: str, *, timeout: float, health_check_interval: float = 0) -> RedisClient:
     """A client for `url` whose connects and commands give up after `timeout` seconds.
 
@@ -79,7 +92,9 @@ def redis_client(url: str, *, timeout: float, health_check_interval: float = 0) 
             **_credentials(parts.netloc),
             db=db,
         )
-        master: Redis = sentinel.master_for(path[0])
+        master = sentinel.master_for(path[0], redis_class=_SentinelMaster)
+        assert isinstance(master, _SentinelMaster)
+        master.watchers = sentinel
         return master
     if parts.scheme == "redis+cluster":
         nodes = [ClusterNode(h, p) for h, p in _hosts(parts.netloc, url, 6379)]
