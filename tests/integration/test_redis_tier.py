@@ -111,7 +111,8 @@ async def test_url_forms_build_clients() -> None:
         "redis+sentinel://u:p@127.0.0.1:26379,127.0.0.1:26380/mymaster/2", timeout=0.05
     )
     cluster = redis_client("redis+cluster://127.0.0.1:7000,127.0.0.1:7001", timeout=0.05)
-    assert type(sentinel).__name__ == "Redis"
+    assert isinstance(sentinel, Redis)
+    assert type(sentinel.connection_pool).__name__ == "SentinelConnectionPool"
     assert type(cluster).__name__ == "RedisCluster"
     await sentinel.aclose()
     await cluster.aclose()
