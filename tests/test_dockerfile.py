@@ -5,6 +5,7 @@ from __future__ import annotations
 import shutil
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import yaml
@@ -17,6 +18,16 @@ def test_hadolint_passes() -> None:
     hadolint = shutil.which("hadolint") or str(Path(sys.executable).parent / "hadolint")
     result = subprocess.run([hadolint, str(DOCKERFILE)], capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_the_image_gets_every_package_the_project_installs() -> None:
+    """`pip install .` in the image sees only what is copied in: a missing package would
+    build an image that fails at import."""
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    packages = [p.rstrip("*") for p in config["tool"]["setuptools"]["packages"]["find"]["include"]]
+    text = DOCKERFILE.read_text()
+    for package in packages:
+        assert f"COPY {package} ./{package}" in text, package
 
 
 def test_dockerfile_is_multistage_non_root_with_healthcheck() -> None:
