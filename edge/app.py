@@ -64,8 +64,12 @@ class EdgeApp(Litestar):
                 return
         if path == "/v1/playlists" and scope["method"] == "GET" and self.node.lean_hits:
             service = self.node.service
-            # A caller without a good key goes the routed way, which answers 401 or 403.
-            if service is not None and self.node.auth.allows(_header(scope, b"x-api-key"), "read"):
+            # A caller without a good key goes the routed way, which answers 401 or 403; an
+            # open node does not look for one.
+            auth = self.node.auth
+            if service is not None and (
+                auth.open or auth.allows(_header(scope, b"x-api-key"), "read")
+            ):
                 answer = service.fresh_hit(scope["query_string"], _if_none_match(scope))
                 if answer is not None:
                     headers = [(k.encode(), v.encode()) for k, v in answer.headers.items()]

@@ -24,6 +24,7 @@ from edge.errors import (
     UnknownSchemaVersion,
     UnsupportedMediaType,
 )
+from edge.events import EventsPipeline
 from edge.metrics import CONTENT_TYPE
 from edge.node import EdgeNode
 from edge.query import check_text
@@ -214,14 +215,19 @@ async def admin_faults(state: State, data: JSONBody[FaultBody]) -> Response[byte
     )
 
 
-@get("/admin/labels/{prompt_key:str}", include_in_schema=False, before_request=_require_admin_key)
-async def admin_labels(state: State, prompt_key: FromPath[str]) -> Response[bytes]:
-    """The region's prompt-quality labels for one prompt key (rules version included)."""
+def _events(state: State) -> EventsPipeline:
+    """The node's event pipeline once it is ready; 403 on a node with events off."""
     node: EdgeNode = state.node
     node.require()
     if node.events is None:
         raise Forbidden("events are off on this node (EDGE_EVENTS_URL=none)")
-    counts = await node.events.labels.get(check_text(prompt_key, "prompt key"))
+    return node.events
+
+
+@get("/admin/labels/{prompt_key:str}", include_in_schema=False, before_request=_require_admin_key)
+async def admin_labels(state: State, prompt_key: FromPath[str]) -> Response[bytes]:
+    """The region's prompt-quality labels for one prompt key (rules version included)."""
+    counts = await _events(state).labels.get(check_text(prompt_key, "prompt key"))
     doc = {
         "prompt_key": prompt_key,
         "rules": LABEL_RULES_VERSION,
@@ -251,11 +257,7 @@ async def ingest_events(request: Request[Any, Any, Any], state: State) -> Respon
     event rejects the batch with a 400 listing every bad event by index. Re-sending is safe:
     an event_id already stored is counted as a duplicate, not stored again.
     """
-    node: EdgeNode = state.node
-    node.require()
-    if node.events is None:
-        raise Forbidden("events are off on this node (EDGE_EVENTS_URL=none)")
-    result = await node.events.ingest(await request.body())
+    result = await _events(state).ingest(await request.body())
     return Response(
         msgspec.json.encode(result), media_type=JSON, headers={"cache-control": "no-store"}
     )

@@ -19,7 +19,7 @@ import asyncio
 import ipaddress
 import logging
 import time
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 from limits import RateLimitItem, parse
 from limits.aio.storage import MemoryStorage, RedisStorage
@@ -28,7 +28,9 @@ from limits.errors import StorageError
 
 from cache.redis_tier import REDIS_FAILURES
 from edge.auth import ApiKey
-from edge.settings import EdgeSettings
+
+if TYPE_CHECKING:
+    from edge.settings import EdgeSettings
 
 log = logging.getLogger("edge.ratelimit")
 
@@ -40,26 +42,32 @@ class Verdict(NamedTuple):
     reset_seconds: int
 
 
-def _tiers(spec: str) -> dict[str, RateLimitItem]:
+def parse_tiers(spec: str) -> dict[str, RateLimitItem]:
+    """`gold=6000/minute,free=60/minute` as limits by tier; ValueError if it cannot be read."""
     tiers = {}
-    for part in spec.split(","):
-        if part.strip():
-            name, _, rate = part.partition("=")
-            tiers[name.strip()] = parse(rate.strip())
+    for part in filter(str.strip, spec.split(",")):
+        name, sep, rate = part.partition("=")
+        if not sep or not name.strip():
+            raise ValueError(f"not tier=rate: {part!r}")
+        tiers[name.strip()] = parse(rate.strip())
     return tiers
+
+
+def parse_networks(spec: str) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
+    """Comma-separated addresses or networks; ValueError if one cannot be read."""
+    return [
+        ipaddress.ip_network(net.strip(), strict=False)
+        for net in filter(str.strip, spec.split(","))
+    ]
 
 
 class RateLimiter:
     def __init__(self, settings: EdgeSettings) -> None:
         self.default = parse(settings.rate_limit)
-        self.tiers = _tiers(settings.rate_limit_tiers)
+        self.tiers = parse_tiers(settings.rate_limit_tiers)
         self.timeout = settings.remote_timeout_ms / 1000
         self.client_header = settings.client_header.lower()
-        self.trusted = [
-            ipaddress.ip_network(net.strip(), strict=False)
-            for net in settings.trusted_proxies.split(",")
-            if net.strip()
-        ]
+        self.trusted = parse_networks(settings.trusted_proxies)
         self._local = SlidingWindowCounterRateLimiter(MemoryStorage())
         self._shared: SlidingWindowCounterRateLimiter | None = None
         if settings.l2_url.startswith(("redis://", "rediss://")):

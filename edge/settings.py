@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import ast
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import msgspec
+from limits import parse as parse_rate
 
+from edge.ratelimit import parse_networks, parse_tiers
 from regional.connections import is_redis_url
 
 PREFIX = "EDGE_"
@@ -292,23 +294,15 @@ def _env_value(value: object) -> str:
 
 
 def _check_limit_setting(name: str, value: str) -> str | None:
-    """What is wrong with a rate-limit setting, if anything."""
-    import ipaddress
-
-    from limits import parse
-
+    """What is wrong with a rate-limit setting, if anything (read as the limiter reads it)."""
+    readers: dict[str, Callable[[str], object]] = {
+        "rate_limit": parse_rate,
+        "rate_limit_tiers": parse_tiers,
+        "trusted_proxies": parse_networks,
+    }
     try:
-        if name == "rate_limit" and value:
-            parse(value)
-        elif name == "rate_limit_tiers":
-            for part in filter(str.strip, value.split(",")):
-                tier, sep, rate = part.partition("=")
-                if not sep or not tier.strip():
-                    raise ValueError(part)
-                parse(rate.strip())
-        elif name == "trusted_proxies":
-            for net in filter(str.strip, value.split(",")):
-                ipaddress.ip_network(net.strip(), strict=False)
+        if value:
+            readers[name](value)
     except ValueError:
         return f"{name} cannot be read: {value!r}"
     return None
