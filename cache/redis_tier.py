@@ -99,6 +99,18 @@ class RedisTier(Tier):
         self.breaker.record(True)
         return result
 
+    async def connect(self, timeout: float = 2.0) -> bool:
+        """Open a connection (and learn a cluster's slot map) ahead of the first request,
+        whose own timeout is too short for that; False if Redis did not answer in time."""
+        try:
+            async with asyncio.timeout(timeout):
+                if isinstance(self.client, RedisCluster):
+                    await self.client.initialize()
+                await self.client.ping()
+        except REDIS_FAILURES:
+            return False
+        return True
+
     async def get(self, key: str) -> Entry | None:
         raw = await self._call("GET", lambda: self.client.get(self._key(key)))
         record = self._record(raw)

@@ -13,7 +13,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 from prometheus_client import Gauge
-from redis.asyncio import Redis
 
 from cache.base import Tier
 from cache.breaker import BreakerState, CircuitBreaker
@@ -107,6 +106,8 @@ class EdgeNode:
                     check=self.settings.verify_artifacts,
                 )
             service = self._assemble(artifacts)
+            for tier in await self._connect(service):
+                log.warning("cache tier not reachable at start", extra={"tier": tier})
             self.events = EventsPipeline.build(
                 self.settings, self.metrics, service.node_id, self._clock
             )
@@ -144,6 +145,16 @@ class EdgeNode:
                 "seconds": round(time.perf_counter() - started, 2),
             },
         )
+
+    @staticmethod
+    async def _connect(service: PlaylistService) -> list[str]:
+        """Connect every Redis tier up front; the names of those that did not answer."""
+        tiers = [
+            tier.tier if isinstance(tier, WriteBehind) else tier for tier in service.cache.tiers
+        ]
+        redis_tiers = [tier for tier in tiers if isinstance(tier, RedisTier)]
+        answered = await asyncio.gather(*(tier.connect() for tier in redis_tiers))
+        return [tier.name for tier, ok in zip(redis_tiers, answered, strict=True) if not ok]
 
     def _assemble(self, artifacts: Artifacts) -> PlaylistService:
         s = self.settings
@@ -189,10 +200,9 @@ class EdgeNode:
         )
         if s.l2_url:
             self.topk = RegionalTopK(redis_client(s.l2_url, timeout=1.0), s.region)
-        if s.l2_url and not s.l2_url.startswith("redis+cluster"):
-            # Cluster pub/sub is not offered by redis-py's asyncio cluster client.
+        if s.l2_url:
+            # In a cluster, a PUBLISH reaches subscribers on every node.
             client = redis_client(s.l2_url, timeout=5.0, health_check_interval=1.0)
-            assert isinstance(client, Redis)
             service.bus = InvalidationBus(
                 client,
                 channel=f"edge:{s.region}:invalidate",
@@ -262,6 +272,8 @@ class EdgeNode:
         return RedisTier(
             redis_client(url, timeout=timeout),
             name=name,
+            # L2 and the global store can share one Redis (or cluster) and stay apart.
+            prefix="edge:" if name == "l2" else f"{name}:",
             timeout=timeout,
             breaker=breaker,
             clock=self._clock,
@@ -297,6 +309,8 @@ class EdgeNode:
                 await cancel_and_wait(task)
         if self.topk is not None:
             await self.topk.client.aclose()
+        if self.limiter is not None:
+            await self.limiter.close()
         if self.events is not None:
             await self.events.close()
         if self.service is not None:

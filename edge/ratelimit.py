@@ -19,10 +19,16 @@ import asyncio
 import ipaddress
 import logging
 import time
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
+from urllib.parse import urlsplit
 
 from limits import RateLimitItem, parse
-from limits.aio.storage import MemoryStorage, RedisStorage
+from limits.aio.storage import (
+    MemoryStorage,
+    RedisClusterStorage,
+    RedisSentinelStorage,
+    RedisStorage,
+)
 from limits.aio.strategies import SlidingWindowCounterRateLimiter
 from limits.errors import StorageError
 
@@ -53,6 +59,36 @@ def parse_tiers(spec: str) -> dict[str, RateLimitItem]:
     return tiers
 
 
+def shared_storage(url: str, *, prefix: str, timeout: float) -> RedisStorage | None:
+    """The `limits` storage for one of this project's Redis URLs (see
+    `regional.connections`), with the same timeouts; None for a URL it cannot serve."""
+    parts = urlsplit(url)
+    options: dict[str, Any] = {
+        "implementation": "redispy",
+        "wrap_exceptions": True,
+        "key_prefix": prefix,
+        "socket_timeout": timeout,
+        "socket_connect_timeout": timeout,
+    }
+    if parts.scheme in ("redis", "rediss"):
+        return RedisStorage("async+" + url, **options)
+    if parts.scheme == "redis+sentinel":
+        service, _, db = parts.path.strip("/").partition("/")
+        return RedisSentinelStorage(
+            f"async+redis+sentinel://{parts.netloc}/{service}",
+            # Counters are read back only to word a refusal; a lagging replica would
+            # understate them, so every call goes to the primary.
+            use_replicas=False,
+            sentinel_kwargs={"socket_timeout": timeout, "socket_connect_timeout": timeout},
+            db=int(db) if db.isdigit() else 0,
+            **options,
+        )
+    if parts.scheme == "redis+cluster":
+        # The sliding window's two counters share a hash tag, so one node holds both.
+        return RedisClusterStorage(f"async+redis+cluster://{parts.netloc}", **options)
+    return None
+
+
 def parse_networks(spec: str) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
     """Comma-separated addresses or networks; ValueError if one cannot be read."""
     return [
@@ -70,17 +106,26 @@ class RateLimiter:
         self.trusted = parse_networks(settings.trusted_proxies)
         self._local = SlidingWindowCounterRateLimiter(MemoryStorage())
         self._shared: SlidingWindowCounterRateLimiter | None = None
-        if settings.l2_url.startswith(("redis://", "rediss://")):
-            storage = RedisStorage(
-                "async+" + settings.l2_url,
-                implementation="redispy",
-                wrap_exceptions=True,
-                key_prefix=f"ratelimit:{settings.region}",
-                socket_timeout=self.timeout,
-                socket_connect_timeout=self.timeout,
-            )
-            self._shared = SlidingWindowCounterRateLimiter(storage)
+        self._storage = settings.l2_url and shared_storage(
+            settings.l2_url, prefix=f"ratelimit:{settings.region}", timeout=self.timeout
+        )
+        if self._storage:
+            self._shared = SlidingWindowCounterRateLimiter(self._storage)
         self._degraded_since: float | None = None
+
+    async def close(self) -> None:
+        """Close the shared store's connections. `limits` has no close of its own, so this
+        closes the redis-py clients its bridge holds (and a Sentinel's watchers)."""
+        if not self._storage:
+            return
+        bridge = self._storage.bridge
+        clients = [getattr(bridge, name, None) for name in ("storage", "storage_replica")]
+        sentinel = getattr(bridge, "sentinel", None)
+        if sentinel is not None:
+            clients += sentinel.sentinels
+        for client in clients:
+            if client is not None:
+                await client.aclose()
 
     def _trusted(self, address: str) -> bool:
         try:

@@ -300,7 +300,7 @@ class GlobalDown(Drill):
 
     def _keys(self) -> set[bytes]:
         with Redis(port=self.redis["port"], socket_timeout=5) as client:
-            return set(client.scan_iter(match="edge:e:*", count=1000))
+            return set(client.scan_iter(match="global:e:*", count=1000))
 
     def inject(self) -> None:
         self.before = self._keys()
@@ -346,7 +346,7 @@ class GlobalDown(Drill):
 
     def checks(self, samples: list[Sample], fault: tuple[float, float]) -> dict[str, bool]:
         computed = {
-            f"edge:e:{s.key}".encode()
+            f"global:e:{s.key}".encode()
             for s in samples
             if s.t >= fault[0] and s.tier in ("MISS", "SEMANTIC") and s.key
         }

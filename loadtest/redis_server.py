@@ -6,6 +6,7 @@ import shutil
 import socket
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from loadtest.net import free_port
@@ -22,6 +23,7 @@ class RedisServer:
         *,
         detach: bool = False,
         durable: bool = False,
+        args: tuple[str, ...] = (),
     ) -> None:
         binary = shutil.which("redis-server")
         if binary is None:
@@ -33,6 +35,8 @@ class RedisServer:
         self.detach = detach
         """Run in its own session, to outlive the process that started it (topologies)."""
         self.durable = durable
+        self.args = args
+        """More redis-server options, e.g. `("--cluster-enabled", "yes")`."""
 
     @property
     def url(self) -> str:
@@ -49,6 +53,7 @@ class RedisServer:
                 "--appendonly", "yes" if self.durable else "no",
                 "--appendfsync", "always",
                 "--dir", str(self.workdir),
+                *self.args,
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
@@ -75,3 +80,103 @@ class RedisServer:
             self.proc.kill()
             self.proc.wait(10)
         self.proc = None
+
+
+class RedisClusterServers:
+    """A Redis Cluster on loopback, made by `redis-cli --cluster create`: `primaries` masters
+    each with `replicas` replicas. A short node timeout lets a replica take over from a lost
+    primary in about two seconds, and slots that lose every node fail alone (full coverage
+    is not required), which is what a cache wants."""
+
+    def __init__(
+        self, workdir: Path, *, primaries: int = 3, replicas: int = 0, node_timeout_ms: int = 1000
+    ) -> None:
+        cli = shutil.which("redis-cli")
+        if cli is None:
+            raise RuntimeError("redis-cli is not installed: run `make redis-server`")
+        self.cli = cli
+        options = (
+            "--cluster-enabled", "yes",
+            "--cluster-config-file", "nodes.conf",
+            "--cluster-node-timeout", str(node_timeout_ms),
+            "--cluster-require-full-coverage", "no",
+            "--repl-diskless-sync-delay", "0",
+        )  # fmt: skip
+        # Each node's cluster bus gets its own free port: the default (port + 10000) can
+        # fall outside the port range for an ephemeral port.
+        self.nodes = [
+            RedisServer(workdir / f"node{n}", args=(*options, "--cluster-port", str(free_port())))
+            for n in range(primaries * (1 + replicas))
+        ]
+        self.replicas = replicas
+
+    @property
+    def url(self) -> str:
+        """A `redis+cluster://` URL naming every node as a seed."""
+        return "redis+cluster://" + ",".join(f"127.0.0.1:{n.port}" for n in self.nodes)
+
+    def start(self) -> RedisClusterServers:
+        for node in self.nodes:
+            node.start()
+        addresses = [f"127.0.0.1:{n.port}" for n in self.nodes]
+        self._cli("--cluster", "create", *addresses, "--cluster-replicas", str(self.replicas))
+        self.wait(lambda: all(self.info(n).get("cluster_state") == "ok" for n in self.nodes))
+        # A replica that has not synced yet could not take over: wait for every one.
+        self.wait(lambda: len(self._synced()) == len(self.nodes) - len(self.primaries()))
+        return self
+
+    def _synced(self) -> list[RedisServer]:
+        return [
+            n for n in self.nodes if "master_link_status:up" in self.command(n, "INFO", "replication")
+        ]
+
+    def _cli(self, *args: str) -> str:
+        done = subprocess.run(
+            [self.cli, *args, "--cluster-yes"], capture_output=True, text=True, timeout=120
+        )
+        if done.returncode != 0:
+            raise RuntimeError(f"redis-cli {' '.join(args[:2])} failed: {done.stdout[-500:]}")
+        return done.stdout
+
+    def command(self, node: RedisServer, *args: str) -> str:
+        """One command sent to one node by redis-cli; the reply as text."""
+        done = subprocess.run(
+            [self.cli, "-p", str(node.port), *args], capture_output=True, text=True, timeout=10
+        )
+        return done.stdout.strip()
+
+    def info(self, node: RedisServer) -> dict[str, str]:
+        lines = self.command(node, "CLUSTER", "INFO").splitlines()
+        return dict(line.strip().split(":", 1) for line in lines if ":" in line)
+
+    def node_id(self, node: RedisServer) -> str:
+        return self.command(node, "CLUSTER", "MYID")
+
+    def primaries(self) -> list[RedisServer]:
+        """The live nodes that are primaries now (a replica can have been promoted)."""
+        return [
+            n
+            for n in self.nodes
+            if n.proc is not None and "role:master" in self.command(n, "INFO", "replication")
+        ]
+
+    def move_slots(self, source: RedisServer, target: RedisServer, count: int) -> None:
+        """Migrate `count` hash slots, with their keys, from `source` to `target`."""
+        self._cli(
+            "--cluster", "reshard", f"127.0.0.1:{source.port}",
+            "--cluster-from", self.node_id(source),
+            "--cluster-to", self.node_id(target),
+            "--cluster-slots", str(count),
+        )  # fmt: skip
+
+    @staticmethod
+    def wait(check: Callable[[], bool], seconds: float = 30) -> None:
+        deadline = time.monotonic() + seconds
+        while not check():
+            if time.monotonic() > deadline:
+                raise RuntimeError("the cluster did not settle")
+            time.sleep(0.1)
+
+    def stop(self) -> None:
+        for node in self.nodes:
+            node.stop()

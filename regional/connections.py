@@ -11,6 +11,9 @@ Every client gets the same socket timeouts, so a stalled server costs at most th
 
 from __future__ import annotations
 
+import asyncio
+from collections import defaultdict
+from collections.abc import Sequence
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
@@ -19,6 +22,7 @@ from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.asyncio.retry import Retry
 from redis.asyncio.sentinel import Sentinel
 from redis.backoff import NoBackoff
+from redis.commands.core import AsyncScript
 
 RedisClient = Redis | RedisCluster
 
@@ -107,3 +111,32 @@ def redis_client(url: str, *, timeout: float, health_check_interval: float = 0) 
 
 def is_redis_url(value: str) -> bool:
     return urlsplit(value).scheme in ("redis", "rediss", "unix", "redis+sentinel", "redis+cluster")
+
+
+async def run_script(
+    client: RedisClient, script: AsyncScript, calls: Sequence[tuple[list[str], list[Any]]]
+) -> list[Any]:
+    """Run `script` once per (keys, args), in order; the replies in the same order.
+
+    On one server the calls go in one pipeline. A cluster refuses scripts in pipelines, so
+    there the calls sharing a first key run one after another, in order, and different first
+    keys (different streams, different nodes) run side by side.
+    """
+    if not isinstance(client, RedisCluster):
+        async with client.pipeline(transaction=False) as pipe:
+            for keys, args in calls:
+                # redis-py queues a script's EVALSHA on a pipeline given as its client
+                await script(keys=keys, args=args, client=pipe)
+            return list(await pipe.execute())
+    replies: list[Any] = [None] * len(calls)
+    by_key: defaultdict[str, list[int]] = defaultdict(list)
+    for index, (keys, _args) in enumerate(calls):
+        by_key[keys[0]].append(index)
+
+    async def in_order(indices: list[int]) -> None:
+        for index in indices:
+            keys, args = calls[index]
+            replies[index] = await script(keys=keys, args=args)
+
+    await asyncio.gather(*(in_order(indices) for indices in by_key.values()))
+    return replies

@@ -21,6 +21,7 @@ from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
 
 from cache.redis_tier import REDIS_FAILURES
+from regional.connections import run_script
 from regional.events import Delivery, Event, EventLog
 
 log = logging.getLogger("regional.consumers")
@@ -321,15 +322,13 @@ class RedisLabelStore:
         return f"labels:{{{self.region}:{prompt_key}}}:v{LABEL_RULES_VERSION}"
 
     async def count(self, labels: Sequence[tuple[str, str, str]]) -> int:
-        async with self.client.pipeline(transaction=False) as pipe:
-            for event_id, prompt_key, label in labels:
-                key = self._key(prompt_key)
-                await self._count(
-                    keys=[key, key + ":counted"],
-                    args=[event_id, label, self.dedupe_seconds, self.keep_seconds],
-                    client=pipe,  # type: ignore[arg-type]  # redis-py queues scripts on pipelines
-                )
-            return sum(int(new) for new in await pipe.execute())
+        calls = []
+        for event_id, prompt_key, label in labels:
+            key = self._key(prompt_key)
+            calls.append(
+                ([key, key + ":counted"], [event_id, label, self.dedupe_seconds, self.keep_seconds])
+            )
+        return sum(int(new) for new in await run_script(self.client, self._count, calls))
 
     async def get(self, prompt_key: str) -> LabelCounts:
         raw: Any = await self.client.hgetall(self._key(prompt_key))

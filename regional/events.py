@@ -36,6 +36,8 @@ from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import ResponseError
 
+from regional.connections import run_script
+
 T = TypeVar("T")
 
 SCHEMA_VERSION = 1
@@ -257,15 +259,16 @@ class RedisEventLog:
         return _partition(user, self.partitions)
 
     async def append(self, events: Sequence[Event]) -> list[str | None]:
-        async with self.client.pipeline(transaction=False) as pipe:
-            for event in events:
-                p = self.partition_of(event.user)
-                await self._append(
-                    keys=[self._stream(p), self._seen(p, event.event_id)],
-                    args=[self.dedupe_seconds, self.maxlen, _encode(event)],
-                    client=pipe,  # type: ignore[arg-type]  # redis-py queues scripts on pipelines
+        calls = []
+        for event in events:
+            p = self.partition_of(event.user)
+            calls.append(
+                (
+                    [self._stream(p), self._seen(p, event.event_id)],
+                    [self.dedupe_seconds, self.maxlen, _encode(event)],
                 )
-            results = await pipe.execute()
+            )
+        results = await run_script(self.client, self._append, calls)
         return [_text(r) if r else None for r in results]
 
     async def ensure_group(self, group: str) -> None:

@@ -15,6 +15,7 @@ from collections.abc import Awaitable, Callable
 
 import msgspec
 from redis.asyncio import Redis
+from redis.asyncio.cluster import RedisCluster
 
 from cache.redis_tier import REDIS_FAILURES
 from cache.tasks import cancel_and_wait
@@ -36,7 +37,7 @@ _decode = msgspec.json.Decoder(Invalidation).decode
 class InvalidationBus:
     def __init__(
         self,
-        client: Redis,
+        client: Redis | RedisCluster,
         *,
         channel: str,
         apply: Callable[[Invalidation], Awaitable[None]],
@@ -83,6 +84,8 @@ class InvalidationBus:
         lost = False
         while True:
             try:
+                if isinstance(self.client, RedisCluster):
+                    await self.client.initialize()  # its pubsub needs the slot map first
                 async with self.client.pubsub() as pubsub:
                     await pubsub.subscribe(self.channel)
                     self.subscribed = True
