@@ -126,9 +126,8 @@ class RedisClusterServers:
         return self
 
     def _synced(self) -> list[RedisServer]:
-        return [
-            n for n in self.nodes if "master_link_status:up" in self.command(n, "INFO", "replication")
-        ]
+        linked = "master_link_status:up"
+        return [n for n in self.nodes if linked in self.command(n, "INFO", "replication")]
 
     def _cli(self, *args: str) -> str:
         done = subprocess.run(

@@ -15,10 +15,11 @@ from urllib.parse import urlencode
 import pytest
 from redis import Redis
 
+from cache.writebehind import WriteBehind
 from loadtest.net import free_port
 from loadtest.redis_server import RedisServer
 
-from .conftest import ClientFactory
+from .conftest import ClientFactory, wait_until
 
 
 class Sentinels:
@@ -148,3 +149,42 @@ async def test_a_primary_failover_fails_no_request_and_the_new_primary_is_used(
             await asyncio.sleep(0.2)
         assert set(statuses) == {200}
         assert attempt > 1  # there was a failover window to absorb
+
+
+async def test_events_the_global_store_and_rate_limits_run_through_sentinel(
+    edge: ClientFactory, sentinels: Sentinels
+) -> None:
+    settings = {
+        "l2_url": sentinels.url,
+        "global_url": sentinels.url,
+        "rate_limit": "6/minute",
+        "prewarm_top": 0,
+    }
+    async with edge(**settings) as one, edge(**settings) as two:
+        url = _url("late night lo-fi beats")
+        event = {
+            "event_id": "evt-sentinel-1",
+            "type": "complete",
+            "playlist": "fp0",
+            "prompt_key": "pk-sentinel",
+            "track_id": "t1",
+            "position": 0,
+            "dwell_ms": 1000,
+            "ts": "2026-11-23T10:00:00+00:00",
+            "user": "listener-1",
+        }
+        stored = await one.post("/v1/events", json={"events": [event]})
+        assert stored.json()["accepted"] == 1
+        labels = two.app.node.events.labels  # type: ignore[union-attr]
+
+        async def labelled() -> bool:
+            return (await labels.get("pk-sentinel")).accept == 1
+
+        await wait_until(labelled)
+        codes = [(await c.get(url)).status_code for c in (one, two, one, two, one, two)]
+        assert codes == [200, 200, 200, 200, 200, 429]  # one budget: the event counted too
+        behind = next(t for t in one.app.node.require().cache.tiers if isinstance(t, WriteBehind))
+        await behind.flush()
+    with Redis(port=sentinels.primary.port) as primary:
+        assert primary.keys("global:e:*")
+        assert primary.keys("ratelimit:*")
