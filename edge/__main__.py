@@ -61,11 +61,32 @@ def main(argv: list[str] | None = None) -> int:
 
 def serve(settings: EdgeSettings, server: str) -> None:
     """Run the edge app factory under the chosen server until interrupted."""
-    run_server("edge.app:app_from_env", settings.host, settings.port, settings.workers, server)
+    run_server(
+        "edge.app:app_from_env",
+        settings.host,
+        settings.port,
+        settings.workers,
+        server,
+        max_header_bytes=settings.max_header_bytes,
+        header_timeout=settings.header_timeout,
+    )
 
 
-def run_server(target: str, host: str, port: int, workers: int, server: str) -> None:
-    """Serve an ASGI app factory (`module:function`) with uvloop under granian or uvicorn."""
+def run_server(
+    target: str,
+    host: str,
+    port: int,
+    workers: int,
+    server: str,
+    *,
+    max_header_bytes: int = 16384,
+    header_timeout: float = 5.0,
+) -> None:
+    """Serve an ASGI app factory (`module:function`) with uvloop under granian or uvicorn.
+
+    Under granian the request head is bounded in size and in time (slow clients); uvicorn,
+    kept for comparison benchmarks, has neither bound.
+    """
     if server == "uvicorn":
         import uvicorn
 
@@ -84,6 +105,7 @@ def run_server(target: str, host: str, port: int, workers: int, server: str) -> 
         return
     from granian import Granian
     from granian.constants import Interfaces, Loops
+    from granian.http import HTTP1Settings
 
     Granian(
         target,
@@ -95,6 +117,9 @@ def run_server(target: str, host: str, port: int, workers: int, server: str) -> 
         loop=Loops.uvloop,
         log_access=False,
         backlog=2048,
+        http1_settings=HTTP1Settings(
+            header_read_timeout=int(header_timeout * 1000), max_buffer_size=max_header_bytes
+        ),
     ).serve()
 
 

@@ -9,6 +9,7 @@ Litestar as usual.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
@@ -21,10 +22,10 @@ from litestar.exceptions import HTTPException
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import SwaggerRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme
-from litestar.types import Message, Scope
+from litestar.types import Message, Receive, ReceiveMessage, Scope
 
 from edge import controllers, logs
-from edge.errors import EdgeError
+from edge.errors import EdgeError, RequestTimeout
 from edge.node import EdgeNode
 from edge.problems import HANDLERS
 from edge.ratelimit import RateLimiter
@@ -90,9 +91,33 @@ class EdgeApp(Litestar):
             await send(message)
 
         try:
-            await super().__call__(scope, receive, send_status)
+            await super().__call__(scope, self._body_deadline(receive), send_status)
         finally:
             self._observe(route, status, start, scope)
+
+    def _body_deadline(self, receive: Receive) -> Receive:
+        """`receive`, bounded: the whole body must arrive within `body_timeout` seconds of the
+        request's start, or the request ends in 408 (a slow client holds no worker for long).
+        Once the body is in, messages pass through unbounded."""
+        timeout = self.node.settings.body_timeout
+        deadline = asyncio.get_running_loop().time() + timeout
+        done = False
+
+        async def bounded() -> ReceiveMessage:
+            nonlocal done
+            if done:
+                return await receive()
+            try:
+                async with asyncio.timeout_at(deadline):
+                    message = await receive()
+            except TimeoutError:
+                raise RequestTimeout(
+                    f"the request body did not arrive within {timeout:g} s"
+                ) from None
+            done = message["type"] != "http.request" or not message.get("more_body", False)
+            return message
+
+        return bounded
 
     async def _limit(
         self, limiter: RateLimiter, scope: Any

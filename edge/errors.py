@@ -6,6 +6,7 @@
      │    └── InvalidEvents          400  events of a batch fail validation (listed by index)
      ├── Unauthorized           401  an admin call without credentials
      ├── Forbidden              403  an admin call with the wrong key (or admin disabled)
+     ├── RequestTimeout         408  the request body did not arrive in time
      ├── PayloadTooLarge        413
      ├── UnsupportedMediaType   415
      ├── Overloaded             503  the compute bulkhead is full (Retry-After)
@@ -57,6 +58,12 @@ class Unauthorized(EdgeError):
 class Forbidden(EdgeError):
     status = 403
     title = "Forbidden"
+
+
+class RequestTimeout(EdgeError):
+    status = 408
+    title = "Request timeout"
+    headers: ClassVar[dict[str, str]] = {"connection": "close"}
 
 
 class PayloadTooLarge(EdgeError):

@@ -77,6 +77,14 @@ class EdgeSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_o
     """Largest n a request may ask for."""
     max_body_bytes: int = 8192
     """Largest POST body accepted."""
+    max_header_bytes: int = 16384
+    """Largest request head (request line and headers) the server reads; beyond it, 431.
+    (More than 100 header fields also get 431.)"""
+    header_timeout: float = 5.0
+    """Seconds a client has to send its request head before the server closes the
+    connection (slow-header clients)."""
+    body_timeout: float = 10.0
+    """Seconds a client has to send its whole request body; beyond it, 408."""
     encoder_threads: int = 2
     """onnxruntime intra-op threads of the prompt encoder."""
     compute_threads: int = 1
@@ -211,6 +219,8 @@ class EdgeSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_o
                 "default_length",
                 "max_length",
                 "max_body_bytes",
+                "header_timeout",
+                "body_timeout",
                 "encoder_threads",
                 "compute_threads",
                 "compute_queue",
@@ -227,6 +237,8 @@ class EdgeSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_o
             )
             if getattr(self, name) <= 0
         ]
+        if self.max_header_bytes < 8192:
+            problems.append("max_header_bytes must be at least 8192")
         if self.l1_max_ttl < 0:
             problems.append("l1_max_ttl must not be negative")
         if not 0 < self.semantic_threshold <= 1:

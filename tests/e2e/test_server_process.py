@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import http.client
 import os
+import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
+
+import pytest
 
 from loadtest.net import free_port
 
@@ -57,3 +61,81 @@ def test_python_m_edge_serves_from_env_settings(artifact_dir: Path, tmp_path: Pa
     assert (first[1]["x-cache"], second[1]["x-cache"]) == ("MISS", "HIT-L1")
     assert second[1]["etag"] == first[1]["etag"]
     assert b'"tier":"L1"' in second[2]
+
+
+@pytest.fixture
+def strict_server(artifact_dir: Path, tmp_path: Path) -> Iterator[int]:
+    """A served node with short slow-client bounds; yields its port."""
+    port = free_port()
+    env = {
+        **os.environ,
+        "EDGE_ARTIFACTS": str(artifact_dir),
+        "EDGE_PORT": str(port),
+        "EDGE_HOST": "127.0.0.1",
+        "EDGE_WARMUP": "false",
+        "EDGE_DATA_DIR": str(tmp_path / "data"),
+        "EDGE_HEADER_TIMEOUT": "1",
+        "EDGE_BODY_TIMEOUT": "1",
+    }
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "edge"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                if _get(port, "/readyz")[0] == 200:
+                    break
+            except OSError:
+                pass
+            time.sleep(0.2)
+        yield port
+    finally:
+        proc.terminate()
+        proc.wait(15)
+
+
+def _raw(port: int, *parts: bytes) -> tuple[bytes, float]:
+    """Send `parts` over one connection and wait; the reply's first bytes (empty if the
+    server closed without one) and the seconds it took."""
+    started = time.monotonic()
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as conn:
+        for part in parts:
+            conn.sendall(part)
+        try:
+            reply = conn.recv(4096)
+        except ConnectionResetError:
+            reply = b""
+    return reply, time.monotonic() - started
+
+
+def test_oversized_heads_get_431(strict_server: int) -> None:
+    """More than 100 header fields, or a head over max_header_bytes, is refused early."""
+    many = b"".join(b"x-h%d: v\r\n" % n for n in range(150))
+    reply, _ = _raw(strict_server, b"GET /healthz HTTP/1.1\r\nhost: x\r\n" + many + b"\r\n")
+    assert reply.startswith(b"HTTP/1.1 431")
+    big = b"x-big: " + b"a" * 20_000 + b"\r\n"
+    reply, _ = _raw(strict_server, b"GET /healthz HTTP/1.1\r\nhost: x\r\n" + big + b"\r\n")
+    assert reply.startswith(b"HTTP/1.1 431")
+    fine = b"x-ok: " + b"a" * 4_000 + b"\r\n"
+    reply, _ = _raw(strict_server, b"GET /healthz HTTP/1.1\r\nhost: x\r\n" + fine + b"\r\n")
+    assert reply.startswith(b"HTTP/1.1 200")
+
+
+def test_slow_clients_are_cut_off(strict_server: int) -> None:
+    """A head that trickles in is dropped after header_timeout; a body that does not arrive
+    in body_timeout gets 408 problem+json."""
+    reply, took = _raw(strict_server, b"GET /healthz HTTP/1.1\r\nhost: x\r\n")  # unfinished
+    assert not reply.startswith(b"HTTP/1.1 200")
+    assert 0.9 < took < 5
+    head = (
+        b"POST /v1/playlists HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n"
+        b"content-length: 100\r\n\r\n"
+    )
+    reply, took = _raw(strict_server, head, b'{"prompt": ')
+    assert reply.startswith(b"HTTP/1.1 408")
+    assert b"application/problem+json" in reply
+    assert 0.9 < took < 5
