@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import hmac
 import logging
-from typing import Annotated, Any
+from typing import Annotated, Any, cast
 
 import msgspec
 from litestar import Controller, Request, Response, get, post
 from litestar.connection import ASGIConnection
 from litestar.datastructures import State
+from litestar.dto import MsgspecDTO
 from litestar.handlers import BaseRouteHandler
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.openapi.spec import Example
 from litestar.params import FromPath, JSONBody, Parameter
+from msgspec import Meta
 
 from edge.answers import JSON
 from edge.auth import HEADER
@@ -39,6 +41,7 @@ from edge.schemas import (
 )
 from edge.service import Answer
 from regional.consumers import LABEL_RULES_VERSION
+from regional.events import EventIn
 
 log = logging.getLogger("edge.admin")
 
@@ -249,7 +252,22 @@ class EventsAccepted(msgspec.Struct, frozen=True):
     """Per event, in order: its id in the region's log, or null for a duplicate."""
 
 
-async def ingest_events(request: Request[Any, Any, Any], state: State) -> Response[bytes]:
+class EventBatch(msgspec.Struct, forbid_unknown_fields=True):
+    """The body of POST /v1/events, as documented in the OpenAPI schema."""
+
+    events: Annotated[list[EventIn], Meta(min_length=1)]
+
+
+class _RawEventBatch(MsgspecDTO[EventBatch]):
+    """Documents the body as an `EventBatch` but hands the handler its raw bytes: the events
+    pipeline validates each event itself, so that a bad batch is refused whole with every
+    bad event listed by index (a decode into `EventBatch` would stop at the first)."""
+
+    def decode_bytes(self, value: bytes) -> Any:
+        return value
+
+
+async def ingest_events(data: JSONBody[EventBatch], state: State) -> Response[bytes]:
     """Store a batch of listener events (play, skip, complete, save, thumb_up, thumb_down).
 
     Body: `{"events": [{"event_id", "type", "playlist", "prompt_key", "track_id",
@@ -257,7 +275,8 @@ async def ingest_events(request: Request[Any, Any, Any], state: State) -> Respon
     event rejects the batch with a 400 listing every bad event by index. Re-sending is safe:
     an event_id already stored is counted as a duplicate, not stored again.
     """
-    result = await _events(state).ingest(await request.body())
+    body = cast(bytes, data)  # the raw body, as `_RawEventBatch` hands it over
+    result = await _events(state).ingest(body)
     return Response(
         msgspec.json.encode(result), media_type=JSON, headers={"cache-control": "no-store"}
     )
@@ -270,6 +289,8 @@ def events_route(max_bytes: int) -> Any:
         status_code=200,
         before_request=_require_json,
         request_max_body_size=max_bytes,
+        dto=_RawEventBatch,
+        return_dto=None,
         summary="Ingest a batch of listener events",
         opt={"scope": "events"},
         responses={200: ResponseSpec(EventsAccepted, description="Stored"), **_PROBLEMS},

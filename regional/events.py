@@ -62,7 +62,8 @@ class EventIn(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     ts: Annotated[datetime, Meta(tz=True)]
     """When it happened on the client (RFC 3339 with an offset)."""
     user: Annotated[str, Meta(min_length=1, max_length=256)]
-    prompt: Annotated[str, Meta(max_length=500)] | None = None
+    prompt: Annotated[str, Meta(max_length=500)] = ""
+    """The prompt the playlist answered, if the client has it (stored masked)."""
 
 
 class Event(msgspec.Struct, frozen=True, kw_only=True):
