@@ -22,6 +22,7 @@ from litestar.exceptions import HTTPException
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import SwaggerRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme
+from litestar.routes import HTTPRoute
 from litestar.types import Message, Receive, ReceiveMessage, Scope
 
 from edge import controllers, logs
@@ -46,6 +47,8 @@ class EdgeApp(Litestar):
     """Litestar plus the lean hit path and per-request metrics for every route."""
 
     node: EdgeNode
+    allowed: dict[str, bytes]
+    """The Allow header of each fixed path."""
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
@@ -63,6 +66,14 @@ class EdgeApp(Litestar):
                 await send({"type": "http.response.body", "body": body})
                 self._observe(route, status, start, scope)
                 return
+        if scope["method"] == "OPTIONS" and path in self.allowed:
+            # Litestar's own OPTIONS answer keeps the methods its route had when the first
+            # handler was added, so a path with GET and POST would say only GET.
+            headers = [(b"allow", self.allowed[path]), (b"cache-control", b"no-store")]
+            await send({"type": "http.response.start", "status": 204, "headers": headers})
+            await send({"type": "http.response.body", "body": b""})
+            self._observe(route, 204, start, scope)
+            return
         if path == "/v1/playlists" and scope["method"] == "GET" and self.node.lean_hits:
             service = self.node.service
             # A caller without a good key goes the routed way, which answers 401 or 403; an
@@ -201,9 +212,7 @@ def create_app(
 
     handlers: list[Any] = [
         controllers.PlaylistController,
-        controllers.healthz,
-        controllers.readyz,
-        controllers.metrics,
+        *controllers.ops_routes(settings.protect_ops),
         controllers.admin_purge,
         controllers.admin_faults,
         controllers.admin_labels,
@@ -230,7 +239,8 @@ def create_app(
                     )
                 }
             ),
-            security=[{"ApiKey": []}],
+            # Without a keys file the node is open, and its schema says so.
+            security=[{"ApiKey": []}] if settings.api_keys_file else None,
         ),
         request_max_body_size=settings.max_body_bytes,
         guards=[controllers.api_key_guard],
@@ -239,6 +249,11 @@ def create_app(
     )
     app.state.node = node
     app.node = node
+    app.allowed = {
+        route.path: ", ".join(sorted(route.methods)).encode()
+        for route in app.routes
+        if isinstance(route, HTTPRoute) and "{" not in route.path
+    }
     return app
 
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import hmac
 import logging
-from typing import Annotated, Any, cast
+from dataclasses import dataclass
+from typing import Annotated, Any, Literal, cast
 
 import msgspec
 from litestar import Controller, Request, Response, get, post
@@ -13,7 +14,7 @@ from litestar.datastructures import State
 from litestar.dto import MsgspecDTO
 from litestar.handlers import BaseRouteHandler
 from litestar.openapi.datastructures import ResponseSpec
-from litestar.openapi.spec import Example
+from litestar.openapi.spec import Example, Link, OpenAPIResponse, Operation
 from litestar.params import FromPath, JSONBody, Parameter
 from msgspec import Meta
 
@@ -45,19 +46,63 @@ from regional.events import EventIn
 
 log = logging.getLogger("edge.admin")
 
+METRICS_MEDIA_TYPE = CONTENT_TYPE.split(";")[0]
+
+
+def _problem(description: str) -> ResponseSpec:
+    return ResponseSpec(Problem, description=description, media_type="application/problem+json")
+
+
 _PROBLEMS = {
-    400: ResponseSpec(
-        Problem, description="Invalid request", media_type="application/problem+json"
-    ),
-    503: ResponseSpec(
-        Problem,
-        description="Overloaded or not ready (Retry-After)",
-        media_type="application/problem+json",
-    ),
+    400: _problem("Invalid request"),
+    401: _problem("No API key, or an unknown one (when the node has keys)"),
+    403: _problem("The API key lacks this route's scope"),
+    408: _problem("The request body did not arrive in time"),
+    413: _problem("Body too large"),
+    415: _problem("Not a JSON body"),
+    429: _problem("Over the client's rate limit (Retry-After, RateLimit-* headers)"),
+    431: ResponseSpec(None, description="Request head over EDGE_MAX_HEADER_BYTES (the server's)"),
+    503: _problem("Overloaded or not ready (Retry-After)"),
 }
-_ANSWERS = {200: ResponseSpec(PlaylistOut, description="A playlist"), **_PROBLEMS}
+_ANSWERS = {
+    200: ResponseSpec(PlaylistOut, description="A playlist"),
+    304: ResponseSpec(None, description="Not modified: the If-None-Match ETag still holds"),
+    **_PROBLEMS,
+}
 
 ListParam = Annotated[list[str] | None, Parameter(description="Repeated or comma-separated")]
+
+EVENTS_OPERATION = "ingestEvents"
+
+
+@dataclass
+class PlaylistOperation(Operation):
+    """A playlist operation whose answer links to POST /v1/events, filled in from the answer
+    (its prompt_key, fingerprint and first track): the schema tells clients, and stateful
+    fuzzing, that events follow a playlist."""
+
+    def __post_init__(self) -> None:
+        ok = (self.responses or {}).get("200")
+        if not isinstance(ok, OpenAPIResponse):
+            return
+        skip = {
+            "event_id": "evt-linked-skip",
+            "type": "skip",
+            "playlist": "$response.body#/fingerprint",
+            "prompt_key": "$response.body#/prompt_key",
+            "track_id": "$response.body#/tracks/0/id",
+            "position": 0,
+            "dwell_ms": 1500,
+            "ts": "2026-01-01T00:00:00+00:00",
+            "user": "listener-1",
+        }
+        ok.links = {
+            "SkipFirstTrack": Link(
+                operation_id=EVENTS_OPERATION,
+                request_body={"events": [skip]},
+                description="Report that the listener skipped the first track",
+            )
+        }
 
 
 def _response(answer: Answer) -> Response[bytes]:
@@ -80,7 +125,11 @@ class PlaylistController(Controller):
     path = "/v1/playlists"
     opt = {"scope": "read"}  # noqa: RUF012 (Litestar reads it as a class attribute)
 
-    @get(responses=_ANSWERS, summary="Playlist for a prompt and/or slots (CDN-cacheable)")
+    @get(
+        responses=_ANSWERS,
+        operation_class=PlaylistOperation,
+        summary="Playlist for a prompt and/or slots (CDN-cacheable)",
+    )
     async def get_playlist(
         self,
         request: Request[Any, Any, Any],
@@ -118,6 +167,7 @@ class PlaylistController(Controller):
         responses=_ANSWERS,
         status_code=200,
         before_request=_require_json,
+        operation_class=PlaylistOperation,
         summary="Playlist from a JSON body; with `user`, personalised and private",
     )
     async def post_playlist(
@@ -291,22 +341,32 @@ def events_route(max_bytes: int) -> Any:
         request_max_body_size=max_bytes,
         dto=_RawEventBatch,
         return_dto=None,
+        operation_id=EVENTS_OPERATION,
         summary="Ingest a batch of listener events",
         opt={"scope": "events"},
         responses={200: ResponseSpec(EventsAccepted, description="Stored"), **_PROBLEMS},
     )(ingest_events)
 
 
-@get("/healthz", summary="The process is alive", cache_control=None, opt={"scope": "ops"})
+class Alive(msgspec.Struct, frozen=True):
+    status: Literal["alive"]
+
+
+class Readiness(msgspec.Struct, frozen=True):
+    """The /readyz document."""
+
+    status: Literal["loading", "ready", "failed"]
+    error: str | None = None
+    version: str | None = None
+    tiers: dict[str, str] | None = None
+    """Each cache tier's state: ok, degraded (circuit half-open) or down."""
+    compute: dict[str, int | str] | None = None
+
+
 async def healthz() -> Response[bytes]:
     return Response(b'{"status":"alive"}', media_type=JSON, headers={"cache-control": "no-store"})
 
 
-@get(
-    "/readyz",
-    summary="Artifacts loaded and verified, warm-up done; state of each tier (503 until)",
-    opt={"scope": "ops"},
-)
 async def readyz(state: State) -> Response[bytes]:
     node: EdgeNode = state.node
     ready, doc = await node.readiness()
@@ -318,12 +378,50 @@ async def readyz(state: State) -> Response[bytes]:
     )
 
 
-@get("/metrics", summary="Prometheus metrics of this process", opt={"scope": "ops"})
 async def metrics(state: State) -> Response[bytes]:
     node: EdgeNode = state.node
     return Response(
         node.metrics.render(), media_type=CONTENT_TYPE, headers={"cache-control": "no-store"}
     )
+
+
+def ops_routes(protected: bool) -> list[Any]:
+    """/healthz, /readyz and /metrics: open (and documented so) unless `protected`, when
+    they need an admin-scope key like the rest of the node's keys."""
+    security: Any = None if protected else [{}]
+    auth = {401: _PROBLEMS[401], 403: _PROBLEMS[403]} if protected else {}
+    return [
+        get(
+            "/healthz",
+            summary="The process is alive",
+            opt={"scope": "ops"},
+            security=security,
+            responses={200: ResponseSpec(Alive, description="Alive"), **auth},
+        )(healthz),
+        get(
+            "/readyz",
+            summary="Artifacts loaded and verified, warm-up done; state of each tier (503 until)",
+            opt={"scope": "ops"},
+            security=security,
+            responses={
+                200: ResponseSpec(Readiness, description="Ready"),
+                503: ResponseSpec(Readiness, description="Loading, or failed to load"),
+                **auth,
+            },
+        )(readyz),
+        get(
+            "/metrics",
+            summary="Prometheus metrics of this process",
+            opt={"scope": "ops"},
+            security=security,
+            responses={
+                200: ResponseSpec(
+                    str, description="Prometheus text format", media_type=METRICS_MEDIA_TYPE
+                ),
+                **auth,
+            },
+        )(metrics),
+    ]
 
 
 @get("/_bench/bare", include_in_schema=False)

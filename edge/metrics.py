@@ -11,7 +11,9 @@ from prometheus_client import (
     generate_latest,
 )
 
-CONTENT_TYPE = CONTENT_TYPE_LATEST
+CONTENT_TYPE = CONTENT_TYPE_LATEST.split("; charset")[0]
+"""The exposition format's media type; the response adds `charset=utf-8` itself (a text/
+type), which it would otherwise say twice."""
 
 _LATENCY_BUCKETS = (
     0.0001,

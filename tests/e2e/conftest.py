@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import http.client
+import os
+import subprocess
+import sys
 import threading
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, contextmanager
 from pathlib import Path
 
 import httpx
@@ -15,6 +20,7 @@ import pytest
 from edge.app import EdgeApp, create_app
 from edge.service import PlaylistService
 from edge.settings import EdgeSettings
+from loadtest.net import free_port
 from models.artifacts import Artifacts
 from models.generator import Timings
 from tests.clock import FakeClock
@@ -97,3 +103,46 @@ def break_encoder(
 
     service.compute._batcher._embed = embed
     return calls
+
+
+@contextmanager
+def served(artifact_dir: Path, data_dir: Path, **env: str) -> Iterator[int]:
+    """`python -m edge` on a free loopback port with these EDGE_* variables, ready; yields
+    the port, then stops the process by its PID."""
+    port = free_port()
+    environment = {
+        **os.environ,
+        "EDGE_ARTIFACTS": str(artifact_dir),
+        "EDGE_PORT": str(port),
+        "EDGE_HOST": "127.0.0.1",
+        "EDGE_WARMUP": "false",
+        "EDGE_DATA_DIR": str(data_dir),
+        **env,
+    }
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "edge"],
+        env=environment,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while not _ready(port):
+            assert proc.poll() is None, f"the edge exited with {proc.returncode}"
+            assert time.monotonic() < deadline, "the edge was not ready within 60 s"
+            time.sleep(0.2)
+        yield port
+    finally:
+        proc.terminate()
+        proc.wait(15)
+
+
+def _ready(port: int) -> bool:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+    try:
+        conn.request("GET", "/readyz")
+        return conn.getresponse().status == 200
+    except OSError:
+        return False
+    finally:
+        conn.close()

@@ -15,6 +15,8 @@ import pytest
 
 from loadtest.net import free_port
 
+from .conftest import served
+
 
 def _get(port: int, path: str) -> tuple[int, dict[str, str], bytes]:
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
@@ -66,36 +68,10 @@ def test_python_m_edge_serves_from_env_settings(artifact_dir: Path, tmp_path: Pa
 @pytest.fixture
 def strict_server(artifact_dir: Path, tmp_path: Path) -> Iterator[int]:
     """A served node with short slow-client bounds; yields its port."""
-    port = free_port()
-    env = {
-        **os.environ,
-        "EDGE_ARTIFACTS": str(artifact_dir),
-        "EDGE_PORT": str(port),
-        "EDGE_HOST": "127.0.0.1",
-        "EDGE_WARMUP": "false",
-        "EDGE_DATA_DIR": str(tmp_path / "data"),
-        "EDGE_HEADER_TIMEOUT": "1",
-        "EDGE_BODY_TIMEOUT": "1",
-    }
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "edge"],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            try:
-                if _get(port, "/readyz")[0] == 200:
-                    break
-            except OSError:
-                pass
-            time.sleep(0.2)
+    with served(
+        artifact_dir, tmp_path / "data", EDGE_HEADER_TIMEOUT="1", EDGE_BODY_TIMEOUT="1"
+    ) as port:
         yield port
-    finally:
-        proc.terminate()
-        proc.wait(15)
 
 
 def _raw(port: int, *parts: bytes) -> tuple[bytes, float]:
