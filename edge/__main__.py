@@ -55,6 +55,10 @@ def main(argv: list[str] | None = None) -> int:
         )
         return 2
     os.environ.update(settings.env())
+    if not os.environ.get("XDG_CACHE_HOME"):
+        # Libraries' own caches (onnxruntime keeps a device id and a small database there)
+        # go under the data dir too, so the node can run on a read-only root filesystem.
+        os.environ["XDG_CACHE_HOME"] = str(Path(settings.data_dir) / "cache")
     serve(settings, args.server)
     return 0
 

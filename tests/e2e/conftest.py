@@ -106,9 +106,11 @@ def break_encoder(
 
 
 @contextmanager
-def served(artifact_dir: Path, data_dir: Path, **env: str) -> Iterator[int]:
-    """`python -m edge` on a free loopback port with these EDGE_* variables, ready; yields
-    the port, then stops the process by its PID."""
+def served(
+    artifact_dir: Path, data_dir: Path, *, cwd: Path | None = None, **env: str
+) -> Iterator[int]:
+    """`python -m edge` on a free loopback port with these environment variables, ready;
+    yields the port, then stops the process by its PID."""
     port = free_port()
     environment = {
         **os.environ,
@@ -122,6 +124,7 @@ def served(artifact_dir: Path, data_dir: Path, **env: str) -> Iterator[int]:
     proc = subprocess.Popen(
         [sys.executable, "-m", "edge"],
         env=environment,
+        cwd=cwd,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )

@@ -115,3 +115,48 @@ def test_slow_clients_are_cut_off(strict_server: int) -> None:
     assert reply.startswith(b"HTTP/1.1 408")
     assert b"application/problem+json" in reply
     assert 0.9 < took < 5
+
+
+def _files(folder: Path) -> dict[str, tuple[int, int]]:
+    return {
+        str(path.relative_to(folder)): (path.stat().st_size, path.stat().st_mtime_ns)
+        for path in folder.rglob("*")
+        if path.is_file()
+    }
+
+
+def test_a_node_writes_only_under_its_data_dir(artifact_dir: Path, tmp_path: Path) -> None:
+    """What a read-only root filesystem needs: serving misses, hits and events writes
+    nothing to the working directory, HOME or the artifacts (the temp directory, a tmpfs in
+    the container, gets onnxruntime's small session file)."""
+    cwd, home, temp, data = (tmp_path / name for name in ("cwd", "home", "tmp", "data"))
+    for folder in (cwd, home, temp):
+        folder.mkdir()
+    before = _files(artifact_dir)
+    event = (
+        b'{"events": [{"event_id": "evt-readonly-1", "type": "play", "playlist": "fp0", '
+        b'"prompt_key": "pk0", "track_id": "t0", "position": 0, '
+        b'"ts": "2026-11-23T10:00:00+00:00", "user": "listener-1"}]}'
+    )
+    with served(
+        artifact_dir,
+        data,
+        cwd=cwd,
+        HOME=str(home),
+        TMPDIR=str(temp),
+        XDG_CACHE_HOME="",
+        PYTHONDONTWRITEBYTECODE="1",
+    ) as port:
+        for _ in range(2):
+            assert _get(port, "/v1/playlists?q=quiet+piano+for+reading&n=5")[0] == 200
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        conn.request("POST", "/v1/events", body=event, headers={"content-type": "application/json"})
+        assert conn.getresponse().status == 200
+        conn.close()
+        time.sleep(1.5)  # the write-behind queue reaches the global store
+    assert _files(cwd) == {}
+    assert _files(home) == {}
+    assert _files(artifact_dir) == before
+    written = _files(data)
+    assert any(name.startswith("global/") for name in written)  # the disk global store
+    assert "events.sqlite" in written
