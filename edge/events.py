@@ -57,6 +57,12 @@ APPEND_TIMEOUT = 2.0
 """Seconds an append to the log may take before the batch is refused with 503."""
 
 
+def user_hash_key(settings: EdgeSettings) -> bytes:
+    """The region's user-hash key: from settings, else the node's own key file (made once)."""
+    key = settings.user_hash_key.encode()
+    return key or load_or_make_key(Path(settings.data_dir) / "user-hash.key")
+
+
 class EventsPipeline:
     """The region's event log as this node sees it, and the consumers it runs."""
 
@@ -107,8 +113,7 @@ class EventsPipeline:
             return None
         url = s.events_url or s.l2_url
         data = Path(s.data_dir)
-        key = s.user_hash_key.encode() or load_or_make_key(data / "user-hash.key")
-        pseudonymizer = Pseudonymizer(key, s.region, clock)
+        pseudonymizer = Pseudonymizer(user_hash_key(s), s.region, clock)
         events: EventLog
         sessions: SessionStore
         labels: LabelStore

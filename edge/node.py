@@ -27,7 +27,7 @@ from cache.writebehind import WriteBehind
 from edge.auth import Authenticator, load_keys
 from edge.compute import ComputePool, run_lowered
 from edge.errors import NotReady
-from edge.events import EventsPipeline
+from edge.events import EventsPipeline, user_hash_key
 from edge.metrics import Metrics
 from edge.personalize import UserExclusions
 from edge.ratelimit import RateLimiter
@@ -37,6 +37,7 @@ from models import artifacts as model_artifacts
 from models.artifacts import Artifacts
 from models.ranker import RankParams
 from regional.connections import is_redis_url, redis_client
+from regional.events import Pseudonymizer
 from regional.invalidation import InvalidationBus
 from regional.popular import RegionalTopK
 
@@ -113,7 +114,6 @@ class EdgeNode:
             )
             if self.events is not None:
                 service.sessions = self.events.sessions
-                service.user_hash = self.events.pseudonymizer.user
                 service.labels = self.events.labels
             if service.bus is not None:
                 service.bus.start()
@@ -174,8 +174,10 @@ class EdgeNode:
             on_batch=self.metrics.batch_size.observe,
         )
         self.metrics.queue_depth.set_function(lambda: compute.in_flight)
+        pseudonymizer = Pseudonymizer(user_hash_key(s), s.region, self._clock)
         users = UserExclusions(
             MemoryTier(16 * 1024 * 1024, clock=self._clock, name="users"),
+            pseudonym=pseudonymizer.user,
             max_items=s.user_exclusions_max,
             clock=self._clock,
         )
@@ -189,6 +191,7 @@ class EdgeNode:
             metrics=self.metrics,
             clock=self._clock,
         )
+        service.user_hash = pseudonymizer.user
         if s.semantic:
             service.semantic = SemanticIndex(
                 compute.generator.encoder.dim,

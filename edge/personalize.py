@@ -11,32 +11,33 @@ import time
 from collections.abc import Callable, Iterable
 
 import msgspec
-import xxhash
 
 from cache.base import Entry, Tier
 
 Clock = Callable[[], float]
 
 
-def user_hash(token: str) -> str:
-    """Stable pseudonym of a user token, safe to log and to use as a key."""
-    return xxhash.xxh3_128_hexdigest(b"user\x00" + token.encode())
-
-
 class UserExclusions:
     """Track ids each user does not want, bounded per user, expiring after `ttl` seconds."""
 
     def __init__(
-        self, tier: Tier, *, max_items: int, ttl: float = 30 * 86400, clock: Clock = time.time
+        self,
+        tier: Tier,
+        *,
+        pseudonym: Callable[[str], str],
+        max_items: int,
+        ttl: float = 30 * 86400,
+        clock: Clock = time.time,
     ) -> None:
         self._tier = tier
+        self._pseudonym = pseudonym
+        """The keyed hash of a user token (the region's user-hash key)."""
         self.max_items = max_items
         self.ttl = ttl
         self._clock = clock
 
-    @staticmethod
-    def key(token: str) -> str:
-        return "excl:" + user_hash(token)
+    def key(self, token: str) -> str:
+        return "excl:" + self._pseudonym(token)
 
     async def get(self, token: str) -> frozenset[str]:
         entry = await self._tier.get(self.key(token))

@@ -36,7 +36,7 @@ from edge import answers
 from edge.compute import ComputePool
 from edge.errors import BadRequest, Overloaded
 from edge.metrics import Metrics
-from edge.personalize import UserExclusions, user_hash
+from edge.personalize import UserExclusions
 from edge.query import parse_query
 from edge.schemas import PlaylistRequest
 from edge.settings import EdgeSettings
@@ -98,7 +98,8 @@ class PlaylistService:
         self.node_id = uuid.uuid4().hex
         self.sessions: SessionStore | None = None
         """The region's session state (set by the node when events are on)."""
-        self.user_hash: Callable[[str], str] | None = None
+        self.user_hash: Callable[[str], str] = exclusions.key
+        """The keyed pseudonym of a user token (set by the node to the region's)."""
         self.labels: LabelStore | None = None
         """The region's prompt-quality labels (prewarm leaves mostly rejected prompts out)."""
         self.version = artifacts.version
@@ -404,7 +405,7 @@ class PlaylistService:
     async def _session_skips(self, token: str) -> frozenset[str]:
         """Tracks the listener skipped early this session (from the event consumers); none
         when the session store does not answer within the remote timeout."""
-        if self.sessions is None or self.user_hash is None:
+        if self.sessions is None:
             return frozenset()
         try:
             async with asyncio.timeout(self.settings.remote_timeout_ms / 1000):
@@ -446,7 +447,7 @@ class PlaylistService:
         )
         log.debug(
             "personalised",
-            extra={"user": user_hash(request.user), "dropped": len(head.tracks) - len(kept)},
+            extra={"user": self.user_hash(request.user), "dropped": len(head.tracks) - len(kept)},
         )
         body = answers.finish(answers.encode_head(personal), label.removeprefix("HIT-"), age)
         return Answer(200, body, headers)

@@ -132,10 +132,30 @@ async def test_without_a_keys_file_the_node_is_open_and_says_so(
 async def test_keys_never_reach_the_logs(
     edge: ClientFactory, keys_file: Path, logged: _Records
 ) -> None:
-    async with edge(api_keys_file=str(keys_file), access_log=True) as client:
+    settings = {
+        "api_keys_file": str(keys_file),
+        "access_log": True,
+        "admin_key": "admin-secret-4242",
+        "user_hash_key": "user-hash-secret-0123456789",
+    }
+    async with edge(**settings) as client:
         await client.get(URL, headers={"x-api-key": READER})
         await client.get(URL, headers={"x-api-key": "leaked-guess-123"})
+        body = {"schema_version": 1, "prompt": "sunny afternoon reggae", "user": "listener-77"}
+        personal = await client.post("/v1/playlists", json=body, headers={"x-api-key": READER})
+        assert personal.status_code == 200
+        await client.post(
+            "/admin/purge",
+            json={"tags": ["nothing"]},
+            headers={"authorization": "Bearer admin-secret-4242"},
+        )
+        await client.post(
+            "/admin/purge", json={"tags": ["x"]}, headers={"authorization": "Bearer wrong-guess"}
+        )
     text = "\n".join(f"{r.getMessage()} {r.__dict__}" for r in logged.records)
+    assert "purged" in text  # the admin call was logged
+    for secret in ("admin-secret-4242", "wrong-guess", "user-hash-secret", "listener-77"):
+        assert secret not in text, secret
     assert '"route": "/v1/playlists"' in text or "'route': '/v1/playlists'" in text  # logged
     assert READER not in text
     assert "leaked-guess-123" not in text
