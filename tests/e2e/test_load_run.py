@@ -40,8 +40,8 @@ def edge_url(artifact_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> It
 
 def _run(url: str, out: Path, *extra: str) -> subprocess.CompletedProcess[str]:
     cmd = [sys.executable, "-m", "loadtest", "run", "--host", url, "--out", str(out)]
-    # 11 users: enough for every class at weights 2/5/2/1/1 to get at least one.
-    cmd += ["--users", "11", "--spawn-rate", "10", "--duration", "4", "--prompts", "200", *extra]
+    # 12 users: enough for every class at weights 2/5/2/1/1/1 to get at least one.
+    cmd += ["--users", "12", "--spawn-rate", "10", "--duration", "4", "--prompts", "200", *extra]
     return subprocess.run(cmd, capture_output=True, text=True, timeout=120, check=False)
 
 
@@ -52,7 +52,14 @@ def test_a_mixed_run_passes_and_reports(edge_url: str, tmp_path: Path) -> None:
         assert (tmp_path / name).stat().st_size > 0, name
     text = (tmp_path / "report.md").read_text()
     assert "**Verdict: PASS**" in text
-    for request in ("GET cdn", "GET text", "GET slots", "POST personal", "POST events"):
+    for request in (
+        "GET cdn",
+        "GET text",
+        "GET slots",
+        "POST personal",
+        "POST events",
+        "SDK playlist",
+    ):
         assert request in text
     assert "HIT-L1" in text
 
