@@ -19,11 +19,12 @@ from pathlib import Path
 from loadtest import corpus, report
 
 SCENARIOS = {
-    "mixed": "cdn=2,listener=5,picker=2,personal=1,events=1",
+    "mixed": "cdn=2,listener=5,picker=2,personal=1,events=1,sdk=1",
     "hits": "cdn=1",
     "listeners": "listener=1",
     "personal": "personal=1",
     "events": "events=1",
+    "sdk": "sdk=1",
 }
 
 
