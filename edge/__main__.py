@@ -1,4 +1,5 @@
-"""`python -m edge`: serve an edge node (granian, uvloop), building default artifacts if asked.
+"""`python -m edge`: serve an edge node (granian, uvloop), building default artifacts if asked;
+`python -m edge doctor` checks what its configuration depends on (see `edge.doctor`).
 
 Every flag has an EDGE_* form (EDGE_ARTIFACTS, EDGE_HOST, EDGE_PORT, EDGE_WORKERS); flags
 win. Worker processes read their settings from the environment this process passes on.
@@ -17,6 +18,11 @@ SERVERS = ("granian", "uvicorn")
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["doctor"]:
+        from edge import doctor
+
+        return doctor.main(argv[1:])
     parser = argparse.ArgumentParser(prog="python -m edge", description=__doc__.splitlines()[0])
     parser.add_argument("--artifacts", help="artifact folder (EDGE_ARTIFACTS)")
     parser.add_argument("--host", help="listen address (EDGE_HOST, default 127.0.0.1)")
