@@ -11,6 +11,8 @@ import time
 from collections.abc import Callable, Collection, Sequence
 from typing import NamedTuple
 
+from opentelemetry import trace
+
 from cache.base import Entry, Tier
 from cache.errors import TierUnavailable
 
@@ -37,23 +39,30 @@ class TieredCache:
         *,
         clock: Clock = time.time,
         on_error: Callable[[str, TierUnavailable], None] = _ignore,
+        tracer: trace.Tracer | None = None,
     ) -> None:
         if not tiers:
             raise ValueError("a TieredCache needs at least one tier")
         self.tiers = tuple(tiers)
         self._clock = clock
         self._on_error = on_error
+        self._tracer = tracer or trace.NoOpTracer()
+        """A span per tier looked at, with its outcome (hit, miss or error)."""
 
     async def get(self, key: str) -> Lookup | None:
         """The first usable entry (fresh or still within its stale window), promoted upward."""
         now = self._clock()
         for depth, tier in enumerate(self.tiers):
-            try:
-                entry = await tier.get(key)
-            except TierUnavailable as exc:
-                self._on_error(tier.name, exc)
-                continue
-            if entry is None or entry.ttl(now) <= 0:
+            with self._tracer.start_as_current_span(tier.name) as span:
+                try:
+                    entry = await tier.get(key)
+                except TierUnavailable as exc:
+                    span.set_attribute("edge.outcome", "error")
+                    self._on_error(tier.name, exc)
+                    continue
+                usable = entry is not None and entry.ttl(now) > 0
+                span.set_attribute("edge.outcome", "hit" if usable else "miss")
+            if entry is None or not usable:
                 continue
             for upper in self.tiers[:depth]:
                 await self._write(upper, key, entry, now)

@@ -22,10 +22,12 @@ from litestar.exceptions import HTTPException
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import SwaggerRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme
+from litestar.plugins.opentelemetry import OpenTelemetryConfig, OpenTelemetryPlugin
 from litestar.routes import HTTPRoute
 from litestar.types import Message, Receive, ReceiveMessage, Scope
+from opentelemetry.sdk.trace import TracerProvider
 
-from edge import controllers, logs
+from edge import controllers, logs, telemetry
 from edge.errors import EdgeError, RequestTimeout
 from edge.node import EdgeNode
 from edge.problems import HANDLERS
@@ -195,11 +197,16 @@ def create_app(
     artifacts: Artifacts | None = None,
     clock: Callable[[], float] = time.time,
     lean_hits: bool = True,
+    tracer_provider: TracerProvider | None = None,
 ) -> EdgeApp:
-    """Build an edge app; `artifacts` (already loaded) and `clock` are for tests."""
+    """Build an edge app; `artifacts` (already loaded), `clock` and `tracer_provider` (an
+    in-memory exporter's) are for tests."""
     settings = settings or EdgeSettings.from_env()
     node = EdgeNode(settings, artifacts=artifacts, clock=clock)
     node.lean_hits = lean_hits
+    tracing = tracer_provider or telemetry.provider(settings)
+    node.tracer = telemetry.tracer(tracing)
+    plugins = [OpenTelemetryPlugin(OpenTelemetryConfig(tracer_provider=tracing))] if tracing else []
 
     @asynccontextmanager
     async def lifespan(_app: Litestar) -> AsyncIterator[None]:
@@ -209,6 +216,8 @@ def create_app(
             yield
         finally:
             await node.close()
+            if tracing is not None and tracer_provider is None:
+                tracing.shutdown()  # sends the spans still batched
 
     handlers: list[Any] = [
         controllers.PlaylistController,
@@ -223,6 +232,7 @@ def create_app(
     app = EdgeApp(
         route_handlers=handlers,
         lifespan=[lifespan],
+        plugins=plugins,
         exception_handlers=HANDLERS,  # type: ignore[arg-type]
         openapi_config=OpenAPIConfig(
             title="Playlist edge",

@@ -11,6 +11,7 @@ import sys
 import time
 
 import msgspec
+from opentelemetry import trace
 
 _STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime"}
 
@@ -25,6 +26,10 @@ class JsonFormatter(logging.Formatter):
             "msg": record.getMessage(),
         }
         line.update({k: v for k, v in vars(record).items() if k not in _STANDARD})
+        context = trace.get_current_span().get_span_context()
+        if context.is_valid:  # the line belongs to a traced request
+            line["trace_id"] = trace.format_trace_id(context.trace_id)
+            line["span_id"] = trace.format_span_id(context.span_id)
         if record.exc_info:
             line["exc"] = self.formatException(record.exc_info)
         return msgspec.json.encode(line, enc_hook=repr).decode()

@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from opentelemetry import trace
 from prometheus_client import Gauge
 
 from cache.base import Tier
@@ -60,6 +61,8 @@ class EdgeNode:
     ) -> None:
         self.settings = settings
         self.metrics = Metrics()
+        self.tracer: trace.Tracer = trace.NoOpTracer()
+        """Set by the app when traces are on (`edge.telemetry`)."""
         keys = settings.api_keys_file
         self.auth = Authenticator(load_keys(Path(keys)) if keys else None)
         self.limiter = RateLimiter(settings) if settings.rate_limit else None
@@ -161,7 +164,10 @@ class EdgeNode:
         params = RankParams(length=s.default_length, max_length=s.max_length)
         l1 = MemoryTier(s.l1_bytes, clock=self._clock, max_ttl=s.l1_max_ttl or None)
         cache = TieredCache(
-            [l1, *self._remote_tiers()], clock=self._clock, on_error=self._tier_error
+            [l1, *self._remote_tiers()],
+            clock=self._clock,
+            on_error=self._tier_error,
+            tracer=self.tracer,
         )
         compute = ComputePool(
             artifacts.generator(params),
@@ -192,6 +198,7 @@ class EdgeNode:
             clock=self._clock,
         )
         service.user_hash = pseudonymizer.user
+        service.tracer = self.tracer
         if s.semantic:
             service.semantic = SemanticIndex(
                 compute.generator.encoder.dim,

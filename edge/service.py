@@ -21,6 +21,7 @@ from collections.abc import Callable
 import msgspec
 import numpy as np
 from cachetools import LRUCache
+from opentelemetry import trace
 
 from cache.base import Entry
 from cache.errors import TierUnavailable
@@ -32,7 +33,7 @@ from cache.redis_tier import REDIS_FAILURES, RedisTier
 from cache.semantic import SemanticIndex
 from cache.tasks import cancel_and_wait
 from cache.tiered import TieredCache
-from edge import answers
+from edge import answers, telemetry
 from edge.compute import ComputePool
 from edge.errors import BadRequest, Overloaded
 from edge.metrics import Metrics
@@ -92,6 +93,8 @@ class PlaylistService:
         # Regional parts, attached by the node when configured (the bus calls back into
         # this service, so it is made after it).
         self.bus: InvalidationBus | None = None
+        self.tracer: trace.Tracer = trace.NoOpTracer()
+        """Spans per stage of the full path (see `edge.telemetry`)."""
         self.semantic: SemanticIndex | None = None
         self.lease_tier: RedisTier | None = None
         self.popularity = Popularity()
@@ -178,7 +181,8 @@ class PlaylistService:
         self, request: PlaylistRequest, intent: Intent, key: str, if_none_match: str | None
     ) -> Answer:
         start = time.perf_counter()
-        lookup = await self.cache.get(key)
+        with self.tracer.start_as_current_span("cache"):
+            lookup = await self.cache.get(key)
         timings = {"l1": (time.perf_counter() - start) * 1000}
         now = self._clock()
         if lookup is not None and lookup.entry.is_fresh(now):
@@ -194,8 +198,12 @@ class PlaylistService:
         if entry.shared:
             spec = PromptSpec(intent.text, intent.slots, request.n)
             self.popularity.hit(key, msgspec.json.encode(spec))
+        trace.get_current_span().set_attributes(
+            {"edge.tier": label, "edge.version": self.version, "edge.variant": "primary"}
+        )
         if request.user is not None:
-            return await self._personal(entry, label, request, intent, now, timings, start)
+            with self.tracer.start_as_current_span("personalize"):
+                return await self._personal(entry, label, request, intent, now, timings, start)
         return self._respond(entry, label, now, if_none_match, timings, start)
 
     async def _miss(
@@ -261,11 +269,14 @@ class PlaylistService:
             async with asyncio.timeout(self.settings.compute_timeout):
                 vector = None
                 if semantic is not None:
-                    vector, _ = await self.compute.embed(intent.query_text)
+                    with self.tracer.start_as_current_span("encode"):
+                        vector, _ = await self.compute.embed(intent.query_text)
                     alias = await self._semantic_hit(semantic, vector, signature, key)
                     if alias is not None:
                         return alias, "SEMANTIC"
-                playlist, stage_ms = await self.compute.generate(intent, n, vector)
+                with self.tracer.start_as_current_span("compute"):
+                    playlist, stage_ms = await self.compute.generate(intent, n, vector)
+                    telemetry.stage_spans(self.tracer, _stages(stage_ms), time.time_ns())
         except (ModelError, TimeoutError) as exc:
             log.warning(
                 "compute failed",
@@ -284,11 +295,7 @@ class PlaylistService:
             await self.bus.publish(keys=(key,), timeout=self.settings.remote_timeout_ms / 1000)
         if semantic is not None and vector is not None:
             semantic.add(vector, key, signature, intent.text)
-        timings.update(
-            encode=stage_ms.get("tokenize", 0.0) + stage_ms.get("encode", 0.0),
-            search=stage_ms.get("search", 0.0),
-            rank=stage_ms.get("rank", 0.0),
-        )
+        timings.update(_stages(stage_ms))
         self.metrics.stages(stage_ms)
         return entry, "MISS"
 
@@ -528,3 +535,12 @@ class PlaylistService:
 
 def _hit_label(entry: Entry, tier: str) -> str:
     return f"HIT-{tier.upper()}" if entry.shared else "FALLBACK"
+
+
+def _stages(stage_ms: dict[str, float]) -> dict[str, float]:
+    """A miss's compute stages in milliseconds: encode (with tokenizing), search, rank."""
+    return {
+        "encode": stage_ms.get("tokenize", 0.0) + stage_ms.get("encode", 0.0),
+        "search": stage_ms.get("search", 0.0),
+        "rank": stage_ms.get("rank", 0.0),
+    }

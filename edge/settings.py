@@ -113,6 +113,11 @@ class EdgeSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_o
     """Log one JSON line per request (misses and errors are always logged)."""
     log_level: str = "info"
     """Level of the JSON logs on stderr."""
+    traces: str = "none"
+    """OpenTelemetry traces: none, console (spans on stdout), or otlp (OTLP over HTTP to
+    OTEL_EXPORTER_OTLP_ENDPOINT, as the OpenTelemetry SDK reads it)."""
+    trace_ratio: float = 1.0
+    """Fraction of requests traced (parent-based: a traced caller's choice is kept)."""
     seed: int = 0
     """Seed of the TTL jitter."""
     lease_seconds: float = 2.0
@@ -243,6 +248,10 @@ class EdgeSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_o
             problems.append("l1_max_ttl must not be negative")
         if not 0 < self.semantic_threshold <= 1:
             problems.append("semantic_threshold must be in (0, 1]")
+        if self.traces not in ("none", "console", "otlp"):
+            problems.append("traces must be none, console or otlp")
+        if not 0 <= self.trace_ratio <= 1:
+            problems.append("trace_ratio must be in [0, 1]")
         if not 0 < self.breaker_failure_rate <= 1:
             problems.append("breaker_failure_rate must be in (0, 1]")
         if self.l2_url and not is_redis_url(self.l2_url):
