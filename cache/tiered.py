@@ -26,7 +26,7 @@ class Lookup(NamedTuple):
     tier: str
 
 
-def _ignore(_tier: str, _exc: TierUnavailable) -> None:
+def _ignore(_tier: str, _what: object) -> None:
     return None
 
 
@@ -40,6 +40,7 @@ class TieredCache:
         clock: Clock = time.time,
         on_error: Callable[[str, TierUnavailable], None] = _ignore,
         tracer: trace.Tracer | None = None,
+        on_write: Callable[[str, int], None] = _ignore,
     ) -> None:
         if not tiers:
             raise ValueError("a TieredCache needs at least one tier")
@@ -47,6 +48,8 @@ class TieredCache:
         self._clock = clock
         self._on_error = on_error
         self._tracer = tracer or trace.NoOpTracer()
+        self._on_write = on_write
+        """Told (tier name, body bytes) of each write, for cost accounting."""
         """A span per tier looked at, with its outcome (hit, miss or error)."""
 
     async def get(self, key: str) -> Lookup | None:
@@ -112,3 +115,5 @@ class TieredCache:
             await tier.set(key, entry, entry.ttl(now))
         except TierUnavailable as exc:
             self._on_error(tier.name, exc)
+            return
+        self._on_write(tier.name, len(entry.body))

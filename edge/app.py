@@ -93,14 +93,19 @@ class EdgeApp(Litestar):
                         {"type": "http.response.start", "status": answer.status, "headers": headers}
                     )
                     await send({"type": "http.response.body", "body": answer.body})
+                    self.node.metrics.served.inc(len(answer.body))
                     self._observe(route, answer.status, start, scope)
                     return
         status = 500
+
+        served = self.node.metrics.served
 
         async def send_status(message: Message) -> None:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
+            elif message["type"] == "http.response.body":
+                served.inc(len(message.get("body", b"")))
             await send(message)
 
         try:

@@ -86,7 +86,7 @@ class MicroBatcher:
         self._busy = True
         self._on_batch(len(batch))
         loop = asyncio.get_running_loop()
-        timings: Timings = {}
+        timings: Timings = {"batch": len(batch)}
         work = self._executor.submit(self._embed, [t for t, _ in batch], timings)
         work.add_done_callback(
             lambda done: loop.call_soon_threadsafe(self._finish, batch, done, timings)

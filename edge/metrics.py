@@ -8,6 +8,7 @@ from prometheus_client import (
     Counter,
     Gauge,
     Histogram,
+    ProcessCollector,
     generate_latest,
 )
 
@@ -116,6 +117,23 @@ class Metrics:
             "Prompt-quality labels (accept or reject, rules v1) this node's consumer counted",
             registry=r,
         )
+        # What a prompt costs: compute per miss, bytes sent to each tier, bytes served, and
+        # this process's CPU (process_cpu_seconds_total); `loadtest run` turns their change
+        # over a run into cost per 1,000 prompts.
+        self.miss_compute = Histogram(
+            "edge_miss_compute_seconds",
+            "Compute time of one miss: its share of the encoder batch, plus search and rank",
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.tier_written = Counter(
+            "edge_tier_written_bytes",
+            "Bytes of answers written to each cache tier",
+            ["tier"],
+            registry=r,
+        )
+        self.served = Counter("edge_served_bytes", "Response body bytes sent", registry=r)
+        ProcessCollector(registry=r)
         self._requests: dict[tuple[str, int], Counter] = {}
         self._latency: dict[str, Histogram] = {}
         self._cache: dict[tuple[str, str], Counter] = {}

@@ -168,6 +168,7 @@ class EdgeNode:
             clock=self._clock,
             on_error=self._tier_error,
             tracer=self.tracer,
+            on_write=lambda tier, size: self.metrics.tier_written.labels(tier).inc(size),
         )
         compute = ComputePool(
             artifacts.generator(params),

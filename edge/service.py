@@ -296,7 +296,13 @@ class PlaylistService:
         if semantic is not None and vector is not None:
             semantic.add(vector, key, signature, intent.text)
         timings.update(_stages(stage_ms))
-        self.metrics.stages(stage_ms)
+        self.metrics.stages({k: v for k, v in stage_ms.items() if k != "batch"})
+        # This miss's cost: its share of the batch's encoding, then its own search and rank.
+        share = (stage_ms.get("tokenize", 0.0) + stage_ms.get("encode", 0.0)) / max(
+            1.0, stage_ms.get("batch", 1.0)
+        )
+        cost_ms = share + stage_ms.get("search", 0.0) + stage_ms.get("rank", 0.0)
+        self.metrics.miss_compute.observe(cost_ms / 1000)
         return entry, "MISS"
 
     # -- the region's lease on computing a key --------------------------------------------

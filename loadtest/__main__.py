@@ -16,7 +16,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from loadtest import corpus, report
+from loadtest import corpus, cost, report
 
 SCENARIOS = {
     "mixed": "cdn=2,listener=5,picker=2,personal=1,events=1,sdk=1",
@@ -57,16 +57,29 @@ def run(args: argparse.Namespace) -> int:
         "--only-summary", "--exit-code-on-error", "0", "--stop-timeout", "5",
     ]  # fmt: skip
     print(f"locust: {args.scenario}, {args.users} users, {args.duration:g} s against {args.host}")
+    before = _scrape(args.host)
     locust = subprocess.run(cmd, env=env, timeout=args.duration + 120, check=False)
+    after = _scrape(args.host)
     if locust.returncode != 0:
         print(f"locust exited with {locust.returncode}", file=sys.stderr)
         return 2
     gate = report.Gate(max_failure_ratio=args.max_failure_ratio, p99_budget_ms=args.p99_budget_ms)
     summary = report.summarize(out, gate)
     report.plot(out)
-    path = report.write_markdown(out, summary, f"Load run: {args.scenario} against {args.host}")
+    spent = cost.between(before, after) if before and after else None
+    path = report.write_markdown(
+        out, summary, f"Load run: {args.scenario} against {args.host}", spent
+    )
     print(path.read_text())
     return 0 if summary.passed else 1
+
+
+def _scrape(host: str) -> cost.Sample:
+    """The target's metrics, or nothing when it has none to give (a balancer, a CDN)."""
+    try:
+        return cost.scrape(host)
+    except (OSError, ValueError):
+        return {}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -16,6 +16,8 @@ import matplotlib
 matplotlib.use("Agg")  # files only, no display
 import matplotlib.pyplot as plt
 
+from loadtest.cost import Cost
+
 
 @dataclass
 class Gate:
@@ -114,7 +116,7 @@ def plot(out: Path) -> list[Path]:
     return made
 
 
-def write_markdown(out: Path, summary: Summary, title: str) -> Path:
+def write_markdown(out: Path, summary: Summary, title: str, spent: Cost | None = None) -> Path:
     total = summary.total
     lines = [
         f"# {title}",
@@ -138,6 +140,8 @@ def write_markdown(out: Path, summary: Summary, title: str) -> Path:
         lines += ["", "| X-Cache | answers | share |", "|---|---|---|"]
         for tier, count in sorted(summary.tiers.items(), key=lambda kv: -kv[1]):
             lines.append(f"| {tier} | {count} | {count / answered:.1%} |")
+    if spent is not None and spent.prompts:
+        lines += ["", *spent.markdown()]
     lines += ["", "![latency](latency.png)", "", "![tiers](tiers.png)", ""]
     path = out / "report.md"
     path.write_text("\n".join(lines))

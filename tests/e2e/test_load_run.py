@@ -62,6 +62,9 @@ def test_a_mixed_run_passes_and_reports(edge_url: str, tmp_path: Path) -> None:
     ):
         assert request in text
     assert "HIT-L1" in text
+    assert "Cost per 1,000 prompts at a" in text
+    assert "| CPU-seconds (edge process) |" in text
+    assert "| bytes written to l1 |" in text
 
 
 def test_the_gate_fails_a_run_over_its_latency_budget(edge_url: str, tmp_path: Path) -> None:
