@@ -7,7 +7,7 @@ import random
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypedDict
 
 import httpx
 import msgspec
@@ -87,25 +87,32 @@ class Call:
         return self.method + " " + str(httpx.URL(self.path, params=self.params))
 
 
-def playlist_call(
-    prompt: str,
-    *,
-    n: int | None,
-    moods: Sequence[str],
-    activities: Sequence[str],
-    genres: Sequence[str],
-    exclude: Sequence[str],
-    tempo: str | None,
-    explicit: bool | None,
-    user: str | None,
-) -> Call:
+class PlaylistQuery(TypedDict, total=False):
+    """What a playlist can be asked for beside its prompt."""
+
+    n: int
+    moods: Sequence[str]
+    activities: Sequence[str]
+    genres: Sequence[str]
+    exclude: Sequence[str]
+    tempo: str
+    explicit: bool
+    user: str
+    """Personal (and private) answers for this listener token: a POST instead of a GET."""
+
+
+def playlist_call(prompt: str, query: PlaylistQuery) -> Call:
     """A GET (shared, CDN-cacheable) without `user`; a POST (personal, private) with one."""
+    moods, activities = query.get("moods", ()), query.get("activities", ())
+    genres, exclude = query.get("genres", ()), query.get("exclude", ())
+    n, explicit = query.get("n"), query.get("explicit")
+    user = query.get("user")
     if user is None:
         params: list[tuple[str, str]] = [("q", prompt)] if prompt else []
         params += [("mood", m) for m in moods] + [("activity", a) for a in activities]
         params += [("genre", g) for g in genres] + [("exclude", e) for e in exclude]
-        if tempo is not None:
-            params.append(("tempo", tempo))
+        if "tempo" in query:
+            params.append(("tempo", query["tempo"]))
         if explicit is not None:
             params.append(("explicit", "true" if explicit else "false"))
         if n is not None:
@@ -219,3 +226,32 @@ def accepted_of(response: httpx.Response) -> EventsAccepted:
     if response.status_code == 200:
         return accepted(response)
     raise problem(response)
+
+
+class ClientBase:
+    """What both clients hold: the retry policy, the event buffer, the kept ETags."""
+
+    def __init__(
+        self, *, retry: RetryPolicy | None, batch: int, buffer: int, rng: random.Random | None
+    ) -> None:
+        self.retry = retry or RetryPolicy()
+        self.events = EventBuffer(batch=batch, limit=buffer)
+        self._etags = ETags()
+        self._rng = rng or random.Random()
+
+    def _request(self, call: Call) -> dict[str, Any]:
+        """httpx `request` arguments for `call` (with If-None-Match when an ETag is kept)."""
+        return {
+            "method": call.method,
+            "url": call.path,
+            "params": call.params or None,
+            "json": call.json,
+            "headers": self._etags.headers(call),
+        }
+
+    def _unsent(self, batch: list[Event], error: ClientError) -> None:
+        """Keep a batch that could not go, unless the edge refused it as invalid (sending it
+        again would not help)."""
+        if isinstance(error, ApiError) and error.status < 500 and error.status != 429:
+            return
+        self.events.put_back(batch)

@@ -4,19 +4,18 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from itertools import count
 from types import TracebackType
-from typing import Any
+from typing import Any, Unpack
 
 import httpx
 
 from client.core import (
-    ApiError,
     Call,
+    ClientBase,
     ClientError,
-    ETags,
-    EventBuffer,
+    PlaylistQuery,
     RetryPolicy,
     accepted_of,
     events_call,
@@ -27,7 +26,7 @@ from client.core import (
 from client.models import Event, EventsAccepted, Playlist
 
 
-class PlaylistClient:
+class PlaylistClient(ClientBase):
     """Playlists and events from one edge (or the CDN in front of it).
 
     Requests time out after `timeout` seconds; 429, 503 and unreachable edges are retried
@@ -53,23 +52,14 @@ class PlaylistClient:
         self._http = httpx.Client(
             base_url=base_url, headers=headers, timeout=timeout, transport=transport
         )
-        self.retry = retry or RetryPolicy()
-        self.events = EventBuffer(batch=batch, limit=buffer)
-        self._etags = ETags()
+        super().__init__(retry=retry, batch=batch, buffer=buffer, rng=rng)
         self._sleep = sleep
-        self._rng = rng or random.Random()
 
     def _send(self, call: Call) -> httpx.Response:
         for attempt in count(1):
             outcome: httpx.Response | httpx.TransportError
             try:
-                outcome = self._http.request(
-                    call.method,
-                    call.path,
-                    params=call.params or None,
-                    json=call.json,
-                    headers=self._etags.headers(call),
-                )
+                outcome = self._http.request(**self._request(call))
             except httpx.TransportError as exc:
                 outcome = exc
             wait = self.retry.wait(attempt, outcome, self._rng)
@@ -78,31 +68,9 @@ class PlaylistClient:
             self._sleep(wait)
         raise AssertionError("unreachable")
 
-    def playlist(
-        self,
-        prompt: str = "",
-        *,
-        n: int | None = None,
-        moods: Sequence[str] = (),
-        activities: Sequence[str] = (),
-        genres: Sequence[str] = (),
-        exclude: Sequence[str] = (),
-        tempo: str | None = None,
-        explicit: bool | None = None,
-        user: str | None = None,
-    ) -> Playlist:
+    def playlist(self, prompt: str = "", **query: Unpack[PlaylistQuery]) -> Playlist:
         """A playlist for a prompt and/or slots; personal (and private) when `user` is given."""
-        call = playlist_call(
-            prompt,
-            n=n,
-            moods=moods,
-            activities=activities,
-            genres=genres,
-            exclude=exclude,
-            tempo=tempo,
-            explicit=explicit,
-            user=user,
-        )
+        call = playlist_call(prompt, query)
         return playlist_of(call, self._send(call), self._etags)
 
     def track(self, event: Event) -> None:
@@ -121,13 +89,8 @@ class PlaylistClient:
         batch = self.events.take()
         try:
             return accepted_of(self._send(events_call(batch)))
-        except ApiError as exc:
-            if exc.status < 500 and exc.status != 429:
-                raise  # the batch itself is bad: sending it again would not help
-            self.events.put_back(batch)
-            raise
-        except ClientError:
-            self.events.put_back(batch)
+        except ClientError as exc:
+            self._unsent(batch, exc)
             raise
 
     def close(self) -> None:
