@@ -211,7 +211,12 @@ def create_app(
     node.lean_hits = lean_hits
     tracing = tracer_provider or telemetry.provider(settings)
     node.tracer = telemetry.tracer(tracing)
-    plugins = [OpenTelemetryPlugin(OpenTelemetryConfig(tracer_provider=tracing))] if tracing else []
+    plugins: list[Any] = []
+    if tracing is not None:
+        config = OpenTelemetryConfig(
+            tracer_provider=tracing, server_request_hook_handler=telemetry.redact
+        )
+        plugins.append(OpenTelemetryPlugin(config))
 
     @asynccontextmanager
     async def lifespan(_app: Litestar) -> AsyncIterator[None]:

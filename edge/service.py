@@ -43,6 +43,7 @@ from edge.schemas import PlaylistRequest
 from edge.settings import EdgeSettings
 from models.artifacts import Artifacts
 from models.errors import IntentError, ModelError
+from models.generator import Timings
 from models.intent import Intent, Slots
 from models.ranker import fingerprint
 from regional.consumers import LabelStore, SessionStore
@@ -266,17 +267,19 @@ class PlaylistService:
         semantic = self.semantic if intent.query_text.strip() and not replacing else None
         signature = f"{self.version}|{n}|{msgspec.json.encode(intent.slots).decode()}"
         try:
-            async with asyncio.timeout(self.settings.compute_timeout):
-                vector = None
-                if semantic is not None:
-                    with self.tracer.start_as_current_span("encode"):
-                        vector, _ = await self.compute.embed(intent.query_text)
-                    alias = await self._semantic_hit(semantic, vector, signature, key)
-                    if alias is not None:
-                        return alias, "SEMANTIC"
-                with self.tracer.start_as_current_span("compute"):
+            with self.tracer.start_as_current_span("compute"):
+                async with asyncio.timeout(self.settings.compute_timeout):
+                    vector, embedded = None, Timings()
+                    if semantic is not None:  # encoded first, to look for a neighbour's answer
+                        with self.tracer.start_as_current_span("encode"):
+                            vector, embedded = await self.compute.embed(intent.query_text)
+                        alias = await self._semantic_hit(semantic, vector, signature, key)
+                        if alias is not None:
+                            return alias, "SEMANTIC"
                     playlist, stage_ms = await self.compute.generate(intent, n, vector)
+                    # Encoding is drawn here only if it ran inside `generate`.
                     telemetry.stage_spans(self.tracer, _stages(stage_ms), time.time_ns())
+                    stage_ms = {**embedded, **stage_ms}
         except (ModelError, TimeoutError) as exc:
             log.warning(
                 "compute failed",

@@ -11,6 +11,7 @@ traced: they take a few microseconds and would cost more to trace than to serve.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
 from opentelemetry import trace
 from opentelemetry.sdk.resources import Resource
@@ -45,6 +46,27 @@ def provider(settings: EdgeSettings) -> TracerProvider | None:
     )
     made.add_span_processor(BatchSpanProcessor(exporter))
     return made
+
+
+_REDACTED = {
+    # The query string carries the prompt (unmasked) and the client's address is personal:
+    # neither goes into a span.
+    "http.target": "path",
+    "http.url": "path",
+    "url.query": "",
+    "net.peer.ip": "",
+    "client.address": "",
+}
+
+
+def redact(span: trace.Span, scope: dict[str, Any]) -> None:
+    """The server span's request attributes without the query string or the peer address
+    (the ASGI middleware's server-request hook)."""
+    if not span.is_recording():
+        return
+    path = scope.get("path", "")
+    for name, keep in _REDACTED.items():
+        span.set_attribute(name, path if keep == "path" else keep)
 
 
 def tracer(made: trace.TracerProvider | None) -> trace.Tracer:

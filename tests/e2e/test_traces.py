@@ -30,20 +30,17 @@ async def test_a_miss_has_a_span_per_stage(loaded: Artifacts, tmp_path: Path) ->
     exporter = InMemorySpanExporter()
     provider = TracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(exporter))
-    settings = EdgeSettings(
-        warmup=False,
-        verify_artifacts=False,
-        data_dir=str(tmp_path / "data"),
-        semantic=False,
-    )
+    settings = EdgeSettings(warmup=False, verify_artifacts=False, data_dir=str(tmp_path / "data"))
     app = create_app(settings, artifacts=loaded, tracer_provider=provider)
     transport = httpx.ASGITransport(app=app)
     async with app.lifespan(), httpx.AsyncClient(transport=transport, base_url="http://e") as c:
         await app.node.wait_ready()
         exporter.clear()
-        miss = await c.get("/v1/playlists?q=rainy+cafe+jazz&n=5")
+        miss = await c.get("/v1/playlists?q=rainy+cafe+jazz+alice@example.com&n=5")
         assert miss.headers["x-cache"] == "MISS"
         spans = exporter.get_finished_spans()
+        for span in spans:  # the prompt is in the query string, which no span keeps
+            assert "rainy" not in str(dict(span.attributes or {})), span.name
         root = next(s for s in spans if s.parent is None)
         assert root.kind == trace.SpanKind.SERVER
         assert root.attributes is not None
@@ -56,6 +53,9 @@ async def test_a_miss_has_a_span_per_stage(loaded: Artifacts, tmp_path: Path) ->
         tiers = {s.name: (s.attributes or {}).get("edge.outcome") for s in spans}
         assert (tiers["l1"], tiers["global"]) == ("miss", "miss")
         compute = next(s for s in spans if s.name == "compute")
+        metrics = (await c.get("/metrics")).text
+        assert 'edge_stage_seconds_count{stage="encode"} 1.0' in metrics  # the semantic path's
+        assert "edge_miss_compute_seconds_count 1.0" in metrics
         for stage in ("encode", "search", "rank"):
             span = next(s for s in spans if s.name == stage)
             assert compute.start_time <= span.start_time <= span.end_time <= compute.end_time  # type: ignore[operator]
@@ -63,7 +63,12 @@ async def test_a_miss_has_a_span_per_stage(loaded: Artifacts, tmp_path: Path) ->
         exporter.clear()
         personal = await c.post(
             "/v1/playlists",
-            json={"schema_version": 1, "prompt": "rainy cafe jazz", "n": 5, "user": "u-1"},
+            json={
+                "schema_version": 1,
+                "prompt": "rainy cafe jazz alice@example.com",
+                "n": 5,
+                "user": "u-1",
+            },
         )
         assert personal.status_code == 200
         spans = exporter.get_finished_spans()
