@@ -7,7 +7,7 @@ import random
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, TypedDict
+from typing import Any, TypedDict, TypeVar
 
 import httpx
 import msgspec
@@ -15,8 +15,10 @@ import msgspec
 from client.models import Event, EventsAccepted, Playlist, Problem
 
 SCHEMA_VERSION = 1
-RETRIED_STATUSES = frozenset({429, 503})
-"""Answers that say "later": over the rate limit, overloaded or not ready yet."""
+T = TypeVar("T")
+RETRIED_STATUSES = frozenset({408, 429, 503})
+"""Answers that say "later": the body came too slowly, over the rate limit, overloaded or
+not ready yet."""
 
 
 class ClientError(Exception):
@@ -152,7 +154,7 @@ class ETags:
         if response.status_code == 304 and call.key in self._kept:
             self._kept.move_to_end(call.key)
             return msgspec.structs.replace(self._kept[call.key], not_modified=True)
-        playlist = msgspec.json.decode(response.content, type=Playlist)
+        playlist = _decoded(response, Playlist)
         playlist = msgspec.structs.replace(playlist, etag=response.headers.get("etag", ""))
         if call.cacheable and playlist.etag and not playlist.degraded:
             self._kept[call.key] = playlist
@@ -160,6 +162,15 @@ class ETags:
             while len(self._kept) > self.size:
                 self._kept.popitem(last=False)
         return playlist
+
+
+def _decoded(response: httpx.Response, type_: type[T]) -> T:
+    """The body as `type_`; a body that is not one (a proxy's page, say) is an ApiError."""
+    try:
+        return msgspec.json.decode(response.content, type=type_)
+    except msgspec.DecodeError as exc:
+        detail = f"unreadable {type_.__name__}: {exc}"
+        raise ApiError(response.status_code, Problem(title="Bad answer", detail=detail)) from exc
 
 
 def problem(response: httpx.Response) -> ApiError:
@@ -171,7 +182,7 @@ def problem(response: httpx.Response) -> ApiError:
 
 
 def accepted(response: httpx.Response) -> EventsAccepted:
-    return msgspec.json.decode(response.content, type=EventsAccepted)
+    return _decoded(response, EventsAccepted)
 
 
 class EventBuffer:
@@ -252,6 +263,10 @@ class ClientBase:
     def _unsent(self, batch: list[Event], error: ClientError) -> None:
         """Keep a batch that could not go, unless the edge refused it as invalid (sending it
         again would not help)."""
-        if isinstance(error, ApiError) and error.status < 500 and error.status != 429:
+        if (
+            isinstance(error, ApiError)
+            and error.status < 500
+            and error.status not in RETRIED_STATUSES
+        ):
             return
         self.events.put_back(batch)

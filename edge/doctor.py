@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import sys
 import time
 import urllib.error
@@ -152,13 +153,19 @@ async def check_clock(client: RedisClient) -> Line:
     return Line("clock vs redis", verdict, f"{skew * 1000:.0f} ms apart")
 
 
-def check_node(url: str) -> list[Line]:
+def check_node(url: str, api_key: str | None) -> list[Line]:
     """The running node's own view: its tiers' circuit breakers and its compute."""
+    request = urllib.request.Request(url + "/readyz", headers={"x-api-key": api_key or ""})
     try:
-        with urllib.request.urlopen(url + "/readyz", timeout=3) as response:
+        with urllib.request.urlopen(request, timeout=3) as response:
             doc = json.loads(response.read())
     except urllib.error.HTTPError as exc:
-        doc = json.loads(exc.read() or b"{}")
+        if exc.code in (401, 403):  # EDGE_PROTECT_OPS: an admin-scope key is needed
+            return [Line("node", "SKIP", f"/readyz wants an admin-scope key ({exc.code})")]
+        try:
+            doc = json.loads(exc.read() or b"{}")  # 503 while loading or failed
+        except ValueError:
+            return [Line("node", "FAIL", f"{url}/readyz answered {exc.code}")]
     except (OSError, ValueError) as exc:
         return [Line("node", "SKIP", f"{url} does not answer ({exc.__class__.__name__})")]
     lines = [
@@ -183,7 +190,9 @@ def check_node(url: str) -> list[Line]:
     return lines
 
 
-async def diagnose(settings: EdgeSettings, node_url: str | None) -> list[Line]:
+async def diagnose(
+    settings: EdgeSettings, node_url: str | None, api_key: str | None = None
+) -> list[Line]:
     lines = [check_artifacts(settings)]
     budget = settings.remote_timeout_ms
     clients = {role: redis_client(url, timeout=2.0) for role, url in _roles(settings).items()}
@@ -201,7 +210,7 @@ async def diagnose(settings: EdgeSettings, node_url: str | None) -> list[Line]:
         for client in clients.values():
             await client.aclose()
     if node_url:
-        lines += await asyncio.to_thread(check_node, node_url)
+        lines += await asyncio.to_thread(check_node, node_url, api_key)
     return lines
 
 
@@ -218,6 +227,11 @@ def main(argv: list[str]) -> int:
         "--node",
         help="the running node's base URL (default: http://EDGE_HOST:EDGE_PORT; 'none' to skip)",
     )
+    parser.add_argument(
+        "--api-key",
+        default=os.environ.get("EDGE_DOCTOR_KEY"),
+        help="an admin-scope key, when the node protects /readyz (EDGE_DOCTOR_KEY)",
+    )
     args = parser.parse_args(argv)
     try:
         settings = EdgeSettings.from_env()
@@ -226,7 +240,8 @@ def main(argv: list[str]) -> int:
         return 2
     host = "127.0.0.1" if settings.host in ("0.0.0.0", "::") else settings.host
     node = args.node or f"http://{host}:{settings.port}"
-    lines = asyncio.run(diagnose(settings, None if node == "none" else node.rstrip("/")))
+    target = None if node == "none" else node.rstrip("/")
+    lines = asyncio.run(diagnose(settings, target, args.api_key))
     print(render(lines))
     failed = [line.check for line in lines if line.verdict == "FAIL"]
     print(f"\n{'FAIL: ' + ', '.join(failed) if failed else 'all checks pass'}")

@@ -34,6 +34,7 @@ from limits.errors import StorageError
 
 from cache.redis_tier import REDIS_FAILURES
 from edge.auth import ApiKey
+from regional.connections import credentials
 
 if TYPE_CHECKING:
     from edge.settings import EdgeSettings
@@ -74,13 +75,17 @@ def shared_storage(url: str, *, prefix: str, timeout: float) -> RedisStorage | N
         return RedisStorage("async+" + url, **options)
     if parts.scheme == "redis+sentinel":
         service, _, db = parts.path.strip("/").partition("/")
+        # Credentials go to the primary only, as `regional.connections` does (limits would
+        # also send them to the sentinels, and read `pass@host` as a user name).
+        hosts = parts.netloc.rpartition("@")[2]
         return RedisSentinelStorage(
-            f"async+redis+sentinel://{parts.netloc}/{service}",
+            f"async+redis+sentinel://{hosts}/{service}",
             # Counters are read back only to word a refusal; a lagging replica would
             # understate them, so every call goes to the primary.
             use_replicas=False,
             sentinel_kwargs={"socket_timeout": timeout, "socket_connect_timeout": timeout},
             db=int(db) if db.isdigit() else 0,
+            **credentials(parts.netloc),
             **options,
         )
     if parts.scheme == "redis+cluster":

@@ -66,7 +66,11 @@ def run(args: argparse.Namespace) -> int:
     gate = report.Gate(max_failure_ratio=args.max_failure_ratio, p99_budget_ms=args.p99_budget_ms)
     summary = report.summarize(out, gate)
     report.plot(out)
-    spent = cost.between(before, after) if before and after else None
+    spent = None
+    if before and after and cost.same_process(before, after):
+        spent = cost.between(before, after)
+    elif before or after:
+        print("no cost figures: the two /metrics scrapes came from different processes")
     path = report.write_markdown(
         out, summary, f"Load run: {args.scenario} against {args.host}", spent
     )

@@ -54,6 +54,12 @@ class Cost:
         return lines
 
 
+def same_process(before: Sample, after: Sample) -> bool:
+    """Whether both scrapes came from one process (not two workers behind one address)."""
+    start = ("process_start_time_seconds", ())
+    return start in before and before.get(start) == after.get(start)
+
+
 def between(before: Sample, after: Sample) -> Cost:
     def delta(name: str, **labels: str) -> float:
         key = (name, tuple(sorted(labels.items())))

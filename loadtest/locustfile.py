@@ -218,9 +218,11 @@ class SdkListener(User):
             result = call()
         except ClientError as exc:
             error = exc
-        tier = result.cache.tier if isinstance(result, Playlist) else "EVENTS"
-        if isinstance(result, Playlist) and result.not_modified:
-            tier = "304"
+        tier = "EVENTS"
+        if isinstance(result, Playlist):  # named as the X-Cache header names it
+            tier = result.cache.tier
+            tier = "HIT-" + tier if tier in ("L1", "L2", "GLOBAL") else tier
+            tier = "304" if result.not_modified else tier
         self.environment.events.request.fire(
             request_type="SDK",
             name=name,

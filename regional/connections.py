@@ -44,7 +44,8 @@ def _hosts(netloc: str, url: str, default_port: int) -> list[tuple[str, int]]:
     return hosts
 
 
-def _credentials(netloc: str) -> dict[str, Any]:
+def credentials(netloc: str) -> dict[str, Any]:
+    """redis-py's `username`/`password` arguments from a URL's user info."""
     userinfo, at, _ = netloc.rpartition("@")
     if not at:
         return {}
@@ -93,7 +94,7 @@ def redis_client(url: str, *, timeout: float, health_check_interval: float = 0) 
             _hosts(parts.netloc, url, 26379),
             sentinel_kwargs={"socket_timeout": timeout, "socket_connect_timeout": timeout},
             **common,
-            **_credentials(parts.netloc),
+            **credentials(parts.netloc),
             db=db,
         )
         master = sentinel.master_for(path[0], redis_class=_SentinelMaster)
@@ -102,7 +103,7 @@ def redis_client(url: str, *, timeout: float, health_check_interval: float = 0) 
         return master
     if parts.scheme == "redis+cluster":
         nodes = [ClusterNode(h, p) for h, p in _hosts(parts.netloc, url, 6379)]
-        return RedisCluster(startup_nodes=nodes, **common, **_credentials(parts.netloc))
+        return RedisCluster(startup_nodes=nodes, **common, **credentials(parts.netloc))
     raise RedisURLError(
         f"{url}: unsupported scheme {parts.scheme!r} "
         "(use redis://, rediss://, unix://, redis+sentinel:// or redis+cluster://)"
@@ -138,5 +139,10 @@ async def run_script(
             keys, args = calls[index]
             replies[index] = await script(keys=keys, args=args)
 
-    await asyncio.gather(*(in_order(indices) for indices in by_key.values()))
+    try:
+        async with asyncio.TaskGroup() as group:  # one failing cancels the others
+            for indices in by_key.values():
+                group.create_task(in_order(indices))
+    except ExceptionGroup as failed:  # the caller handles the Redis error itself
+        raise failed.exceptions[0] from None
     return replies

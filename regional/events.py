@@ -146,10 +146,18 @@ def load_or_make_key(path: Path) -> bytes:
     except FileNotFoundError:
         pass
     path.parent.mkdir(parents=True, exist_ok=True)
-    key = os.urandom(32)
-    with open(path, "x", opener=lambda name, flags: os.open(name, flags, 0o600)) as out:
-        out.write(key.hex())
-    return key
+    # Written whole under another name, then linked into place: workers starting together
+    # never read a half-written key, and the first link wins for all of them.
+    draft = path.with_name(f".{path.name}.{os.getpid()}")
+    with open(draft, "w", opener=lambda name, flags: os.open(name, flags, 0o600)) as out:
+        out.write(os.urandom(32).hex())
+    try:
+        os.link(draft, path)
+    except FileExistsError:
+        pass
+    finally:
+        draft.unlink()
+    return bytes.fromhex(path.read_text().strip())
 
 
 class Entry(msgspec.Struct, frozen=True):

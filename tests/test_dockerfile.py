@@ -82,6 +82,7 @@ def test_compose_describes_two_regions_behind_sentinel() -> None:
         hosts = ",".join(f"{s}:26379" for s in sentinels)
         assert env["EDGE_L2_URL"] == f"redis+sentinel://{hosts}/{region}", name
         assert env["EDGE_GLOBAL_URL"] == "redis://redis-global:6379/0"
+        assert f"USER_HASH_KEY_{region.upper()}" in env["EDGE_USER_HASH_KEY"]  # per region
         assert set(service["depends_on"]) == {*sentinels, "redis-global"}
         assert all(port.startswith("127.0.0.1:") for port in service["ports"])
         assert service["read_only"] is True

@@ -20,7 +20,7 @@ def _metric(port: int, line: str) -> float:
 
 
 async def test_the_sdk_against_a_rate_limited_node(artifact_dir: Path, tmp_path: Path) -> None:
-    with served(artifact_dir, tmp_path / "data", EDGE_RATE_LIMIT="4/second") as port:
+    with served(artifact_dir, tmp_path / "data", EDGE_RATE_LIMIT="2/second") as port:
         url = f"http://127.0.0.1:{port}"
         with PlaylistClient(url, rng=random.Random(1), batch=10) as edge:
             first = edge.playlist("quiet piano for reading", n=5)

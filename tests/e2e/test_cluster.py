@@ -121,7 +121,7 @@ async def test_every_redis_role_works_on_a_cluster(
 
         await wait_until(labelled)
         # One rate-limit budget across both edges, counted in the cluster.
-        used = 5  # requests this client has made so far (events and admin ones included)
+        used = 5  # /v1/ requests this client has made so far (playlists and events)
         codes = [
             (await client.get(url)).status_code
             for client in itertools.islice(itertools.cycle((one, two)), 50 - used + 2)

@@ -251,3 +251,13 @@ async def test_health_readiness_metrics_and_schema(edge: ClientFactory) -> None:
         assert name in metrics.text, name
     paths = _doc(schema.content)["paths"]
     assert "/v1/playlists" in paths  # type: ignore[operator]
+
+
+async def test_options_lists_every_method_of_a_path(edge: ClientFactory) -> None:
+    """OPTIONS names both GET and POST on /v1/playlists (Litestar's own answer named only
+    the first handler's method), without needing a key."""
+    async with edge() as client:
+        answer = await client.options("/v1/playlists")
+        assert answer.status_code == 204
+        assert answer.headers["allow"] == "GET, OPTIONS, POST"
+        assert (await client.options("/v1/events")).headers["allow"] == "OPTIONS, POST"

@@ -109,6 +109,7 @@ def test_every_phase_against_a_served_node(artifact_dir: Path, tmp_path: Path) -
             capture_output=True,
             text=True,
             timeout=150,
+            cwd=tmp_path,  # st keeps its own files in the working directory
         )  # fmt: skip
     assert run.returncode == 0, run.stdout[-6000:] + run.stderr[-2000:]
     assert "Stateful" in run.stdout
