@@ -76,7 +76,12 @@ class EdgeApp(Litestar):
             await send({"type": "http.response.body", "body": b""})
             self._observe(route, 204, start, scope)
             return
-        if path == "/v1/playlists" and scope["method"] == "GET" and self.node.lean_hits:
+        if (
+            path == "/v1/playlists"
+            and scope["method"] == "GET"
+            and self.node.lean_hits
+            and self.node.versions.percent <= 0  # a split assigns by prompt: the routed way
+        ):
             service = self.node.service
             # A caller without a good key goes the routed way, which answers 401 or 403; an
             # open node does not look for one.
@@ -203,9 +208,11 @@ def create_app(
     clock: Callable[[], float] = time.time,
     lean_hits: bool = True,
     tracer_provider: TracerProvider | None = None,
+    signals: bool = False,
 ) -> EdgeApp:
     """Build an edge app; `artifacts` (already loaded), `clock` and `tracer_provider` (an
-    in-memory exporter's) are for tests."""
+    in-memory exporter's) are for tests; `signals` installs the version signal handlers
+    (for a served process, not one in a test's event loop)."""
     settings = settings or EdgeSettings.from_env()
     node = EdgeNode(settings, artifacts=artifacts, clock=clock)
     node.lean_hits = lean_hits
@@ -221,7 +228,7 @@ def create_app(
     @asynccontextmanager
     async def lifespan(_app: Litestar) -> AsyncIterator[None]:
         logs.configure(settings.log_level)
-        node.start()
+        node.start(signals=signals)
         try:
             yield
         finally:
@@ -235,6 +242,8 @@ def create_app(
         controllers.admin_purge,
         controllers.admin_faults,
         controllers.admin_labels,
+        controllers.admin_versions,
+        controllers.admin_versions_change,
         controllers.events_route(settings.events_max_bytes),
     ]
     if settings.bench_routes:
@@ -288,4 +297,4 @@ async def _log_unexpected(exc: Exception, _scope: Any) -> None:
 
 def app_from_env() -> EdgeApp:
     """Factory for ASGI servers: settings from EDGE_* variables, read when called."""
-    return create_app(EdgeSettings.from_env())
+    return create_app(EdgeSettings.from_env(), signals=True)

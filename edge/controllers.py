@@ -5,6 +5,7 @@ from __future__ import annotations
 import hmac
 import logging
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Annotated, Any, Literal, cast
 
 import msgspec
@@ -22,6 +23,7 @@ from edge.answers import JSON
 from edge.auth import HEADER
 from edge.errors import (
     BadRequest,
+    Conflict,
     Forbidden,
     Unauthorized,
     UnknownSchemaVersion,
@@ -29,7 +31,7 @@ from edge.errors import (
 )
 from edge.events import EventsPipeline
 from edge.metrics import CONTENT_TYPE
-from edge.node import EdgeNode
+from edge.node import EdgeNode, VersionConflict
 from edge.query import check_text
 from edge.schemas import (
     SCHEMA_VERSION,
@@ -39,6 +41,7 @@ from edge.schemas import (
     PlaylistRequest,
     Problem,
     PurgeBody,
+    VersionsBody,
 )
 from edge.service import Answer
 from regional.consumers import LABEL_RULES_VERSION
@@ -158,10 +161,16 @@ class PlaylistController(Controller):
     ) -> Response[bytes]:
         node: EdgeNode = state.node
         service = node.require()
-        answer = await service.answer_get(
-            request.scope["query_string"], request.headers.get("if-none-match")
-        )
-        return _response(answer)
+        raw, if_none_match = request.scope["query_string"], request.headers.get("if-none-match")
+        if node.versions.percent <= 0:
+            return _response(await service.answer_get(raw, if_none_match))
+        # A split: the prompt decides the version (a GET names no listener).
+        parsed = service.parse_get(raw)
+        intent, key = service.intent(parsed)
+        chosen = node.route(intent.prompt_key())
+        if chosen is not service:
+            intent, key = chosen.intent(parsed)
+        return _response(await chosen.answer(parsed, intent, key, if_none_match))
 
     @post(
         responses=_ANSWERS,
@@ -187,7 +196,10 @@ class PlaylistController(Controller):
             user=data.user,
         )
         intent, key = service.intent(playlist_request)
-        answer = await service.answer(
+        chosen = node.route(data.user or intent.prompt_key())  # the listener, else the prompt
+        if chosen is not service:
+            intent, key = chosen.intent(playlist_request)
+        answer = await chosen.answer(
             playlist_request, intent, key, request.headers.get("if-none-match")
         )
         return _response(answer)
@@ -265,6 +277,49 @@ async def admin_faults(state: State, data: JSONBody[FaultBody]) -> Response[byte
         msgspec.json.encode({"encoder": data.encoder}),
         media_type=JSON,
         headers={"cache-control": "no-store"},
+    )
+
+
+@get("/admin/versions", include_in_schema=False, before_request=_require_admin_key)
+async def admin_versions(state: State) -> Response[bytes]:
+    """The served version, the candidate (and its loading state) and its share."""
+    node: EdgeNode = state.node
+    return _no_store(node.versions.describe(node.service))
+
+
+@post("/admin/versions", include_in_schema=False, status_code=200, before_request=_require_admin)
+async def admin_versions_change(state: State, data: JSONBody[VersionsBody]) -> Response[bytes]:
+    """Load a candidate version (in the background: poll GET /admin/versions), give it a
+    share of traffic, promote it, roll back, or unload it."""
+    node: EdgeNode = state.node
+    versions = node.versions
+    try:
+        if data.action == "load":
+            if data.artifacts is None:
+                raise BadRequest("load needs the candidate's artifacts folder")
+            node.load_candidate(Path(data.artifacts))
+        elif data.action == "split":
+            if data.percent is None:
+                raise BadRequest("split needs a percent")
+            if versions.candidate is None:
+                raise Conflict("no candidate version is ready to take traffic")
+            versions.percent = data.percent
+            versions.experiment = data.experiment or versions.experiment
+            log.warning("traffic split", extra=versions.describe(node.service))
+        elif data.action == "promote":
+            node.promote()
+        elif data.action == "rollback":
+            node.rollback()
+        else:
+            await node.unload()
+    except VersionConflict as exc:
+        raise Conflict(str(exc)) from exc
+    return _no_store(versions.describe(node.service))
+
+
+def _no_store(doc: object) -> Response[bytes]:
+    return Response(
+        msgspec.json.encode(doc), media_type=JSON, headers={"cache-control": "no-store"}
     )
 
 

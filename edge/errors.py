@@ -7,6 +7,7 @@
      ├── Unauthorized           401  an admin call without credentials
      ├── Forbidden              403  an admin call with the wrong key (or admin disabled)
      ├── RequestTimeout         408  the request body did not arrive in time
+     ├── Conflict               409  a version operation the node's state does not allow
      ├── PayloadTooLarge        413
      ├── UnsupportedMediaType   415
      ├── Overloaded             503  the compute bulkhead is full (Retry-After)
@@ -58,6 +59,11 @@ class Unauthorized(EdgeError):
 class Forbidden(EdgeError):
     status = 403
     title = "Forbidden"
+
+
+class Conflict(EdgeError):
+    status = 409
+    title = "Conflict"
 
 
 class RequestTimeout(EdgeError):

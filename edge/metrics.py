@@ -134,6 +134,13 @@ class Metrics:
         )
         self.served = Counter("edge_served_bytes", "Response body bytes sent", registry=r)
         ProcessCollector(registry=r)
+        self.variants = Counter(
+            "edge_variant_answers",
+            "Playlists answered, by variant (primary or candidate) and artifact version",
+            ["variant", "version"],
+            registry=r,
+        )
+        self._variants: dict[tuple[str, str], Counter] = {}
         self._requests: dict[tuple[str, int], Counter] = {}
         self._latency: dict[str, Histogram] = {}
         self._cache: dict[tuple[str, str], Counter] = {}
@@ -147,6 +154,12 @@ class Metrics:
         if histogram is None:
             histogram = self._latency[route] = self.latency.labels(route)
         histogram.observe(seconds)
+
+    def answered(self, variant: str, version: str) -> None:
+        counter = self._variants.get((variant, version))
+        if counter is None:
+            counter = self._variants[variant, version] = self.variants.labels(variant, version)
+        counter.inc()
 
     def cache_outcome(self, tier: str, kind: str) -> None:
         counter = self._cache.get((tier, kind))

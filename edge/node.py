@@ -7,11 +7,15 @@ says "loading" until the version is verified and warm.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import signal
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
+import xxhash
 from opentelemetry import trace
 from prometheus_client import Gauge
 
@@ -67,6 +71,7 @@ class EdgeNode:
         self.auth = Authenticator(load_keys(Path(keys)) if keys else None)
         self.limiter = RateLimiter(settings) if settings.rate_limit else None
         self.service: PlaylistService | None = None
+        self.versions = Versions()
         self.state = "loading"
         self.error = ""
         self._preloaded = artifacts
@@ -87,10 +92,31 @@ class EdgeNode:
             )
         return self.service
 
-    def start(self) -> None:
+    def start(self, *, signals: bool = False) -> None:
         if self.auth.open:
             log.warning("no API keys configured (EDGE_API_KEYS_FILE): every client is served")
         self._task = asyncio.create_task(self._load())
+        if signals:
+            self._listen_for_signals()
+
+    def _listen_for_signals(self) -> None:
+        """SIGHUP loads EDGE_CANDIDATE_ARTIFACTS as the candidate version, SIGUSR1 promotes
+        it, SIGUSR2 rolls back (send them to each worker process)."""
+        loop = asyncio.get_running_loop()
+        steps = {
+            signal.SIGHUP: lambda: self.load_candidate(Path(self.settings.candidate_artifacts)),
+            signal.SIGUSR1: self.promote,
+            signal.SIGUSR2: self.rollback,
+        }
+        for number, step in steps.items():
+            with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+                loop.add_signal_handler(number, self._signalled, signal.Signals(number).name, step)
+
+    def _signalled(self, name: str, step: Callable[[], None]) -> None:
+        try:
+            step()
+        except (VersionConflict, NotReady, OSError) as exc:
+            log.warning("version signal refused", extra={"signal": name, "error": str(exc)})
 
     async def wait_ready(self) -> None:
         if self._task is not None:
@@ -110,6 +136,7 @@ class EdgeNode:
                     check=self.settings.verify_artifacts,
                 )
             service = self._assemble(artifacts)
+            service.artifacts_path = self.settings.artifacts
             for tier in await self._connect(service):
                 log.warning("cache tier not reachable at start", extra={"tier": tier})
             self.events = EventsPipeline.build(
@@ -159,17 +186,13 @@ class EdgeNode:
         answered = await asyncio.gather(*(tier.connect() for tier in redis_tiers))
         return [tier.name for tier, ok in zip(redis_tiers, answered, strict=True) if not ok]
 
-    def _assemble(self, artifacts: Artifacts) -> PlaylistService:
+    def _assemble(
+        self, artifacts: Artifacts, shared: PlaylistService | None = None
+    ) -> PlaylistService:
+        """A service over `artifacts`; a candidate version shares the primary's (`shared`)
+        cache tiers, listener state and region connections, and has its own compute."""
         s = self.settings
         params = RankParams(length=s.default_length, max_length=s.max_length)
-        l1 = MemoryTier(s.l1_bytes, clock=self._clock, max_ttl=s.l1_max_ttl or None)
-        cache = TieredCache(
-            [l1, *self._remote_tiers()],
-            clock=self._clock,
-            on_error=self._tier_error,
-            tracer=self.tracer,
-            on_write=lambda tier, size: self.metrics.tier_written.labels(tier).inc(size),
-        )
         compute = ComputePool(
             artifacts.generator(params),
             threads=s.compute_threads,
@@ -180,7 +203,38 @@ class EdgeNode:
             nice=s.compute_nice,
             on_batch=self.metrics.batch_size.observe,
         )
-        self.metrics.queue_depth.set_function(lambda: compute.in_flight)
+        if shared is not None:
+            service = PlaylistService(
+                artifacts,
+                s,
+                l1=shared.l1,
+                cache=shared.cache,
+                compute=compute,
+                exclusions=shared.exclusions,
+                metrics=self.metrics,
+                clock=self._clock,
+            )
+            for name in ("user_hash", "tracer", "sessions", "labels", "lease_tier"):
+                setattr(service, name, getattr(shared, name))
+            service.variant = "candidate"
+            if s.semantic:
+                service.semantic = SemanticIndex(
+                    compute.generator.encoder.dim,
+                    capacity=s.semantic_capacity,
+                    threshold=s.semantic_threshold,
+                )
+            return service
+        self.metrics.queue_depth.set_function(
+            lambda: self.service.compute.in_flight if self.service is not None else 0
+        )
+        l1 = MemoryTier(s.l1_bytes, clock=self._clock, max_ttl=s.l1_max_ttl or None)
+        cache = TieredCache(
+            [l1, *self._remote_tiers()],
+            clock=self._clock,
+            on_error=self._tier_error,
+            tracer=self.tracer,
+            on_write=lambda tier, size: self.metrics.tier_written.labels(tier).inc(size),
+        )
         pseudonymizer = Pseudonymizer(user_hash_key(s), s.region, self._clock)
         users = UserExclusions(
             MemoryTier(16 * 1024 * 1024, clock=self._clock, name="users"),
@@ -298,6 +352,111 @@ class EdgeNode:
         self.metrics.cache_outcome(tier, "error")
         log.warning("cache tier unavailable", extra={"tier": tier, "error": str(exc)})
 
+    # -- a second artifact version: load, split, promote, roll back -----------------------
+
+    def route(self, subject: str) -> PlaylistService:
+        """The service that answers for `subject` (a user token, else a prompt key)."""
+        primary = self.require()
+        candidate = self.versions.candidate
+        if candidate is not None and self.versions.assigned(subject):
+            return candidate
+        return primary
+
+    def load_candidate(self, folder: Path) -> None:
+        """Start loading `folder` as the candidate version, in the background."""
+        versions = self.versions
+        if versions.state == "loading":
+            raise VersionConflict("a candidate version is loading already")
+        if versions.candidate is not None:
+            raise VersionConflict("a candidate version is loaded: promote or unload it first")
+        primary = self.require()
+        needed = _footprint(Path(primary.artifacts_path)) + _footprint(folder)
+        bound = self.settings.versions_memory_mb * 1024 * 1024
+        if needed > bound:
+            raise VersionConflict(
+                f"two versions would need about {needed >> 20} MB, over EDGE_VERSIONS_MEMORY_MB"
+                f" ({self.settings.versions_memory_mb} MB)"
+            )
+        versions.state, versions.error = "loading", ""
+        versions.task = asyncio.create_task(self._load_candidate(folder, primary))
+
+    async def _load_candidate(self, folder: Path, primary: PlaylistService) -> None:
+        versions = self.versions
+        started = time.perf_counter()
+        candidate = None
+        try:
+            artifacts = await run_lowered(
+                self.settings.compute_nice,
+                model_artifacts.load,
+                folder,
+                encoder_threads=self.settings.encoder_threads,
+                check=True,  # checksums, whatever verify_artifacts says
+            )
+            if artifacts.version == primary.version:
+                raise VersionConflict(f"{artifacts.version} is the version already served")
+            candidate = self._assemble(artifacts, shared=primary)
+            candidate.artifacts_path = str(folder)
+            await candidate.smoke_test(WARMUP_PROMPTS)
+            wanted = [(c.key, c.spec) for c in primary.popularity.top(self.settings.prewarm_top)]
+            if wanted:  # the primary's popular prompts, answered by this version before it serves
+                await candidate.prewarm(wanted, self.settings.prewarm_seconds)
+        except Exception as exc:  # noqa: BLE001 - the loading task's top: report, never hang
+            versions.state, versions.error = "failed", f"{type(exc).__name__}: {exc}"
+            log.error("candidate version failed to load", extra={"error": versions.error})
+            if candidate is not None:
+                await candidate.close(tiers=False)
+            return
+        versions.candidate, versions.state = candidate, "ready"
+        log.info(
+            "candidate version ready",
+            extra={
+                "version": candidate.version,
+                "seconds": round(time.perf_counter() - started, 2),
+            },
+        )
+
+    def promote(self) -> None:
+        """The candidate serves everyone; the old primary stays loaded for a rollback."""
+        if self.versions.candidate is None:
+            raise VersionConflict("no candidate version to promote")
+        self._swap()
+        self.versions.previous = True
+        log.warning("version promoted", extra={"version": self.require().version})
+
+    def rollback(self) -> None:
+        """Undo the last step: a split goes back to 0 %; after a promotion, the previous
+        primary (kept loaded since) serves again."""
+        versions = self.versions
+        if versions.percent > 0:
+            versions.percent = 0.0
+        elif versions.previous:
+            self._swap()
+            versions.previous = False
+        else:
+            raise VersionConflict("nothing to roll back: no split and no promotion")
+        log.warning("rolled back", extra={"version": self.require().version})
+
+    def _swap(self) -> None:
+        """Primary and candidate trade places, atomically for requests: each holds the
+        service it started with until it is answered."""
+        old, versions = self.require(), self.versions
+        assert versions.candidate is not None
+        self.service, versions.candidate = versions.candidate, old
+        self.service.variant, old.variant = "primary", "candidate"
+        versions.percent = 0.0
+
+    async def unload(self) -> None:
+        """Drop the candidate version once requests it is answering are done."""
+        versions = self.versions
+        candidate, versions.candidate, versions.percent = versions.candidate, None, 0.0
+        versions.state, versions.previous = "none", False
+        if candidate is not None:
+            for _ in range(200):  # at most 10 s for in-flight misses
+                if candidate.compute.in_flight == 0:
+                    break
+                await asyncio.sleep(0.05)
+            await candidate.close(tiers=False)
+
     async def readiness(self) -> tuple[bool, dict[str, object]]:
         """(ready?, the /readyz document)."""
         doc: dict[str, object] = {"status": self.state}
@@ -324,5 +483,51 @@ class EdgeNode:
             await self.limiter.close()
         if self.events is not None:
             await self.events.close()
+        if self.versions.candidate is not None:
+            await self.versions.candidate.close(tiers=False)
         if self.service is not None:
             await self.service.close()
+
+
+class VersionConflict(Exception):
+    """A version operation that the node's state does not allow (409)."""
+
+
+@dataclass
+class Versions:
+    """The candidate artifact version and the share of traffic it takes."""
+
+    candidate: PlaylistService | None = None
+    state: str = "none"
+    """none, loading, ready (the candidate can take traffic) or failed."""
+    error: str = ""
+    experiment: str = "rollout"
+    percent: float = 0.0
+    """Share of subjects (listeners, else prompts) the candidate answers, 0-100."""
+    previous: bool = False
+    """The candidate slot holds the version served before the last promotion."""
+    task: asyncio.Task[None] | None = None
+
+    def assigned(self, subject: str) -> bool:
+        """Whether `subject` is in the candidate's share: a hash of (experiment, subject)
+        against the percentage, so an assignment is stable while the share grows."""
+        if self.percent <= 0:
+            return False
+        bucket = xxhash.xxh3_64_intdigest(f"{self.experiment}\x00{subject}".encode()) % 10_000
+        return bucket < self.percent * 100
+
+    def describe(self, primary: PlaylistService | None) -> dict[str, object]:
+        candidate = self.candidate
+        return {
+            "primary": primary.version if primary is not None else None,
+            "candidate": candidate.version if candidate is not None else None,
+            "state": self.state,
+            "error": self.error or None,
+            "experiment": self.experiment,
+            "percent": self.percent,
+        }
+
+
+def _footprint(folder: Path) -> int:
+    """Bytes an artifact version takes in memory, about: the size of its files."""
+    return sum(f.stat().st_size for f in folder.iterdir() if f.is_file())

@@ -72,6 +72,19 @@ class FaultBody(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     encoder: Literal["raise", "hang"] | None
 
 
+class VersionsBody(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """What /admin/versions does: load a candidate, set its share, promote, roll back or
+    unload it."""
+
+    action: Literal["load", "split", "promote", "rollback", "unload"]
+    artifacts: Annotated[str, Meta(min_length=1, max_length=1024)] | None = None
+    """The candidate's artifact folder (load)."""
+    percent: Annotated[float, Meta(ge=0, le=100)] | None = None
+    """The candidate's share of listeners (or, for anonymous requests, prompts) (split)."""
+    experiment: Annotated[str, Meta(min_length=1, max_length=64)] | None = None
+    """Names the assignment: a new name reshuffles who gets the candidate (split)."""
+
+
 class PlaylistRequest(msgspec.Struct, frozen=True):
     """What GET and POST both reduce to before the intent is parsed."""
 

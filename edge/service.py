@@ -94,6 +94,10 @@ class PlaylistService:
         # Regional parts, attached by the node when configured (the bus calls back into
         # this service, so it is made after it).
         self.bus: InvalidationBus | None = None
+        self.variant = "primary"
+        """primary, or candidate while another version serves most traffic."""
+        self.artifacts_path = ""
+        """The folder the artifacts came from (for the memory bound of a second version)."""
         self.tracer: trace.Tracer = trace.NoOpTracer()
         """Spans per stage of the full path (see `edge.telemetry`)."""
         self.semantic: SemanticIndex | None = None
@@ -200,7 +204,7 @@ class PlaylistService:
             spec = PromptSpec(intent.text, intent.slots, request.n)
             self.popularity.hit(key, msgspec.json.encode(spec))
         trace.get_current_span().set_attributes(
-            {"edge.tier": label, "edge.version": self.version, "edge.variant": "primary"}
+            {"edge.tier": label, "edge.version": self.version, "edge.variant": self.variant}
         )
         if request.user is not None:
             with self.tracer.start_as_current_span("personalize"):
@@ -404,6 +408,8 @@ class PlaylistService:
         age = int(entry.age(now))
         timings["total"] = (time.perf_counter() - start) * 1000
         headers = self.headers.headers(entry, label=label, age=age, timings=timings)
+        headers["x-variant"] = self.variant
+        self.metrics.answered(self.variant, self.version)
         if answers.etag_matches(if_none_match, entry.etag):
             return Answer(304, b"", headers)
         return Answer(200, answers.finish(entry.body, label.removeprefix("HIT-"), age), headers)
@@ -461,6 +467,8 @@ class PlaylistService:
         headers = self.headers.headers(
             entry, label=label, age=age, timings=timings, etag=print_, private=True
         )
+        headers["x-variant"] = self.variant
+        self.metrics.answered(self.variant, self.version)
         log.debug(
             "personalised",
             extra={"user": self.user_hash(request.user), "dropped": len(head.tracks) - len(kept)},
@@ -533,13 +541,26 @@ class PlaylistService:
         """The invalidation feed was interrupted: nothing in L1 can be trusted to be current."""
         self.l1.clear()
 
-    async def close(self) -> None:
+    async def smoke_test(self, prompts: list[str]) -> None:
+        """Compute a playlist for each prompt (not cached); ModelError if one comes back
+        empty: a version that cannot answer must not take traffic."""
+        for prompt in prompts:
+            intent = self.artifacts.parser.parse(prompt)
+            with self.compute.admit():
+                playlist, _ = await self.compute.generate(intent, self.settings.default_length)
+            if not playlist.ids:
+                raise ModelError(f"{self.version} answered {prompt!r} with no tracks")
+
+    async def close(self, *, tiers: bool = True) -> None:
+        """Stop this service; `tiers=False` leaves the cache tiers open (a candidate version
+        shares them with the primary)."""
         if self.bus is not None:
             await self.bus.close()
         await asyncio.gather(*(cancel_and_wait(task) for task in list(self._background)))
         self.compute.close()
-        for tier in self.cache.tiers:
-            await tier.close()
+        if tiers:
+            for tier in self.cache.tiers:
+                await tier.close()
 
 
 def _hit_label(entry: Entry, tier: str) -> str:

@@ -113,6 +113,12 @@ class EdgeSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_o
     """Log one JSON line per request (misses and errors are always logged)."""
     log_level: str = "info"
     """Level of the JSON logs on stderr."""
+    candidate_artifacts: str = ""
+    """The artifact folder SIGHUP loads as the candidate version (the admin endpoint names
+    its own)."""
+    versions_memory_mb: int = 4096
+    """Most memory two artifact versions may take together (about their files' size); a
+    candidate that would go over it is refused."""
     traces: str = "none"
     """OpenTelemetry traces: none, console (spans on stdout), or otlp (OTLP over HTTP to
     OTEL_EXPORTER_OTLP_ENDPOINT, as the OpenTelemetry SDK reads it)."""
@@ -224,6 +230,7 @@ class EdgeSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_o
                 "default_length",
                 "max_length",
                 "max_body_bytes",
+                "versions_memory_mb",
                 "header_timeout",
                 "body_timeout",
                 "encoder_threads",

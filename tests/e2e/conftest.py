@@ -105,10 +105,16 @@ def break_encoder(
     return calls
 
 
+class Port(int):
+    """A served node's port, with the PID of the process that serves it."""
+
+    pid: int
+
+
 @contextmanager
 def served(
     artifact_dir: Path, data_dir: Path, *, cwd: Path | None = None, **env: str
-) -> Iterator[int]:
+) -> Iterator[Port]:
     """`python -m edge` on a free loopback port with these environment variables, ready;
     yields the port, then stops the process by its PID."""
     port = free_port()
@@ -134,7 +140,9 @@ def served(
             assert proc.poll() is None, f"the edge exited with {proc.returncode}"
             assert time.monotonic() < deadline, "the edge was not ready within 60 s"
             time.sleep(0.2)
-        yield port
+        answer = Port(port)
+        answer.pid = proc.pid
+        yield answer
     finally:
         proc.terminate()
         proc.wait(15)
