@@ -20,7 +20,6 @@ from loadtest.redis_server import RedisClusterServers
 
 from .conftest import Client, ClientFactory, service_of, wait_until
 
-
 # When a node fails or gives up its slots, redis-py's cluster client forgets the node with
 # its pooled connections still open; the garbage collector closes them later, with a
 # ResourceWarning that is the library's, not the edge's.
