@@ -306,6 +306,12 @@ async def admin_versions_change(state: State, data: JSONBody[VersionsBody]) -> R
             versions.percent = data.percent
             versions.experiment = data.experiment or versions.experiment
             log.warning("traffic split", extra=versions.describe(node.service))
+        elif data.action == "shadow":
+            if data.ratio is None:
+                raise BadRequest("shadow needs a ratio")
+            if versions.candidate is None:
+                raise Conflict("no candidate version to compare with")
+            versions.shadow = data.ratio
         elif data.action == "promote":
             node.promote()
         elif data.action == "rollback":

@@ -141,6 +141,21 @@ class Metrics:
             registry=r,
         )
         self._variants: dict[tuple[str, str], Counter] = {}
+        self.shadow_overlap = Histogram(
+            "edge_shadow_overlap",
+            "Share of the served playlist's tracks the candidate version also chose, per slot "
+            "kind (shadow comparisons)",
+            ["kind"],
+            buckets=(0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0),
+            registry=r,
+        )
+        self.shadow_correlation = Histogram(
+            "edge_shadow_rank_correlation",
+            "Spearman correlation of the shared tracks' order, served vs candidate, per kind",
+            ["kind"],
+            buckets=(-0.5, 0.0, 0.25, 0.5, 0.75, 0.9, 1.0),
+            registry=r,
+        )
         self._requests: dict[tuple[str, int], Counter] = {}
         self._latency: dict[str, Histogram] = {}
         self._cache: dict[tuple[str, str], Counter] = {}

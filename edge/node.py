@@ -9,10 +9,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import random
 import signal
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import xxhash
@@ -29,18 +30,22 @@ from cache.semantic import SemanticIndex
 from cache.tasks import cancel_and_wait
 from cache.tiered import TieredCache
 from cache.writebehind import WriteBehind
+from edge import shadow
 from edge.auth import Authenticator, load_keys
 from edge.compute import ComputePool, run_lowered
-from edge.errors import NotReady
+from edge.errors import NotReady, Overloaded
 from edge.events import EventsPipeline, user_hash_key
 from edge.metrics import Metrics
 from edge.personalize import UserExclusions
 from edge.ratelimit import RateLimiter
 from edge.service import PlaylistService
 from edge.settings import EdgeSettings
+from edge.shadow import Agreement
 from models import artifacts as model_artifacts
 from models.artifacts import Artifacts
-from models.ranker import RankParams
+from models.errors import ModelError
+from models.intent import Intent
+from models.ranker import Playlist, RankParams
 from regional.connections import is_redis_url, redis_client
 from regional.events import Pseudonymizer
 from regional.invalidation import InvalidationBus
@@ -72,6 +77,9 @@ class EdgeNode:
         self.limiter = RateLimiter(settings) if settings.rate_limit else None
         self.service: PlaylistService | None = None
         self.versions = Versions()
+        self._shadows: set[asyncio.Task[None]] = set()
+        self._rng = random.Random()
+        """Picks the misses shadowed (the share is what matters, not which ones)."""
         self.state = "loading"
         self.error = ""
         self._preloaded = artifacts
@@ -137,6 +145,7 @@ class EdgeNode:
                 )
             service = self._assemble(artifacts)
             service.artifacts_path = self.settings.artifacts
+            service.on_miss = self._shadow
             for tier in await self._connect(service):
                 log.warning("cache tier not reachable at start", extra={"tier": tier})
             self.events = EventsPipeline.build(
@@ -443,7 +452,33 @@ class EdgeNode:
         assert versions.candidate is not None
         self.service, versions.candidate = versions.candidate, old
         self.service.variant, old.variant = "primary", "candidate"
+        self.service.on_miss, old.on_miss = self._shadow, None
         versions.percent = 0.0
+
+    def _shadow(self, intent: Intent, n: int, served: Playlist) -> None:
+        """Maybe have the candidate answer this miss too, off the request path."""
+        versions = self.versions
+        candidate = versions.candidate
+        if candidate is None or versions.shadow <= 0 or self._rng.random() >= versions.shadow:
+            return
+        task = asyncio.create_task(self._compare(candidate, intent, n, served))
+        self._shadows.add(task)
+        task.add_done_callback(self._shadows.discard)
+
+    async def _compare(
+        self, candidate: PlaylistService, intent: Intent, n: int, served: Playlist
+    ) -> None:
+        try:
+            with candidate.compute.admit():
+                other, _ = await candidate.compute.generate(intent, n)
+        except (Overloaded, ModelError, TimeoutError):
+            return  # the candidate is busy or failing: no comparison this time
+        slot_kind = shadow.kind(intent)
+        agreed = shadow.overlap(served.ids, other.ids)
+        correlation = shadow.rank_correlation(served.ids, other.ids)
+        self.versions.agreement.setdefault(slot_kind, Agreement()).add(agreed, correlation)
+        self.metrics.shadow_overlap.labels(slot_kind).observe(agreed)
+        self.metrics.shadow_correlation.labels(slot_kind).observe(correlation)
 
     async def unload(self) -> None:
         """Drop the candidate version once requests it is answering are done."""
@@ -474,7 +509,7 @@ class EdgeNode:
         return service is not None, doc
 
     async def close(self) -> None:
-        for task in (self._task, self._sharing):
+        for task in (self._task, self._sharing, *self._shadows):
             if task is not None:
                 await cancel_and_wait(task)
         if self.topk is not None:
@@ -504,6 +539,10 @@ class Versions:
     experiment: str = "rollout"
     percent: float = 0.0
     """Share of subjects (listeners, else prompts) the candidate answers, 0-100."""
+    shadow: float = 0.0
+    """Share of the primary's misses the candidate also answers, to compare (0-1)."""
+    agreement: dict[str, Agreement] = field(default_factory=dict)
+    """Shadow comparisons so far, by slot kind."""
     previous: bool = False
     """The candidate slot holds the version served before the last promotion."""
     task: asyncio.Task[None] | None = None
@@ -525,6 +564,8 @@ class Versions:
             "error": self.error or None,
             "experiment": self.experiment,
             "percent": self.percent,
+            "shadow": self.shadow,
+            "agreement": {kind: a.report() for kind, a in sorted(self.agreement.items())},
         }
 
 

@@ -76,13 +76,15 @@ class VersionsBody(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     """What /admin/versions does: load a candidate, set its share, promote, roll back or
     unload it."""
 
-    action: Literal["load", "split", "promote", "rollback", "unload"]
+    action: Literal["load", "split", "shadow", "promote", "rollback", "unload"]
     artifacts: Annotated[str, Meta(min_length=1, max_length=1024)] | None = None
     """The candidate's artifact folder (load)."""
     percent: Annotated[float, Meta(ge=0, le=100)] | None = None
     """The candidate's share of listeners (or, for anonymous requests, prompts) (split)."""
     experiment: Annotated[str, Meta(min_length=1, max_length=64)] | None = None
     """Names the assignment: a new name reshuffles who gets the candidate (split)."""
+    ratio: Annotated[float, Meta(ge=0, le=1)] | None = None
+    """Share of the primary's misses the candidate also answers, to compare (shadow)."""
 
 
 class PlaylistRequest(msgspec.Struct, frozen=True):

@@ -45,7 +45,7 @@ from models.artifacts import Artifacts
 from models.errors import IntentError, ModelError
 from models.generator import Timings
 from models.intent import Intent, Slots
-from models.ranker import fingerprint
+from models.ranker import Playlist, fingerprint
 from regional.consumers import LabelStore, SessionStore
 from regional.invalidation import Invalidation, InvalidationBus
 
@@ -94,6 +94,8 @@ class PlaylistService:
         # Regional parts, attached by the node when configured (the bus calls back into
         # this service, so it is made after it).
         self.bus: InvalidationBus | None = None
+        self.on_miss: Callable[[Intent, int, Playlist], None] | None = None
+        """Told of each playlist computed for a miss (the node's shadow comparisons)."""
         self.variant = "primary"
         """primary, or candidate while another version serves most traffic."""
         self.artifacts_path = ""
@@ -302,6 +304,8 @@ class PlaylistService:
             await self.bus.publish(keys=(key,), timeout=self.settings.remote_timeout_ms / 1000)
         if semantic is not None and vector is not None:
             semantic.add(vector, key, signature, intent.text)
+        if self.on_miss is not None:
+            self.on_miss(intent, n, playlist)
         timings.update(_stages(stage_ms))
         self.metrics.stages({k: v for k, v in stage_ms.items() if k != "batch"})
         # This miss's cost: its share of the batch's encoding, then its own search and rank.

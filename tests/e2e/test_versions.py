@@ -16,9 +16,10 @@ import httpx
 import psutil
 import pytest
 
+from edge import shadow
 from models import artifacts
 
-from .conftest import Client, ClientFactory, served, wait_until
+from .conftest import Client, ClientFactory, served, service_of, wait_until
 
 ADMIN = {"authorization": "Bearer s3cret"}
 USERS = [f"listener-{n}" for n in range(120)]
@@ -193,3 +194,54 @@ def test_signals_load_promote_and_roll_back_a_served_node(
         assert httpx.get(query).json()["version"] == new
         signal_and_wait(signal.SIGUSR2, lambda doc: doc["primary"] == old)
         assert httpx.get(query).json()["version"] == old
+
+
+async def test_shadow_comparisons_measure_agreement_off_the_request_path(
+    edge: ClientFactory, candidate_dir: Path
+) -> None:
+    # No semantic cache: every request below is a miss of its own.
+    async with edge(admin_key="s3cret", semantic=False) as client:
+        await _admin(client, action="load", artifacts=str(candidate_dir))
+
+        async def loaded() -> bool:
+            doc = (await client.get("/admin/versions", headers=ADMIN)).json()
+            return doc["state"] == "ready"  # type: ignore[no-any-return]
+
+        await wait_until(loaded, 60)
+        await _admin(client, action="shadow", ratio=1.0)
+        urls = [f"/v1/playlists?q=late+night+drive+{n}&n=10" for n in range(4)]
+        urls += ["/v1/playlists?mood=calm&n=10", "/v1/playlists?genre=jazz&mood=happy&n=10"]
+        urls += ["/v1/playlists?q=coffee+shop&genre=jazz&n=10"]
+        for url in urls:
+            answer = await client.get(url)
+            assert answer.status_code == 200
+            assert answer.headers["x-variant"] == "primary"  # shadowing serves nobody
+
+        service = service_of(client)
+        expected: dict[str, int] = defaultdict(int)
+        for url in urls:
+            intent, _ = service.intent(service.parse_get(url.split("?")[1].encode()))
+            expected[shadow.kind(intent)] += 1
+        assert len(expected) >= 2  # more than one kind of request
+
+        async def compared() -> bool:
+            doc = (await client.get("/admin/versions", headers=ADMIN)).json()
+            return {k: v["count"] for k, v in doc["agreement"].items()} == expected
+
+        await wait_until(compared, 30)
+        report = (await client.get("/admin/versions", headers=ADMIN)).json()["agreement"]
+        for figures in report.values():
+            assert 0 <= figures["overlap_mean"] <= 1
+            assert -1 <= figures["rank_correlation_mean"] <= 1
+            assert sum(figures["overlap_histogram"]) == figures["count"]
+        metrics = (await client.get("/metrics")).text
+        for slot_kind, count in expected.items():
+            assert f'edge_shadow_overlap_count{{kind="{slot_kind}"}} {count:.1f}' in metrics
+            assert (
+                f'edge_shadow_rank_correlation_count{{kind="{slot_kind}"}} {count:.1f}' in metrics
+            )
+        await _admin(client, action="shadow", ratio=0.0)
+        await client.get("/v1/playlists?q=one+more+prompt&n=10")
+        await asyncio.sleep(0.5)
+        doc = (await client.get("/admin/versions", headers=ADMIN)).json()
+        assert sum(v["count"] for v in doc["agreement"].values()) == len(urls)
