@@ -416,6 +416,10 @@ class EdgeNode:
                 await candidate.close(tiers=False)
             return
         versions.candidate, versions.state = candidate, "ready"
+        # The configured share and shadow ratio apply from now (the admin endpoint changes them).
+        versions.percent = self.settings.split_percent
+        versions.experiment = self.settings.split_experiment
+        versions.shadow = self.settings.shadow_ratio
         log.info(
             "candidate version ready",
             extra={

@@ -113,6 +113,13 @@ class EdgeSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_o
     """Log one JSON line per request (misses and errors are always logged)."""
     log_level: str = "info"
     """Level of the JSON logs on stderr."""
+    split_percent: float = 0.0
+    """Share of listeners (anonymous requests: prompts) a candidate version answers once it
+    is ready, 0-100; changed at run time through /admin/versions."""
+    split_experiment: str = "rollout"
+    """Names the assignment of listeners to versions (a new name reshuffles them)."""
+    shadow_ratio: float = 0.0
+    """Share of misses a ready candidate version also answers, to compare, 0-1."""
     candidate_artifacts: str = ""
     """The artifact folder SIGHUP loads as the candidate version (the admin endpoint names
     its own)."""
@@ -255,6 +262,12 @@ class EdgeSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_o
             problems.append("l1_max_ttl must not be negative")
         if not 0 < self.semantic_threshold <= 1:
             problems.append("semantic_threshold must be in (0, 1]")
+        if not 0 <= self.split_percent <= 100:
+            problems.append("split_percent must be in [0, 100]")
+        if not 0 <= self.shadow_ratio <= 1:
+            problems.append("shadow_ratio must be in [0, 1]")
+        if not self.split_experiment.strip():
+            problems.append("split_experiment must not be empty")
         if self.traces not in ("none", "console", "otlp"):
             problems.append("traces must be none, console or otlp")
         if not 0 <= self.trace_ratio <= 1:

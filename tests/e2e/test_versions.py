@@ -34,7 +34,7 @@ def candidate_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 class Listeners:
-    """Every listener asks for a personal playlist in turn, until stopped; what version
+    """Listeners ask for personal playlists, four at a time, until stopped; what version
     answered each is kept per phase."""
 
     def __init__(self, client: Client) -> None:
@@ -44,8 +44,8 @@ class Listeners:
         self.seen: dict[str, dict[str, set[str]]] = defaultdict(lambda: defaultdict(set))
         self._stop = asyncio.Event()
 
-    async def run(self) -> None:
-        for number in itertools.count():
+    async def run(self, offset: int = 0) -> None:
+        for number in itertools.count(offset):
             if self._stop.is_set():
                 return
             user = USERS[number % len(USERS)]
@@ -90,7 +90,7 @@ async def test_a_rollout_and_its_rollback_fail_no_request(
     async with edge(admin_key="s3cret", prewarm_seconds=5.0) as client:
         old = (await client.get("/admin/versions", headers=ADMIN)).json()["primary"]
         listeners = Listeners(client)
-        running = asyncio.create_task(listeners.run())
+        running = asyncio.gather(*(listeners.run(offset) for offset in (0, 30, 60, 90)))
         await listeners.settle("before")
         await _admin(client, action="load", artifacts=str(candidate_dir))
 
@@ -245,3 +245,22 @@ async def test_shadow_comparisons_measure_agreement_off_the_request_path(
         await asyncio.sleep(0.5)
         doc = (await client.get("/admin/versions", headers=ADMIN)).json()
         assert sum(v["count"] for v in doc["agreement"].values()) == len(urls)
+
+
+async def test_the_configured_share_applies_once_the_candidate_is_ready(
+    edge: ClientFactory, candidate_dir: Path
+) -> None:
+    settings = {"admin_key": "s3cret", "split_percent": 100.0, "split_experiment": "x1"}
+    async with edge(**settings) as client:
+        await _admin(client, action="load", artifacts=str(candidate_dir))
+
+        async def loaded() -> bool:
+            doc = (await client.get("/admin/versions", headers=ADMIN)).json()
+            return doc["state"] == "ready"  # type: ignore[no-any-return]
+
+        await wait_until(loaded, 60)
+        doc = (await client.get("/admin/versions", headers=ADMIN)).json()
+        assert (doc["percent"], doc["experiment"]) == (100.0, "x1")
+        answer = await client.get("/v1/playlists?q=calm+piano&n=3")
+        assert answer.headers["x-variant"] == "candidate"
+        assert answer.json()["version"] == doc["candidate"]
