@@ -105,16 +105,14 @@ def break_encoder(
     return calls
 
 
-class Port(int):
-    """A served node's port, with the PID of the process that serves it."""
-
-    pid: int
+SERVING: dict[int, int] = {}
+"""The PID of the `python -m edge` process on each port `served` has open."""
 
 
 @contextmanager
 def served(
     artifact_dir: Path, data_dir: Path, *, cwd: Path | None = None, **env: str
-) -> Iterator[Port]:
+) -> Iterator[int]:
     """`python -m edge` on a free loopback port with these environment variables, ready;
     yields the port, then stops the process by its PID."""
     port = free_port()
@@ -140,10 +138,10 @@ def served(
             assert proc.poll() is None, f"the edge exited with {proc.returncode}"
             assert time.monotonic() < deadline, "the edge was not ready within 60 s"
             time.sleep(0.2)
-        answer = Port(port)
-        answer.pid = proc.pid
-        yield answer
+        SERVING[port] = proc.pid
+        yield port
     finally:
+        SERVING.pop(port, None)
         proc.terminate()
         proc.wait(15)
 

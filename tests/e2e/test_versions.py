@@ -19,7 +19,7 @@ import pytest
 from edge import shadow
 from models import artifacts
 
-from .conftest import Client, ClientFactory, served, service_of, wait_until
+from .conftest import SERVING, Client, ClientFactory, served, service_of, wait_until
 
 ADMIN = {"authorization": "Bearer s3cret"}
 USERS = [f"listener-{n}" for n in range(120)]
@@ -169,7 +169,7 @@ def test_signals_load_promote_and_roll_back_a_served_node(
     """SIGHUP loads EDGE_CANDIDATE_ARTIFACTS, SIGUSR1 promotes it, SIGUSR2 rolls back."""
     env = {"EDGE_ADMIN_KEY": "s3cret", "EDGE_CANDIDATE_ARTIFACTS": str(candidate_dir)}
     with served(artifact_dir, tmp_path / "data", **env) as port:
-        workers = psutil.Process(port.pid).children(recursive=True)
+        workers = psutil.Process(SERVING[port]).children(recursive=True)
         assert workers
 
         def versions() -> dict[str, object]:
