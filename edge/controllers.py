@@ -44,6 +44,7 @@ from edge.schemas import (
     VersionsBody,
 )
 from edge.service import Answer
+from models.errors import ArtifactError
 from regional.consumers import LABEL_RULES_VERSION
 from regional.events import EventIn
 
@@ -320,6 +321,8 @@ async def admin_versions_change(state: State, data: JSONBody[VersionsBody]) -> R
             await node.unload()
     except VersionConflict as exc:
         raise Conflict(str(exc)) from exc
+    except ArtifactError as exc:  # the folder named is not an artifact version
+        raise BadRequest(str(exc)) from exc
     return _no_store(versions.describe(node.service))
 
 

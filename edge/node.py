@@ -42,7 +42,7 @@ from edge.service import PlaylistService
 from edge.settings import EdgeSettings
 from edge.shadow import Agreement
 from models import artifacts as model_artifacts
-from models.artifacts import Artifacts
+from models.artifacts import Artifacts, Manifest
 from models.errors import ModelError
 from models.intent import Intent
 from models.ranker import Playlist, RankParams
@@ -144,7 +144,6 @@ class EdgeNode:
                     check=self.settings.verify_artifacts,
                 )
             service = self._assemble(artifacts)
-            service.artifacts_path = self.settings.artifacts
             service.on_miss = self._shadow
             for tier in await self._connect(service):
                 log.warning("cache tier not reachable at start", extra={"tier": tier})
@@ -379,7 +378,8 @@ class EdgeNode:
         if versions.candidate is not None:
             raise VersionConflict("a candidate version is loaded: promote or unload it first")
         primary = self.require()
-        needed = _footprint(Path(primary.artifacts_path)) + _footprint(folder)
+        manifest = model_artifacts.read_manifest(folder)  # ArtifactError: not a version
+        needed = _footprint(primary.artifacts.manifest) + _footprint(manifest)
         bound = self.settings.versions_memory_mb * 1024 * 1024
         if needed > bound:
             raise VersionConflict(
@@ -404,7 +404,6 @@ class EdgeNode:
             if artifacts.version == primary.version:
                 raise VersionConflict(f"{artifacts.version} is the version already served")
             candidate = self._assemble(artifacts, shared=primary)
-            candidate.artifacts_path = str(folder)
             await candidate.smoke_test(WARMUP_PROMPTS)
             wanted = [(c.key, c.spec) for c in primary.popularity.top(self.settings.prewarm_top)]
             if wanted:  # the primary's popular prompts, answered by this version before it serves
@@ -573,6 +572,6 @@ class Versions:
         }
 
 
-def _footprint(folder: Path) -> int:
+def _footprint(manifest: Manifest) -> int:
     """Bytes an artifact version takes in memory, about: the size of its files."""
-    return sum(f.stat().st_size for f in folder.iterdir() if f.is_file())
+    return sum(entry.bytes for entry in manifest.files.values())

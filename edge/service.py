@@ -98,8 +98,6 @@ class PlaylistService:
         """Told of each playlist computed for a miss (the node's shadow comparisons)."""
         self.variant = "primary"
         """primary, or candidate while another version serves most traffic."""
-        self.artifacts_path = ""
-        """The folder the artifacts came from (for the memory bound of a second version)."""
         self.tracer: trace.Tracer = trace.NoOpTracer()
         """Spans per stage of the full path (see `edge.telemetry`)."""
         self.semantic: SemanticIndex | None = None

@@ -150,9 +150,17 @@ async def test_version_operations_out_of_turn_are_refused(
             answer = await client.post("/admin/versions", json=body, headers=ADMIN)
             assert answer.status_code == 409, body
         assert (await client.post("/admin/versions", json={"action": "promote"})).status_code == 401
-        broken = tmp_path / "broken"
+        missing = {"action": "load", "artifacts": str(tmp_path / "nowhere")}
+        assert (
+            await client.post("/admin/versions", json=missing, headers=ADMIN)
+        ).status_code == 400
+        broken = tmp_path / "broken"  # a manifest that reads well over a corrupt index
         broken.mkdir()
-        (broken / "manifest.json").write_text("{}")
+        for file in candidate_dir.iterdir():
+            (broken / file.name).write_bytes(file.read_bytes())
+        index = bytearray((broken / "index.hnsw").read_bytes())
+        index[-1] ^= 0xFF
+        (broken / "index.hnsw").write_bytes(bytes(index))
         await _admin(client, action="load", artifacts=str(broken))
 
         async def failed() -> bool:
