@@ -33,6 +33,9 @@ class RankParams(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """Nearest tracks the first search asks for; enough matches among them end the search."""
     pool: int = 60
     """Best candidates (preferred first) that diversity chooses from."""
+    enough: float = 2.0
+    """The search stops at the first search's neighbours when this many times the length
+    of them meet every preference (room for diversity and the artist cap to choose)."""
     exact_limit: int = 4096
     """When filters leave at most this many tracks, score them all instead of over-fetching."""
     max_fetch: int = 4000
@@ -159,10 +162,7 @@ class Ranker:
         # Fast path: the nearest tracks already hold plenty that meet every slot. They are
         # then exactly the best such tracks, so no catalog-wide filtering is needed.
         ok = hard_mask(self.catalog, slots, rows)
-        # One and a half times the length leaves diversity and the artist cap room to choose:
-        # over the 300 probe prompts at 1M, playlists keep the share of preferred tracks
-        # (0.802) and of distinct artists (25.9 of 30) they had with twice the length.
-        if np.count_nonzero(ok & soft_mask(self.catalog, slots, rows)) >= 3 * n // 2:
+        if np.count_nonzero(ok & soft_mask(self.catalog, slots, rows)) >= p.enough * n:
             return rows[ok], sims[ok]
         allowed = hard_mask(self.catalog, slots)
         preferred = allowed & soft_mask(self.catalog, slots)
