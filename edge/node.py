@@ -212,44 +212,27 @@ class EdgeNode:
             on_batch=self.metrics.batch_size.observe,
         )
         if shared is not None:
-            service = PlaylistService(
-                artifacts,
-                s,
-                l1=shared.l1,
-                cache=shared.cache,
-                compute=compute,
-                exclusions=shared.exclusions,
-                metrics=self.metrics,
+            l1, cache, users = shared.l1, shared.cache, shared.exclusions
+            pseudonym = shared.user_hash
+        else:
+            self.metrics.queue_depth.set_function(
+                lambda: self.service.compute.in_flight if self.service is not None else 0
+            )
+            l1 = MemoryTier(s.l1_bytes, clock=self._clock, max_ttl=s.l1_max_ttl or None)
+            cache = TieredCache(
+                [l1, *self._remote_tiers()],
+                clock=self._clock,
+                on_error=self._tier_error,
+                tracer=self.tracer,
+                on_write=lambda tier, size: self.metrics.tier_written.labels(tier).inc(size),
+            )
+            pseudonym = Pseudonymizer(user_hash_key(s), s.region, self._clock).user
+            users = UserExclusions(
+                MemoryTier(16 * 1024 * 1024, clock=self._clock, name="users"),
+                pseudonym=pseudonym,
+                max_items=s.user_exclusions_max,
                 clock=self._clock,
             )
-            for name in ("user_hash", "tracer", "sessions", "labels", "lease_tier"):
-                setattr(service, name, getattr(shared, name))
-            service.variant = "candidate"
-            if s.semantic:
-                service.semantic = SemanticIndex(
-                    compute.generator.encoder.dim,
-                    capacity=s.semantic_capacity,
-                    threshold=s.semantic_threshold,
-                )
-            return service
-        self.metrics.queue_depth.set_function(
-            lambda: self.service.compute.in_flight if self.service is not None else 0
-        )
-        l1 = MemoryTier(s.l1_bytes, clock=self._clock, max_ttl=s.l1_max_ttl or None)
-        cache = TieredCache(
-            [l1, *self._remote_tiers()],
-            clock=self._clock,
-            on_error=self._tier_error,
-            tracer=self.tracer,
-            on_write=lambda tier, size: self.metrics.tier_written.labels(tier).inc(size),
-        )
-        pseudonymizer = Pseudonymizer(user_hash_key(s), s.region, self._clock)
-        users = UserExclusions(
-            MemoryTier(16 * 1024 * 1024, clock=self._clock, name="users"),
-            pseudonym=pseudonymizer.user,
-            max_items=s.user_exclusions_max,
-            clock=self._clock,
-        )
         service = PlaylistService(
             artifacts,
             s,
@@ -260,7 +243,7 @@ class EdgeNode:
             metrics=self.metrics,
             clock=self._clock,
         )
-        service.user_hash = pseudonymizer.user
+        service.user_hash = pseudonym
         service.tracer = self.tracer
         if s.semantic:
             service.semantic = SemanticIndex(
@@ -268,6 +251,11 @@ class EdgeNode:
                 capacity=s.semantic_capacity,
                 threshold=s.semantic_threshold,
             )
+        if shared is not None:
+            for name in ("sessions", "labels", "lease_tier"):
+                setattr(service, name, getattr(shared, name))
+            service.variant = "candidate"
+            return service
         service.lease_tier = next(
             (t for t in cache.tiers if isinstance(t, RedisTier) and t.name == "l2"), None
         )

@@ -3,17 +3,12 @@
 from __future__ import annotations
 
 import http.client
-import os
 import socket
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
-from loadtest.net import free_port
 
 from .conftest import served
 
@@ -30,35 +25,9 @@ def _get(port: int, path: str) -> tuple[int, dict[str, str], bytes]:
 
 def test_python_m_edge_serves_from_env_settings(artifact_dir: Path, tmp_path: Path) -> None:
     """EDGE_* variables configure the node; it becomes ready and answers over TCP."""
-    port = free_port()
-    env = {
-        **os.environ,
-        "EDGE_ARTIFACTS": str(artifact_dir),
-        "EDGE_PORT": str(port),
-        "EDGE_HOST": "127.0.0.1",
-        "EDGE_WARMUP": "false",
-        "EDGE_DATA_DIR": str(tmp_path / "data"),
-    }
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "edge"],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            try:
-                if _get(port, "/readyz")[0] == 200:
-                    break
-            except OSError:
-                pass
-            time.sleep(0.2)
+    with served(artifact_dir, tmp_path / "data") as port:
         first = _get(port, "/v1/playlists?q=deep+focus&n=5")
         second = _get(port, "/v1/playlists?q=deep+focus&n=5")
-    finally:
-        proc.terminate()
-        proc.wait(15)
     assert first[0] == second[0] == 200
     assert (first[1]["x-cache"], second[1]["x-cache"]) == ("MISS", "HIT-L1")
     assert second[1]["etag"] == first[1]["etag"]
