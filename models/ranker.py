@@ -7,13 +7,17 @@ come first, and others only backfill a list that would otherwise be short.
 
 from __future__ import annotations
 
+import functools
 import math
+import operator
 from collections.abc import Sequence
+from typing import Protocol, TypeVar
 
 import msgspec
 import numpy as np
 import xxhash
 
+from models.bitset import RowSet
 from models.catalog import Catalog
 from models.errors import CatalogError, IntentError
 from models.index import TrackIndex
@@ -84,40 +88,117 @@ def fingerprint(version: str, ids: Sequence[str]) -> str:
     return xxhash.xxh3_64_hexdigest("\n".join((version, *ids)).encode())
 
 
-def hard_mask(catalog: Catalog, slots: Slots, rows: np.ndarray | None = None) -> np.ndarray:
-    """Tracks that break no exclusion and match the explicit setting."""
-    pick = slice(None) if rows is None else rows
-    ok = np.ones(len(catalog) if rows is None else len(rows), dtype=bool)
+Mask = TypeVar("Mask", np.ndarray, RowSet)
+Mask_co = TypeVar("Mask_co", np.ndarray, RowSet, covariant=True)
+
+
+class _View(Protocol[Mask_co]):
+    """Where slot masks come from: some rows (boolean arrays) or the whole catalog (sets)."""
+
+    def everything(self) -> Mask_co: ...
+    def slot(self, kind: str, name: str) -> Mask_co: ...
+    def range(self, column: str, low: float, high: float) -> Mask_co: ...
+    def instrumental(self) -> Mask_co: ...
+    def explicit(self) -> Mask_co: ...
+
+
+class _Picked:
+    """Slot masks over some rows, as boolean arrays."""
+
+    def __init__(self, catalog: Catalog, rows: np.ndarray) -> None:
+        self.catalog = catalog
+        self.rows = rows
+
+    def everything(self) -> np.ndarray:
+        return np.ones(len(self.rows), dtype=bool)
+
+    def slot(self, kind: str, name: str) -> np.ndarray:
+        return self.catalog.slot_mask(kind, name, self.rows)
+
+    def range(self, column: str, low: float, high: float) -> np.ndarray:
+        return self.catalog.range_mask(column, low, high, self.rows)
+
+    def instrumental(self) -> np.ndarray:
+        return self.catalog.instrumental_mask(self.rows)
+
+    def explicit(self) -> np.ndarray:
+        return np.asarray(self.catalog.explicit[self.rows], dtype=bool)
+
+
+class _Whole:
+    """Slot masks over the whole catalog, as packed row sets."""
+
+    def __init__(self, catalog: Catalog) -> None:
+        self.catalog = catalog
+
+    def everything(self) -> RowSet:
+        return self.catalog.every_row
+
+    def slot(self, kind: str, name: str) -> RowSet:
+        return self.catalog.slot_set(kind, name)
+
+    def range(self, column: str, low: float, high: float) -> RowSet:
+        return self.catalog.range_set(column, low, high)
+
+    def instrumental(self) -> RowSet:
+        return self.catalog.instrumental_set
+
+    def explicit(self) -> RowSet:
+        return self.catalog.explicit_set
+
+
+def hard_mask(catalog: Catalog, slots: Slots, rows: np.ndarray) -> np.ndarray:
+    """Which of `rows` break no exclusion and match the explicit setting."""
+    return _hard(_Picked(catalog, rows), slots)
+
+
+def hard_set(catalog: Catalog, slots: Slots) -> RowSet:
+    """Every track that breaks no exclusion and matches the explicit setting."""
+    return _hard(_Whole(catalog), slots)
+
+
+def soft_mask(catalog: Catalog, slots: Slots, rows: np.ndarray) -> np.ndarray:
+    """Which of `rows` meet every preference: a wanted genre, all moods, an activity, tempo,
+    era."""
+    return _soft(_Picked(catalog, rows), slots)
+
+
+def soft_set(catalog: Catalog, slots: Slots) -> RowSet:
+    """Every track meeting every preference."""
+    return _soft(_Whole(catalog), slots)
+
+
+def _hard(view: _View[Mask], slots: Slots) -> Mask:
+    ok = view.everything()
     for genre in slots.exclude_genres:
-        ok &= ~catalog.slot_mask("genre", genre, rows)
+        ok &= ~view.slot("genre", genre)
     for mood in slots.exclude_moods:
-        ok &= ~_slot(catalog, "mood", mood, rows)
+        ok &= ~_slot(view, "mood", mood)
     if "vocals" in slots.exclude_attributes:
-        ok &= catalog.features["instrumentalness"][pick] >= 0.5
+        ok &= view.instrumental()
     if slots.explicit is not None:
-        ok &= catalog.explicit[pick] == slots.explicit
+        ok &= view.explicit() if slots.explicit else ~view.explicit()
     return ok
 
 
-def soft_mask(catalog: Catalog, slots: Slots, rows: np.ndarray | None = None) -> np.ndarray:
-    """Tracks meeting every preference: a wanted genre, all moods, an activity, tempo, era."""
-    ok = np.ones(len(catalog) if rows is None else len(rows), dtype=bool)
+def _soft(view: _View[Mask], slots: Slots) -> Mask:
+    ok = view.everything()
     if slots.genres:
-        ok &= np.logical_or.reduce([catalog.slot_mask("genre", g, rows) for g in slots.genres])
+        ok &= functools.reduce(operator.or_, [view.slot("genre", g) for g in slots.genres])
     for mood in slots.moods:
-        ok &= _slot(catalog, "mood", mood, rows)
+        ok &= _slot(view, "mood", mood)
     if slots.activities:
-        ok &= np.logical_or.reduce([_slot(catalog, "activity", a, rows) for a in slots.activities])
+        ok &= functools.reduce(operator.or_, [_slot(view, "activity", a) for a in slots.activities])
     if slots.tempo is not None:
-        ok &= catalog.range_mask("tempo", *slots.tempo, rows)
+        ok &= view.range("tempo", *slots.tempo)
     if slots.era is not None:
-        ok &= catalog.range_mask("year", *slots.era, rows)
+        ok &= view.range("year", *slots.era)
     return ok
 
 
-def _slot(catalog: Catalog, kind: str, name: str, rows: np.ndarray | None) -> np.ndarray:
+def _slot(view: _View[Mask], kind: str, name: str) -> Mask:
     try:
-        return catalog.slot_mask(kind, name, rows)
+        return view.slot(kind, name)
     except CatalogError as exc:
         raise IntentError(str(exc)) from None
 
@@ -164,27 +245,28 @@ class Ranker:
         ok = hard_mask(self.catalog, slots, rows)
         if np.count_nonzero(ok & soft_mask(self.catalog, slots, rows)) >= p.enough * n:
             return rows[ok], sims[ok]
-        allowed = hard_mask(self.catalog, slots)
-        preferred = allowed & soft_mask(self.catalog, slots)
+        allowed = hard_set(self.catalog, slots)
+        preferred = allowed & soft_set(self.catalog, slots)
         # Too few preferred tracks to fill the list: every allowed track may backfill.
-        # (count_nonzero, not sum: a boolean sum widens a million rows to integers first.)
-        pool = preferred if np.count_nonzero(preferred) >= 2 * n else allowed
-        matching = np.count_nonzero(pool)
+        pool = preferred if len(preferred) >= 2 * n else allowed
+        matching = len(pool)
         if matching == 0:
             return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.float32)
+        k = min(p.max_fetch, math.ceil(p.candidates * len(self.catalog) / matching))
         if matching <= p.exact_limit:
-            found = np.flatnonzero(pool)
+            found = pool.rows()
             found_sims = self.index.vectors(found) @ query
             if len(found) > p.candidates:
                 top = np.argpartition(-found_sims, p.candidates - 1)[: p.candidates]
                 found, found_sims = found[top], found_sims[top]
+        elif max(k, p.candidates) <= len(rows):  # the first search already went that far
+            found, found_sims = rows[ok], sims[ok]
         else:
-            k = min(p.max_fetch, math.ceil(p.candidates * len(self.catalog) / matching))
             found, found_sims = self.index.search(query, max(k, p.candidates))
-            keep = allowed[found]
+            keep = allowed.contains(found)
             found, found_sims = found[keep], found_sims[keep]
         if pool is allowed:  # the few preferred tracks must be ranked, wherever they are
-            few = np.flatnonzero(preferred)
+            few = preferred.rows()
             few = few[~np.isin(few, found, assume_unique=True, kind="sort")]
             found = np.concatenate([found, few])
             found_sims = np.concatenate([found_sims, self.index.vectors(few) @ query])
@@ -202,7 +284,8 @@ class Ranker:
             return [], []
         tier = (~soft_mask(self.catalog, slots, rows)).astype(np.float32)
         relevance = sims + p.popularity_weight * self.catalog.popularity[rows] / 100.0
-        order = np.lexsort((-relevance, tier))
+        # Preferred first, then by relevance (|relevance| is far below the tier penalty).
+        order = np.argsort(_TIER_PENALTY * tier - relevance.astype(np.float64), kind="stable")
         # Diversity looks at a bounded pool first; wider pools, then a relaxed artist cap,
         # are only for lists that would otherwise come out short.
         # The wide pool is bounded too: over-fetching can bring thousands of candidates, and
@@ -223,21 +306,23 @@ class Ranker:
             chosen = self._mmr(base, pairwise, artists, n, cap)
             if len(chosen) == n or (size == wide and cap == n):
                 break
-        return [int(rows[top[i]]) for i in chosen], [float(sims[top[i]]) for i in chosen]
+        picked = top[chosen]
+        return rows[picked].tolist(), sims[picked].tolist()
 
     def _mmr(
         self, base: np.ndarray, pairwise: np.ndarray, artists: np.ndarray, n: int, cap: int
     ) -> list[int]:
         """Greedy MMR; `pairwise` holds the candidates' cosine similarities to each other.
 
-        Each step picks the best remaining score, then raises every candidate's penalty to
-        its similarity with the closest chosen track. An artist at the cap drops out of the
-        pool at once (rather than being skipped pick by pick): a step is five numpy calls.
+        Each step picks the best score (relevance minus novelty penalty), then raises every
+        candidate's penalty to its similarity with the closest chosen track. A chosen track,
+        and an artist at the cap, drop out of the pool at once (relevance -inf) rather than
+        being skipped pick by pick: a step is three numpy calls besides the pick.
         """
-        score = base.astype(np.float64)  # relevance minus novelty penalty; -inf once out
+        relevance = base.astype(np.float64)  # -inf once out
         weighted = self.params.diversity * pairwise.astype(np.float64)
         penalty = np.zeros(len(base), dtype=np.float64)
-        grown = np.empty_like(penalty)
+        score = relevance.copy()
         owners = artists.tolist()
         per_artist: dict[int, int] = {}
         chosen: list[int] = []
@@ -246,13 +331,11 @@ class Ranker:
             if score[pick] == -np.inf:
                 break
             chosen.append(pick)
-            np.maximum(penalty, weighted[pick], out=grown)
-            score -= grown
-            score += penalty
-            penalty, grown = grown, penalty
-            score[pick] = -np.inf
+            relevance[pick] = -np.inf
             artist = owners[pick]
             per_artist[artist] = per_artist.get(artist, 0) + 1
             if per_artist[artist] >= cap:
-                score[artists == artist] = -np.inf
+                relevance[artists == artist] = -np.inf
+            np.maximum(penalty, weighted[pick], out=penalty)
+            np.subtract(relevance, penalty, out=score)
         return chosen

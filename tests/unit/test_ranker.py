@@ -11,7 +11,15 @@ import pytest
 from models.errors import IntentError
 from models.generator import PlaylistGenerator
 from models.intent import IntentParser, Slots
-from models.ranker import Playlist, Ranker, RankParams, hard_mask, soft_mask
+from models.ranker import (
+    Playlist,
+    Ranker,
+    RankParams,
+    hard_mask,
+    hard_set,
+    soft_mask,
+    soft_set,
+)
 
 
 def _tracks(gen: PlaylistGenerator, playlist: Playlist) -> list[dict[str, object]]:
@@ -45,7 +53,7 @@ def test_preferred_tracks_come_first(
     gen = fake_generator
     ranker = Ranker(gen.catalog, gen.ranker.index, RankParams(max_per_artist=1000))
     intent = parser.parse("happy jazz")
-    available = int(soft_mask(gen.catalog, intent.slots).sum())
+    available = len(soft_set(gen.catalog, intent.slots))
     n = available + 10  # more than the preferred tracks, so backfill must happen
     vector = gen.encoder.encode([intent.query_text])[0]
     ranked, _ = ranker.rank(*ranker.candidates(vector, intent.slots, n), intent.slots, n)
@@ -105,7 +113,7 @@ def test_selective_filters_use_exact_search(
     intent = parser.parse("sad disco from the 2010s")
     playlist, _ = fake_generator.generate(intent, 10)
     met = soft_mask(fake_generator.catalog, intent.slots, np.array(playlist.rows))
-    available = soft_mask(fake_generator.catalog, intent.slots).sum()
+    available = len(soft_set(fake_generator.catalog, intent.slots))
     assert met.sum() == min(10, available)
 
 
@@ -182,10 +190,10 @@ def test_selective_exclusions_still_fill_the_list(
     rows = np.array(fake_generator.generate(intent, 30)[0].rows)
     assert len(rows) == 30
     assert hard_mask(fake_generator.catalog, intent.slots, rows).all()
-    preferred = soft_mask(fake_generator.catalog, intent.slots)
-    allowed = hard_mask(fake_generator.catalog, intent.slots)
+    preferred = soft_set(fake_generator.catalog, intent.slots)
+    allowed = hard_set(fake_generator.catalog, intent.slots)
     met = soft_mask(fake_generator.catalog, intent.slots, rows)
-    assert met.sum() == min(30, (preferred & allowed).sum())
+    assert met.sum() == min(30, len(preferred & allowed))
 
 
 def test_explicit_only_fills_the_list(
@@ -211,5 +219,29 @@ def test_unknown_slot_values_from_code_raise_intent_error(
     fake_generator: PlaylistGenerator,
 ) -> None:
     """Slots built without the parser still fail with IntentError, not StopIteration."""
+    slots = Slots(exclude_moods=("Happy",))
     with pytest.raises(IntentError, match="Happy"):
-        hard_mask(fake_generator.catalog, Slots(exclude_moods=("Happy",)))
+        hard_set(fake_generator.catalog, slots)
+    with pytest.raises(IntentError, match="Happy"):
+        hard_mask(fake_generator.catalog, slots, np.arange(5))
+
+
+@pytest.mark.parametrize(
+    ("prompt", "given"),
+    [
+        ("happy jazz for the gym", None),
+        ("slow rock, no pop", None),
+        ("80s chill songs without vocals", Slots(explicit=False)),
+        ("120 bpm sad metal or punk, anything but country", Slots(explicit=True)),
+    ],
+)
+def test_catalog_wide_sets_match_row_masks(
+    fake_generator: PlaylistGenerator, parser: IntentParser, prompt: str, given: Slots | None
+) -> None:
+    """The packed catalog-wide filters keep exactly the tracks the row masks keep."""
+    catalog = fake_generator.catalog
+    slots = parser.parse(prompt, given).slots
+    every = np.arange(len(catalog))
+    assert not slots.is_empty()
+    np.testing.assert_array_equal(hard_set(catalog, slots).mask(), hard_mask(catalog, slots, every))
+    np.testing.assert_array_equal(soft_set(catalog, slots).mask(), soft_mask(catalog, slots, every))
