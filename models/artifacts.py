@@ -1,7 +1,8 @@
 """Versioned artifact folders: build one from a catalog source, load and verify one.
 
-A folder holds the int8 encoder, its tokenizer, the catalog table, the track vectors
-(float16, for re-indexing and recall checks), the HNSW index, fallback playlists and
+A folder holds the int8 encoder, its tokenizer, the catalog table, the projected track
+vectors (16-bit fixed point, read by the ranker and by recall checks), the HNSW index, fallback
+playlists and
 `manifest.json` with a sha256 per file. The version is derived from those hashes, so the
 same bytes always carry the same version and cache keys can rely on it.
 """
@@ -28,12 +29,13 @@ from models.encoder_build import build_encoder, load_parity_prompts
 from models.errors import ArtifactError, ModelError
 from models.fallback import FallbackPlaylists
 from models.generator import PlaylistGenerator
-from models.index import IndexParams, TrackIndex, choose_ef, fit_projection
+from models.index import STORE_DTYPE, IndexParams, TrackIndex, choose_ef, fit_projection
 from models.intent import IntentParser
 from models.ranker import RankParams
 from models.synthetic import synthetic_catalog
 
-FORMAT = 2  # 2: track vectors projected before indexing (projection.npy)
+FORMAT = 3  # 2: track vectors projected before indexing; 3: stored as int16, not float16
+READABLE = (2, 3)  # the vectors' dtype tells the two apart
 MANIFEST = "manifest.json"
 FILES = {
     "encoder": "encoder.onnx",
@@ -204,17 +206,22 @@ def _build_into(tmp: Path, source: str, settings: BuildSettings, progress: bool)
     vectors = np.lib.format.open_memmap(
         tmp / FILES["vectors"],
         mode="w+",
-        dtype=np.float16,
+        dtype=STORE_DTYPE,
         shape=(len(catalog), projection.shape[1]),
     )
     index = TrackIndex.build(blocks(), vectors, settings.index, projection, progress)
     vectors.flush()
     queries = encoder.encode(load_parity_prompts())
-    ef, recalls = choose_ef(index, vectors, queries, settings.index)
+    ef, recalls = choose_ef(index, queries, settings.index)
     say(
         f"index: ef_search={ef}; recall@{settings.index.recall_k}: "
         + ", ".join(f"ef={r.ef} {r.recall:.3f} (strict {r.strict:.3f})" for r in recalls)
     )
+    if recalls[-1].recall < settings.index.recall_target:
+        say(
+            f"index: recall target {settings.index.recall_target} not reached; "
+            f"ef_search stops at the ladder's top ({ef})"
+        )
     index.save(tmp / FILES["index"])
     del vectors, index
     FallbackPlaylists.build(catalog, settings.fallback_length, RankParams().max_per_artist).save(
@@ -276,8 +283,11 @@ def read_manifest(path: Path) -> Manifest:
         manifest = msgspec.json.decode(file.read_bytes(), type=Manifest)
     except msgspec.DecodeError as exc:
         raise ArtifactError(f"{file}: malformed manifest: {exc}") from exc
-    if manifest.format != FORMAT:
-        raise ArtifactError(f"{file}: artifact format {manifest.format}, expected {FORMAT}")
+    if manifest.format not in READABLE:
+        raise ArtifactError(
+            f"{file}: artifact format {manifest.format}, expected one of {READABLE}; "
+            "rebuild it with `python -m models build`"
+        )
     return manifest
 
 

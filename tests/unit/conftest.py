@@ -11,7 +11,7 @@ from models.descriptors import descriptor_parts, embed_texts, track_vectors
 from models.encoder import FakeEncoder
 from models.fallback import FallbackPlaylists
 from models.generator import PlaylistGenerator
-from models.index import IndexParams, TrackIndex, fit_projection
+from models.index import STORE_DTYPE, IndexParams, TrackIndex, fit_projection
 from models.intent import IntentParser
 from models.ranker import RankParams
 from models.synthetic import synthetic_catalog
@@ -29,7 +29,7 @@ def fake_generator() -> PlaylistGenerator:
         return track_vectors(vectors, parts, jitter=0.15, seed=1, chunk=1000)
 
     projection, _energy = fit_projection(blocks(), 64)
-    store = np.empty((len(catalog), projection.shape[1]), dtype=np.float16)
+    store = np.empty((len(catalog), projection.shape[1]), dtype=STORE_DTYPE)
     index = TrackIndex.build(
         blocks(),
         store,
