@@ -1,10 +1,9 @@
 """Versioned artifact folders: build one from a catalog source, load and verify one.
 
 A folder holds the int8 encoder, its tokenizer, the catalog table, the projected track
-vectors (16-bit fixed point, read by the ranker and by recall checks), the HNSW index, fallback
-playlists and
-`manifest.json` with a sha256 per file. The version is derived from those hashes, so the
-same bytes always carry the same version and cache keys can rely on it.
+vectors (16-bit fixed point, read by the ranker and by recall checks), the HNSW index,
+fallback playlists and `manifest.json` with a sha256 per file. The version is derived from
+those hashes, so the same bytes always carry the same version and cache keys can rely on it.
 """
 
 from __future__ import annotations

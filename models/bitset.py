@@ -3,9 +3,9 @@
 Catalog-wide filters combine a handful of slot masks, count what is left, and sometimes list
 it. On a million rows, numpy boolean arrays cost ~40 µs an operation; packed words cost
 ~5 µs (one byte covers eight rows), ~15 µs to count, and list a sparse set by expanding only
-its non-zero words. pyroaring would do the set algebra too, but
-the ranker also tests hundreds of candidate rows at once, which needs vectorized membership:
-numpy words give both with no new dependency.
+its non-zero words. pyroaring would do the set algebra too, but the ranker also tests
+hundreds of candidate rows at once, which needs vectorized membership: numpy words give
+both with no new dependency.
 
 Bits past the last row stay zero: every set starts from `full` or `from_mask`, and
 complement clears them again, so counts never see padding.

@@ -10,12 +10,11 @@ artifact's `vectors.npy` (projected too), memory-mapped: page cache, shared by w
 processes, not a second private copy. The mapping is populated at load
 (`MADV_POPULATE_READ`): otherwise a query's first touch of a page is a fault, and gathering
 the 60 rows that diversity compares took twice as long (0.13 against 0.06 ms at 1M tracks).
-Rows are stored in 16-bit fixed point (int16 × 2⁻¹⁵: unit vectors' components lie in
-[-1, 1]): numpy widens float16 one element at a time (~2 ns each, 0.7 ms to score 1,800 rows
-exactly) but int16 in vectorized loops ~15× faster, and the fixed step (3e-5) moves a cosine
-by ~1e-5, where float16's relative one moved it by up to ~2e-4 on the leading components.
-hnswlib releases the GIL
-in `knn_query`.
+Rows are stored in 16-bit fixed point (int16 / 32767: unit vectors' components lie in
+[-1, 1]). numpy widens float16 one element at a time (~2 ns each, 0.7 ms to score 1,800 rows
+exactly) but int16 in vectorized loops, ~15× faster; and the fixed step moves a cosine by at
+most ~4e-5, where float16's relative one moved it by up to ~2e-4 (the leading components
+are large). hnswlib releases the GIL in `knn_query`.
 """
 
 from __future__ import annotations
