@@ -248,8 +248,9 @@ class Ranker:
         allowed = hard_set(self.catalog, slots)
         preferred = allowed & soft_set(self.catalog, slots)
         # Too few preferred tracks to fill the list: every allowed track may backfill.
-        pool = preferred if len(preferred) >= 2 * n else allowed
-        matching = len(pool)
+        preferred_count = len(preferred)
+        pool = preferred if preferred_count >= 2 * n else allowed
+        matching = preferred_count if pool is preferred else len(allowed)
         if matching == 0:
             return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.float32)
         k = min(p.max_fetch, math.ceil(p.candidates * len(self.catalog) / matching))
@@ -265,7 +266,7 @@ class Ranker:
             found, found_sims = self.index.search(query, max(k, p.candidates))
             keep = allowed.contains(found)
             found, found_sims = found[keep], found_sims[keep]
-        if pool is allowed:  # the few preferred tracks must be ranked, wherever they are
+        if pool is allowed and preferred_count:  # the few preferred must be ranked, wherever
             few = preferred.rows()
             few = few[~np.isin(few, found, assume_unique=True, kind="sort")]
             found = np.concatenate([found, few])
