@@ -3,7 +3,9 @@
 The graph is built with onnx's own helpers, so no PyTorch is needed. It takes
 `input_ids` and `attention_mask` (int64, [batch, seq], both axes dynamic) and returns
 `embedding` (float32, [batch, 384]): the BERT encoder, mean pooling over the mask and L2
-normalisation, i.e. the whole sentence-transformers pipeline.
+normalisation, i.e. the whole sentence-transformers pipeline. Padding is dropped inside
+the graph, so a batch costs its real tokens, and a row never depends on how far it was
+padded.
 """
 
 from __future__ import annotations
@@ -70,7 +72,42 @@ def build_model(weights: dict[str, np.ndarray], config: dict[str, Any]) -> onnx.
     heads = int(config["num_attention_heads"])
     head_dim = hidden // heads
     eps = float(config["layer_norm_eps"])
+    weights = dict(weights)  # fused query/key/value entries are added below
     g = _Graph()
+
+    # Padding is removed before the first layer (as FasterTransformer's "effective
+    # transformer" does; onnxruntime's packed-attention ops are CUDA-only): every per-token
+    # step (embeddings, the dense layers that carry ~90% of the work at prompt lengths,
+    # layer norms) runs on the T real tokens of the batch, [T, hidden], and only attention
+    # works on the padded [batch, seq] layout. Prompts of mixed lengths then cost what their
+    # tokens cost, not batch x longest.
+    flat = g.const("flat", _i64(-1))
+    flat_mask = g.op("Reshape", ["attention_mask", flat])
+    seq_len = g.op("Gather", [g.op("Shape", ["input_ids"]), g.const("one", _i64(1))], axis=0)
+    # Flat positions (row * seq + column) of the real tokens, in order: [T].
+    real = g.op("Squeeze", [g.op("NonZero", [flat_mask]), g.const("axis_0", _i64(0))])
+    # For each padded position, its packed row, or T (an all-zero row) for padding.
+    real_count = g.op("Shape", [real])
+    cumsum = g.op("CumSum", [flat_mask, g.const("axis_0_scalar", np.array(0, np.int64))])
+    rank = g.op("Sub", [cumsum, g.const("i_one", np.array(1, np.int64))])
+    to_padded = g.op("Where", [g.op("Cast", [flat_mask], to=TensorProto.BOOL), rank, real_count])
+    padded_shape = g.op(
+        "Concat", [g.op("Shape", ["attention_mask"]), g.const("last", _i64(-1))], axis=0
+    )
+    one_and_width = {
+        width: g.const(f"zero_row_{width}", _i64(1, width)) for width in (hidden, 3 * hidden)
+    }
+    flat_rows = g.const("flat_rows", _i64(-1, hidden))
+
+    def padded(t: str, width: int) -> str:
+        """[T, width] packed rows -> [batch, seq, width], zeros at padding."""
+        zeros = g.op("ConstantOfShape", [one_and_width[width]])
+        rows = g.op("Gather", [g.op("Concat", [t, zeros], axis=0), to_padded], axis=0)
+        return g.op("Reshape", [rows, padded_shape])
+
+    def packed(t: str) -> str:
+        """[batch, seq, hidden] -> the [T, hidden] rows of real tokens."""
+        return g.op("Gather", [g.op("Reshape", [t, flat_rows]), real], axis=0)
 
     # Embeddings. token_type_ids are always 0, so row 0 of the token-type table is
     # folded into the position table instead of being a graph input.
@@ -78,11 +115,9 @@ def build_model(weights: dict[str, np.ndarray], config: dict[str, Any]) -> onnx.
     positions = positions + weights["embeddings.token_type_embeddings.weight"][0]
     word = g.const("word_embeddings", weights["embeddings.word_embeddings.weight"])
     pos = g.const("position_embeddings", positions.astype(np.float32))
-    seq_len = g.op("Gather", [g.op("Shape", ["input_ids"]), g.const("one", _i64(1))], axis=0)
-    zero = g.const("zero", np.array(0, dtype=np.int64))
-    step = g.const("step", np.array(1, dtype=np.int64))
-    pos_ids = g.op("Range", [zero, g.op("Squeeze", [seq_len]), step])
-    x = g.op("Add", [g.op("Gather", [word, "input_ids"]), g.op("Gather", [pos, pos_ids])])
+    ids = g.op("Gather", [g.op("Reshape", ["input_ids", flat]), real])
+    pos_ids = g.op("Mod", [real, seq_len])  # the column: tokens are left-aligned
+    x = g.op("Add", [g.op("Gather", [word, ids]), g.op("Gather", [pos, pos_ids])])
     x = g.layer_norm(x, weights, "embeddings.LayerNorm", eps)
 
     # Additive attention bias [batch, 1, 1, seq]: 0 where attended, _MASK_NEG on padding.
@@ -93,10 +128,10 @@ def build_model(weights: dict[str, np.ndarray], config: dict[str, Any]) -> onnx.
     bias = g.op("Unsqueeze", [bias, g.const("axes_1_2", _i64(1, 2))])
 
     split_heads = g.const("split_heads", _i64(0, 0, heads, head_dim))
-    merge_heads = g.const("merge_heads", _i64(0, 0, hidden))
     scale = g.const("attn_scale", _f32(1.0 / math.sqrt(head_dim)))
     half = g.const("f_half", _f32(0.5))
     inv_sqrt2 = g.const("inv_sqrt2", _f32(1.0 / math.sqrt(2.0)))
+    qkv_split = g.const("qkv_split", _i64(hidden, hidden, hidden))
 
     for i in range(int(config["num_hidden_layers"])):
         p = f"encoder.layer.{i}"
@@ -104,12 +139,21 @@ def build_model(weights: dict[str, np.ndarray], config: dict[str, Any]) -> onnx.
         def heads_of(t: str, perm: list[int]) -> str:
             return g.op("Transpose", [g.op("Reshape", [t, split_heads])], perm=perm)
 
-        q = heads_of(g.linear(x, weights, f"{p}.attention.self.query"), [0, 2, 1, 3])
-        k = heads_of(g.linear(x, weights, f"{p}.attention.self.key"), [0, 2, 3, 1])
-        v = heads_of(g.linear(x, weights, f"{p}.attention.self.value"), [0, 2, 1, 3])
+        # Query, key and value in one product, so the int8 graph quantizes x once.
+        a = f"{p}.attention.self"
+        for part in ("weight", "bias"):
+            weights[f"{a}.qkv.{part}"] = np.concatenate(
+                [weights[f"{a}.{n}.{part}"] for n in ("query", "key", "value")]
+            )
+        qkv = padded(g.linear(x, weights, f"{a}.qkv"), 3 * hidden)
+        q_, k_, v_ = (f"{a}.{n}" for n in ("q", "k", "v"))
+        g.nodes.append(helper.make_node("Split", [qkv, qkv_split], [q_, k_, v_], axis=-1))
+        q = heads_of(q_, [0, 2, 1, 3])
+        k = heads_of(k_, [0, 2, 3, 1])
+        v = heads_of(v_, [0, 2, 1, 3])
         scores = g.op("Add", [g.op("Mul", [g.op("MatMul", [q, k]), scale]), bias])
         ctx = g.op("MatMul", [g.op("Softmax", [scores], axis=-1), v])
-        ctx = g.op("Reshape", [g.op("Transpose", [ctx], perm=[0, 2, 1, 3]), merge_heads])
+        ctx = packed(g.op("Transpose", [ctx], perm=[0, 2, 1, 3]))
         attn = g.linear(ctx, weights, f"{p}.attention.output.dense")
         x = g.layer_norm(g.op("Add", [attn, x]), weights, f"{p}.attention.output.LayerNorm", eps)
 
@@ -123,8 +167,7 @@ def build_model(weights: dict[str, np.ndarray], config: dict[str, Any]) -> onnx.
     # Mean pooling over real tokens, then L2 normalisation (as sentence-transformers does,
     # with the same clamps: token count >= 1e-9, norm >= 1e-12).
     seq_axis = g.const("axis_seq", _i64(1))
-    mask3 = g.op("Unsqueeze", [mask, g.const("axis_last", _i64(2))])
-    summed = g.op("ReduceSum", [g.op("Mul", [x, mask3]), seq_axis], keepdims=0)
+    summed = g.op("ReduceSum", [padded(x, hidden), seq_axis], keepdims=0)  # padding rows are zero
     count = g.op("ReduceSum", [mask, seq_axis], keepdims=1)
     count = g.op("Max", [count, g.const("min_count", _f32(1e-9))])
     mean = g.op("Div", [summed, count])

@@ -71,6 +71,16 @@ def test_batched_encode_matches_one_by_one_in_order(encoder_build: EncoderBuild)
     assert np.sum(batched * single, axis=1).min() > 0.9999
 
 
+def test_padding_does_not_change_a_row(encoder: PromptEncoder) -> None:
+    """The graph drops padding before its first layer, so extra pad columns change nothing,
+    even in int8, whose activation scale would otherwise see the pad tokens."""
+    ids, mask = encoder.tokenize(["rainy sunday jazz"])
+    pad = np.zeros((1, 40), dtype=np.int64)
+    alone = encoder.run(ids, mask)
+    padded = encoder.run(np.hstack([ids, pad]), np.hstack([mask, pad]))
+    np.testing.assert_allclose(padded, alone, atol=1e-6)
+
+
 def test_rows_are_unit_norm_float32(encoder: PromptEncoder) -> None:
     """encode returns float32 rows of width 384 and L2 norm 1."""
     vectors = encoder.encode(PROMPTS)
