@@ -206,11 +206,14 @@ class PlaylistController(Controller):
         return _response(answer)
 
 
-def api_key_guard(
+async def api_key_guard(
     connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler
 ) -> None:
     """The route's scope (`opt["scope"]`) against the caller's X-API-Key. Health and metrics
-    (scope "ops") need an admin key only when EDGE_PROTECT_OPS is on."""
+    (scope "ops") need an admin key only when EDGE_PROTECT_OPS is on.
+
+    A coroutine although it never awaits: Litestar runs a plain function guard on a worker
+    thread, a thread hop on every request."""
     scope = handler.opt.get("scope")
     if scope is None:
         return
