@@ -157,6 +157,9 @@ def main(argv: list[str] | None = None) -> int:
     web.add_argument("--connections", type=int, default=32)
     web.add_argument("--miss-seconds", type=float, default=15.0)
     web.add_argument("--hits-sampled", type=int, default=3000)
+    web.add_argument(
+        "--miss-workers", default="", help="also run uncached on nodes of these worker counts"
+    )
     sem = commands.add_parser("semantic", help="semantic-cache threshold on paraphrase/contrast")
     sem.add_argument("--artifacts", default="artifacts/default")
     sem.add_argument("--thresholds", default="0.75,0.8,0.85,0.9,0.95")
@@ -215,6 +218,7 @@ def main(argv: list[str] | None = None) -> int:
                 connections=args.connections,
                 miss_seconds=args.miss_seconds,
                 hits_sampled=args.hits_sampled,
+                miss_workers=[int(w) for w in args.miss_workers.split(",") if w],
             )
             bench_http.report(server, result)
         return 0

@@ -7,7 +7,10 @@ In one run and one server configuration it drives, with wrk (bounded by duration
 interleaved over several rounds so machine noise hits all alike; then the Server-Timing
 total of hits from sequential requests, then uncached throughput (every request a new
 prompt, 32 connections) as a ratio to the encoder's own batch throughput measured in the
-same run.
+same run. The CPU the node spends per uncached answer (all its processes and threads) is
+printed beside the encoder's CPU per prompt, and the budget the ratio target leaves: on a
+machine the misses saturate, those three numbers decide the ratio. `--miss-workers` adds
+uncached runs of nodes with more worker processes.
 """
 
 from __future__ import annotations
@@ -20,13 +23,14 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from statistics import median
 from urllib.parse import urlencode
 
 import numpy as np
+import psutil
 
 from loadtest.net import free_port, wait_ready
 from loadtest.prompts import unique_prompts
@@ -37,7 +41,9 @@ _UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3}
 
 
 @contextmanager
-def _server(cmd: list[str], env: dict[str, str], port: int, ready: str) -> Iterator[None]:
+def _server(
+    cmd: list[str], env: dict[str, str], port: int, ready: str
+) -> Iterator[subprocess.Popen[bytes]]:
     proc = subprocess.Popen(
         cmd,
         env={**os.environ, **env},
@@ -48,7 +54,7 @@ def _server(cmd: list[str], env: dict[str, str], port: int, ready: str) -> Itera
     try:
         if not wait_ready(port, ready):
             raise SystemExit(f"server on port {port} not ready within 120 s")
-        yield
+        yield proc
     finally:
         proc.terminate()
         try:
@@ -92,8 +98,19 @@ def _timing_total(header: str) -> float:
     return float(match.group(1)) if match else float("nan")
 
 
-def encoder_rate(artifacts: Path, batch: int = 32, n: int = 512) -> float:
-    """Prompts per second of the artifact's encoder alone, in batches (2 threads)."""
+def _tree_cpu(pid: int) -> float:
+    """CPU seconds used so far by a process and its children (a server's workers)."""
+    root = psutil.Process(pid)
+    total = 0.0
+    for proc in [root, *root.children(recursive=True)]:
+        times = proc.cpu_times()
+        total += times.user + times.system
+    return total
+
+
+def encoder_rate(artifacts: Path, batch: int = 32, n: int = 512) -> tuple[float, float]:
+    """Prompts per second of the artifact's encoder alone, in batches (2 threads), and its
+    CPU milliseconds per prompt."""
     from models.encoder import PromptEncoder
 
     encoder = PromptEncoder(
@@ -104,9 +121,9 @@ def encoder_rate(artifacts: Path, batch: int = 32, n: int = 512) -> float:
     )
     prompts = unique_prompts(n, seed=99)
     encoder.encode(prompts[:64])
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     encoder.encode(prompts)
-    return n / (time.perf_counter() - start)
+    return n / (time.perf_counter() - start), (time.process_time() - cpu) / n * 1000
 
 
 def _miss_script(folder: Path, prompts: list[str], n: int) -> Path:
@@ -120,6 +137,28 @@ def _miss_script(folder: Path, prompts: list[str], n: int) -> Path:
     return script
 
 
+def _node_env(artifacts: Path, data_dir: str, port: int, connections: int) -> dict[str, str]:
+    return {
+        "EDGE_DATA_DIR": data_dir,  # a fresh global store: every miss really is one
+        "EDGE_ARTIFACTS": str(artifacts),
+        "EDGE_PORT": str(port),
+        "EDGE_BENCH_ROUTES": "true",
+        "EDGE_VERIFY_ARTIFACTS": "false",
+        "EDGE_COMPUTE_QUEUE": str(max(64, 2 * connections)),
+    }
+
+
+def _uncached(
+    port: int, pid: int, folder: Path, *, seconds: float, connections: int
+) -> dict[str, float]:
+    """wrk with a new prompt per request; rps, latency and the node's CPU ms per answer."""
+    script = _miss_script(folder, unique_prompts(20000, seed=7), 30)
+    cpu = _tree_cpu(pid)
+    miss = wrk(f"http://127.0.0.1:{port}", seconds=seconds, connections=connections, script=script)
+    miss["cpu_ms"] = (_tree_cpu(pid) - cpu) / max(1.0, miss["rps"] * seconds) * 1000
+    return miss
+
+
 def bench_http(
     artifacts: Path,
     *,
@@ -129,22 +168,16 @@ def bench_http(
     connections: int,
     miss_seconds: float,
     hits_sampled: int,
+    miss_workers: Sequence[int] = (),
 ) -> dict[str, float]:
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is not installed: run `make bench-deps` (apt-get install wrk)")
     port, raw_port = free_port(), free_port()
     tmp_dir = tempfile.TemporaryDirectory()
-    env = {
-        "EDGE_DATA_DIR": tmp_dir.name,  # a fresh global store: every miss really is one
-        "EDGE_ARTIFACTS": str(artifacts),
-        "EDGE_PORT": str(port),
-        "EDGE_BENCH_ROUTES": "true",
-        "EDGE_VERIFY_ARTIFACTS": "false",
-        "EDGE_COMPUTE_QUEUE": str(max(64, 2 * connections)),
-    }
+    env = _node_env(artifacts, tmp_dir.name, port, connections)
     cmd = [sys.executable, "-m", "edge", "--server", server]
     results: dict[str, float] = {}
-    with tmp_dir as tmp, _server(cmd, env, port, "/readyz"):
+    with tmp_dir as tmp, _server(cmd, env, port, "/readyz") as node:
         status, _headers, body = _get(port, HIT_QUERY)
         _get(port, BARE_QUERY)
         assert status == 200
@@ -182,19 +215,26 @@ def bench_http(
         results["hit_timing_p99_ms"] = float(np.percentile(totals, 99))
 
         print("  encoder batch throughput ...", flush=True)
-        results["encoder_rps"] = encoder_rate(artifacts)
-        script = _miss_script(Path(tmp), unique_prompts(20000, seed=7), 30)
+        results["encoder_rps"], results["encoder_cpu_ms"] = encoder_rate(artifacts)
         print(f"  uncached, {connections} connections, {miss_seconds:g} s ...", flush=True)
-        miss = wrk(
-            f"http://127.0.0.1:{port}", seconds=miss_seconds, connections=connections, script=script
-        )
-        results.update(
-            miss_rps=miss["rps"],
-            miss_p50_ms=miss["p50"],
-            miss_p99_ms=miss["p99"],
-            miss_non2xx=miss["non2xx"],
-        )
-        results["encoder_rps_after"] = encoder_rate(artifacts)
+        miss = _uncached(port, node.pid, Path(tmp), seconds=miss_seconds, connections=connections)
+        results.update({f"miss_{k}": v for k, v in miss.items()})
+    cores = os.cpu_count() or 1
+    for workers in miss_workers:
+        print(f"  uncached, {workers} workers, {miss_seconds:g} s ...", flush=True)
+        with tempfile.TemporaryDirectory() as tmp:
+            port = free_port()
+            env = _node_env(artifacts, tmp, port, connections)
+            env.update(
+                EDGE_WORKERS=str(workers), EDGE_ENCODER_THREADS=str(max(1, cores // workers))
+            )
+            with _server(cmd, env, port, "/readyz") as node:
+                miss = _uncached(
+                    port, node.pid, Path(tmp), seconds=miss_seconds, connections=connections
+                )
+        results.update({f"miss{workers}w_{k}": v for k, v in miss.items()})
+    results["encoder_rps_after"], results["encoder_cpu_ms_after"] = encoder_rate(artifacts)
+    results["cores"] = cores
     return results
 
 
@@ -221,12 +261,29 @@ def report(server: str, r: dict[str, float]) -> None:
         f"  Server-Timing total of hits: p50 {r['hit_timing_p50_ms']:.3f} ms  "
         f"p99 {r['hit_timing_p99_ms']:.3f} ms   (target p99 <= 0.2 ms)"
     )
+    encoder_cpu = (r["encoder_cpu_ms"] + r["encoder_cpu_ms_after"]) / 2
     print(
-        f"  uncached      {r['miss_rps']:>8.0f} rps  p50 {r['miss_p50_ms']:.1f} ms  "
-        f"p99 {r['miss_p99_ms']:.1f} ms  non-2xx {r['miss_non2xx']:.0f}"
+        f"  uncached      {r['miss_rps']:>8.0f} rps  p50 {r['miss_p50']:.1f} ms  "
+        f"p99 {r['miss_p99']:.1f} ms  non-2xx {r['miss_non2xx']:.0f}  "
+        f"CPU {r['miss_cpu_ms']:.2f} ms/answer"
     )
     print(
         f"  encoder alone {encoder:>8.0f} prompts/s (batch 32; before "
-        f"{r['encoder_rps']:.0f}, after {r['encoder_rps_after']:.0f})"
+        f"{r['encoder_rps']:.0f}, after {r['encoder_rps_after']:.0f})  "
+        f"CPU {encoder_cpu:.2f} ms/prompt"
     )
     print(f"  uncached / encoder   {r['miss_rps'] / encoder:.2f}   (target >= 0.7)")
+    workers = sorted({int(k[4:].split("w_")[0]) for k in r if k.startswith("miss") and "w_" in k})
+    for w in workers:
+        print(
+            f"  uncached, {w} workers {r[f'miss{w}w_rps']:>5.0f} rps  "
+            f"p50 {r[f'miss{w}w_p50']:.1f} ms  p99 {r[f'miss{w}w_p99']:.1f} ms  "
+            f"non-2xx {r[f'miss{w}w_non2xx']:.0f}  CPU {r[f'miss{w}w_cpu_ms']:.2f} ms/answer  "
+            f"/ encoder {r[f'miss{w}w_rps'] / encoder:.2f}"
+        )
+    # With the cores saturated, rps = cores / CPU per answer: the target leaves this much.
+    budget = r["cores"] / (0.7 * encoder) * 1000
+    print(
+        f"  CPU budget per uncached answer at the target on {r['cores']:.0f} cores: "
+        f"{budget:.2f} ms, of which the encoder takes {encoder_cpu:.2f}"
+    )
