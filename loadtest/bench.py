@@ -2,6 +2,7 @@
 
     python -m loadtest.bench models [--sizes 100000,1000000] [--queries 300] [--root DIR]
     python -m loadtest.bench http [--artifacts DIR] [--server granian,uvicorn] [--seconds 5]
+    python -m loadtest.bench encoder [--artifacts DIR[,DIR]] [--threads 1,2]
 
 `models` builds an artifact per catalog size in a child process (build time, peak RSS),
 then loads it in another child (load time, peak RSS) that times the encoder, the ANN search
@@ -160,6 +161,11 @@ def main(argv: list[str] | None = None) -> int:
     web.add_argument(
         "--miss-workers", default="", help="also run uncached on nodes of these worker counts"
     )
+    enc = commands.add_parser("encoder", help="encoder throughput and CPU by batch and threads")
+    enc.add_argument("--artifacts", default="artifacts/default", help="folders (comma)")
+    enc.add_argument("--prompts", type=int, default=512)
+    enc.add_argument("--rounds", type=int, default=3)
+    enc.add_argument("--threads", default="1,2", help="intra-op thread counts (comma)")
     sem = commands.add_parser("semantic", help="semantic-cache threshold on paraphrase/contrast")
     sem.add_argument("--artifacts", default="artifacts/default")
     sem.add_argument("--thresholds", default="0.75,0.8,0.85,0.9,0.95")
@@ -191,6 +197,16 @@ def main(argv: list[str] | None = None) -> int:
             requests=args.requests,
             prompts=args.prompts,
             edges=args.edges,
+        )
+        return 0
+    if args.command == "encoder":
+        from loadtest import bench_encoder
+
+        bench_encoder.run(
+            [Path(a) for a in args.artifacts.split(",")],
+            prompts=args.prompts,
+            rounds=args.rounds,
+            threads=[int(t) for t in args.threads.split(",")],
         )
         return 0
     if args.command == "events":
