@@ -30,7 +30,7 @@ from cache.semantic import SemanticIndex
 from cache.tasks import cancel_and_wait
 from cache.tiered import TieredCache
 from cache.writebehind import WriteBehind
-from edge import shadow
+from edge import shadow, telemetry
 from edge.auth import Authenticator, load_keys
 from edge.compute import ComputePool, run_lowered
 from edge.errors import NotReady, Overloaded
@@ -70,7 +70,7 @@ class EdgeNode:
     ) -> None:
         self.settings = settings
         self.metrics = Metrics()
-        self.tracer: trace.Tracer = trace.NoOpTracer()
+        self.tracer: trace.Tracer = telemetry.NO_TRACER
         """Set by the app when traces are on (`edge.telemetry`)."""
         keys = settings.api_keys_file
         self.auth = Authenticator(load_keys(Path(keys)) if keys else None)

@@ -69,9 +69,13 @@ def redact(span: trace.Span, scope: dict[str, Any]) -> None:
         span.set_attribute(name, path if keep == "path" else keep)
 
 
+NO_TRACER = trace.NoOpTracer()
+"""The tracer of a node with tracing off; code may skip span work when it is the one set."""
+
+
 def tracer(made: trace.TracerProvider | None) -> trace.Tracer:
-    """A tracer from `made`, or one that records nothing."""
-    return made.get_tracer(TRACER) if made is not None else trace.NoOpTracer()
+    """A tracer from `made`, or `NO_TRACER`."""
+    return made.get_tracer(TRACER) if made is not None else NO_TRACER
 
 
 def stage_spans(tracer_: trace.Tracer, stages_ms: Mapping[str, float], end_ns: int) -> None:
