@@ -1,10 +1,11 @@
 """`create_app(settings)`: the Litestar application of an edge node.
 
-`EdgeApp` answers fresh L1 hits of `GET /v1/playlists` before routing: the key of a query
-string the routed path has already validated is remembered, so a repeat costs a dict
-lookup, an L1 peek and one `send`, with the same headers and metrics as the routed path.
-Everything else (first sight of a query, stale entries, misses, errors) goes through
-Litestar as usual.
+`EdgeApp` answers `GET /v1/playlists` before routing. A fresh L1 hit of a query string
+already validated costs a dict lookup, an L1 peek and one `send`; anything else (first sight
+of a query, stale entries, misses, bad input) runs the service's full path, whose parsers
+validate as the routed handler does and whose errors become the same problem documents.
+Headers and metrics are those of the routed path. Other routes, a version split, a caller
+without a good key, and misses while tracing is on go through Litestar as usual.
 """
 
 from __future__ import annotations
@@ -27,12 +28,13 @@ from litestar.routes import HTTPRoute
 from litestar.types import Message, Receive, ReceiveMessage, Scope
 from opentelemetry.sdk.trace import TracerProvider
 
-from edge import controllers, logs, telemetry
+from edge import controllers, logs, problems, telemetry
 from edge.errors import EdgeError, RequestTimeout
 from edge.node import EdgeNode
 from edge.problems import HANDLERS
 from edge.ratelimit import RateLimiter
 from edge.schemas import Problem
+from edge.service import Answer, PlaylistService
 from edge.settings import EdgeSettings
 from models.artifacts import Artifacts
 from models.errors import IntentError
@@ -43,6 +45,7 @@ ROUTES = frozenset(
     {"/v1/playlists", "/v1/events", "/healthz", "/readyz", "/metrics", "/_bench/bare"}
 )
 _JSON_HEADER = (b"content-type", b"application/json")
+_PROBLEM_HEADER = (b"content-type", problems.PROBLEM_JSON.encode())
 
 
 class EdgeApp(Litestar):
@@ -79,7 +82,7 @@ class EdgeApp(Litestar):
         if (
             path == "/v1/playlists"
             and scope["method"] == "GET"
-            and self.node.lean_hits
+            and self.node.lean_path
             and self.node.versions.percent <= 0  # a split assigns by prompt: the routed way
         ):
             service = self.node.service
@@ -89,17 +92,10 @@ class EdgeApp(Litestar):
             if service is not None and (
                 auth.open or auth.allows(_header(scope, b"x-api-key"), "read")
             ):
-                answer = service.fresh_hit(scope["query_string"], _if_none_match(scope))
-                if answer is not None:
-                    headers = [(k.encode(), v.encode()) for k, v in answer.headers.items()]
-                    headers.append(_JSON_HEADER)
-                    headers.append((b"content-length", b"%d" % len(answer.body)))
-                    await send(
-                        {"type": "http.response.start", "status": answer.status, "headers": headers}
-                    )
-                    await send({"type": "http.response.body", "body": answer.body})
-                    self.node.metrics.served.inc(len(answer.body))
-                    self._observe(route, answer.status, start, scope)
+                hit = service.fresh_hit(scope["query_string"], _if_none_match(scope))
+                # With tracing on, misses take the routed way, under the server span.
+                if hit is not None or self.node.tracer is telemetry.NO_TRACER:
+                    await self._lean_get(service, hit, scope, send, route, start)
                     return
         status = 500
 
@@ -117,6 +113,45 @@ class EdgeApp(Litestar):
             await super().__call__(scope, self._body_deadline(receive), send_status)
         finally:
             self._observe(route, status, start, scope)
+
+    async def _lean_get(
+        self,
+        service: PlaylistService,
+        answer: Answer | None,
+        scope: Any,
+        send: Any,
+        route: str,
+        start: float,
+    ) -> None:
+        """GET /v1/playlists without Litestar's routing: `answer` (a fresh L1 hit), or the
+        full path's. Validation is the same: the query parser and the intent parser check
+        everything the routed handler's parameters do, and their errors become the same
+        problem documents."""
+        status = 500  # until something is sent: an unexpected error propagates
+        try:
+            if answer is None:
+                try:
+                    answer = await service.answer_get(scope["query_string"], _if_none_match(scope))
+                except (EdgeError, IntentError) as exc:
+                    status, problem_headers, body = problems.problem(exc, scope["path"])
+                    headers = [(k.encode(), v.encode()) for k, v in problem_headers.items()]
+                    headers.append(_PROBLEM_HEADER)
+                    await self._send(send, status, headers, body)
+                    return
+            status = answer.status
+            headers = [(k.encode(), v.encode()) for k, v in answer.headers.items()]
+            headers.append(_JSON_HEADER)
+            await self._send(send, status, headers, answer.body)
+        finally:
+            self._observe(route, status, start, scope)
+
+    async def _send(
+        self, send: Any, status: int, headers: list[tuple[bytes, bytes]], body: bytes
+    ) -> None:
+        headers.append((b"content-length", b"%d" % len(body)))
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+        self.node.metrics.served.inc(len(body))
 
     def _body_deadline(self, receive: Receive) -> Receive:
         """`receive`, bounded: the whole body must arrive within `body_timeout` seconds of the
@@ -206,7 +241,7 @@ def create_app(
     *,
     artifacts: Artifacts | None = None,
     clock: Callable[[], float] = time.time,
-    lean_hits: bool = True,
+    lean_path: bool = True,
     tracer_provider: TracerProvider | None = None,
     signals: bool = False,
 ) -> EdgeApp:
@@ -215,7 +250,7 @@ def create_app(
     (for a served process, not one in a test's event loop)."""
     settings = settings or EdgeSettings.from_env()
     node = EdgeNode(settings, artifacts=artifacts, clock=clock)
-    node.lean_hits = lean_hits
+    node.lean_path = lean_path
     tracing = tracer_provider or telemetry.provider(settings)
     node.tracer = telemetry.tracer(tracing)
     plugins: list[Any] = []

@@ -32,7 +32,7 @@ from edge.errors import (
 from edge.events import EventsPipeline
 from edge.metrics import CONTENT_TYPE
 from edge.node import EdgeNode, VersionConflict
-from edge.query import check_text
+from edge.query import MAX_Q_CHARS, check_text
 from edge.schemas import (
     SCHEMA_VERSION,
     FaultBody,
@@ -141,7 +141,7 @@ class PlaylistController(Controller):
         q: Annotated[
             str | None,
             Parameter(
-                max_length=2000,
+                max_length=MAX_Q_CHARS,
                 description="Free-text prompt",
                 examples=[Example(value="rainy sunday jazz")],
             ),

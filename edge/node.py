@@ -89,7 +89,7 @@ class EdgeNode:
         self.topk: RegionalTopK | None = None
         self._sharing: asyncio.Task[None] | None = None
         self.events: EventsPipeline | None = None
-        self.lean_hits = True
+        self.lean_path = True
 
     def require(self) -> PlaylistService:
         """The service, or NotReady (503 + Retry-After) while loading or after a failed load."""

@@ -36,6 +36,13 @@ def _validation_detail(exc: ValidationException) -> str:
 
 def problem_response(request: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:
     """Map EdgeError, IntentError and Litestar HTTPException to a problem+json response."""
+    status, headers, body = problem(exc, request.url.path)
+    return Response(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
+
+
+def problem(exc: Exception, path: str) -> tuple[int, dict[str, str], bytes]:
+    """Status, headers (content type aside) and problem+json body for one of the mapped
+    exceptions; shared by the handler above and the app's pre-routing path."""
     headers: dict[str, str] = {}
     errors = None
     if isinstance(exc, EdgeError):
@@ -53,20 +60,15 @@ def problem_response(request: Request[Any, Any, Any], exc: Exception) -> Respons
         headers.update(exc.headers or {})
     else:  # registered only for the classes above
         raise exc
-    problem = Problem(
+    document = Problem(
         type=f"/problems/{_slug(title)}",
         title=title,
         status=status,
         detail=detail,
-        instance=request.url.path,
+        instance=path,
         errors=errors,
     )
-    return Response(
-        msgspec.json.encode(problem),
-        status_code=status,
-        media_type=PROBLEM_JSON,
-        headers={"cache-control": "no-store", **headers},
-    )
+    return status, {"cache-control": "no-store", **headers}, msgspec.json.encode(document)
 
 
 def _title(status: int) -> str:

@@ -22,6 +22,9 @@ _TRUE = {"true", "1", "yes"}
 _FALSE = {"false", "0", "no"}
 MAX_QUERY_BYTES = 4096
 MAX_VALUES = 16
+MAX_Q_CHARS = 2000
+"""Longest `q`, as the OpenAPI schema declares it (the intent parser then allows 500
+characters once whitespace is collapsed)."""
 
 
 def check_text(text: str, what: str) -> str:
@@ -97,6 +100,8 @@ def parse_query(
     if unknown := sorted({k for k, _ in pairs} - set(PARAMS)):
         raise BadRequest(f"unknown parameter(s) {unknown}; known: {', '.join(PARAMS)}")
     prompt = " ".join(_values(pairs, "q"))
+    if len(prompt) > MAX_Q_CHARS:
+        raise BadRequest(f"q is {len(prompt)} characters; the limit is {MAX_Q_CHARS}")
     excluded: dict[str, list[str]] = {"genre": [], "mood": [], "attribute": []}
     explicit_values = _values(pairs, "explicit")
     explicit = parse_flag(explicit_values[0], "explicit") if explicit_values else None

@@ -46,7 +46,7 @@ def edge(loaded: Artifacts, clock: FakeClock, tmp_path: Path) -> ClientFactory:
     local state (event log, user-hash key, archive) in the test's own directory."""
 
     @asynccontextmanager
-    async def make(*, lean_hits: bool = True, **overrides: object) -> AsyncIterator[Client]:
+    async def make(*, lean_path: bool = True, **overrides: object) -> AsyncIterator[Client]:
         defaults = {
             "warmup": False,
             "verify_artifacts": False,
@@ -54,7 +54,7 @@ def edge(loaded: Artifacts, clock: FakeClock, tmp_path: Path) -> ClientFactory:
             "data_dir": str(tmp_path / "edge-data"),
         }
         settings = EdgeSettings(**{**defaults, **overrides})
-        app = create_app(settings, artifacts=loaded, clock=clock, lean_hits=lean_hits)
+        app = create_app(settings, artifacts=loaded, clock=clock, lean_path=lean_path)
         transport = httpx.ASGITransport(app=app)
         async with app.lifespan(), Client(transport=transport, base_url="http://edge") as client:
             client.app = app

@@ -217,7 +217,7 @@ async def test_lean_and_routed_hits_send_the_same_headers(edge: ClientFactory) -
     """The pre-routing hit path is indistinguishable from the routed one, metrics included."""
     headers = []
     for lean in (False, True):
-        async with edge(lean_hits=lean, ttl_jitter=0) as client:
+        async with edge(lean_path=lean, ttl_jitter=0) as client:
             await client.get(URL)
             hit = await client.get(URL)
             metrics = (await client.get("/metrics")).text
@@ -226,6 +226,31 @@ async def test_lean_and_routed_hits_send_the_same_headers(edge: ClientFactory) -
         headers.append({k: v for k, v in hit.headers.items() if k != "server-timing"})
         assert _doc(hit.content)["cache"] == {"tier": "L1", "age": 0}
     assert headers[0] == headers[1]
+
+
+async def test_lean_and_routed_misses_and_problems_are_the_same(edge: ClientFactory) -> None:
+    """A miss or a bad query answered before routing looks exactly like the routed answer:
+    headers (Server-Timing aside), problem documents and the request and cache metrics."""
+    bad_queries = ["?genres=jazz", "?q=a&q=b", "?mood=furious", "?exclude=nothing-known", ""]
+    seen = []
+    for lean in (False, True):
+        async with edge(lean_path=lean, ttl_jitter=0) as client:
+            miss = await client.get(URL)
+            bad = [await client.get("/v1/playlists" + q) for q in bad_queries]
+            metrics = (await client.get("/metrics")).text
+        assert miss.headers["x-cache"] == "MISS"
+        assert 'edge_cache_total{kind="miss",tier="compute"} 1.0' in metrics
+        assert 'edge_requests_total{route="/v1/playlists",status="200"} 1.0' in metrics
+        assert 'edge_requests_total{route="/v1/playlists",status="400"} 5.0' in metrics
+        assert all(r.headers["content-type"] == "application/problem+json" for r in bad)
+        seen.append(
+            (
+                {k: v for k, v in miss.headers.items() if k != "server-timing"},
+                miss.content,
+                [(r.status_code, dict(r.headers), r.content) for r in bad],
+            )
+        )
+    assert seen[0] == seen[1]
 
 
 async def test_health_readiness_metrics_and_schema(edge: ClientFactory) -> None:
