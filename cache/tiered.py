@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Collection, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from typing import NamedTuple
 
 from opentelemetry import trace
@@ -17,6 +18,7 @@ from cache.base import Entry, Tier
 from cache.errors import TierUnavailable
 
 Clock = Callable[[], float]
+_NO_SPAN = nullcontext(trace.INVALID_SPAN)
 
 
 class Lookup(NamedTuple):
@@ -47,16 +49,17 @@ class TieredCache:
         self.tiers = tuple(tiers)
         self._clock = clock
         self._on_error = on_error
-        self._tracer = tracer or trace.NoOpTracer()
+        self._tracer = tracer
+        """A span per tier looked at, with its outcome (hit, miss or error); with None, no
+        span work at all (OpenTelemetry's no-op spans still cost contextvars work)."""
         self._on_write = on_write
         """Told (tier name, body bytes) of each write, for cost accounting."""
-        """A span per tier looked at, with its outcome (hit, miss or error)."""
 
     async def get(self, key: str) -> Lookup | None:
         """The first usable entry (fresh or still within its stale window), promoted upward."""
         now = self._clock()
         for depth, tier in enumerate(self.tiers):
-            with self._tracer.start_as_current_span(tier.name) as span:
+            with self._span(tier.name) as span:
                 try:
                     entry = await tier.get(key)
                 except TierUnavailable as exc:
@@ -71,6 +74,11 @@ class TieredCache:
                 await self._write(upper, key, entry, now)
             return Lookup(entry, tier.name)
         return None
+
+    def _span(self, name: str) -> AbstractContextManager[trace.Span]:
+        if self._tracer is None:
+            return _NO_SPAN
+        return self._tracer.start_as_current_span(name)
 
     async def set(self, key: str, entry: Entry) -> None:
         """Write to every tier the entry may live in, for its remaining lifetime."""

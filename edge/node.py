@@ -223,7 +223,7 @@ class EdgeNode:
                 [l1, *self._remote_tiers()],
                 clock=self._clock,
                 on_error=self._tier_error,
-                tracer=self.tracer,
+                tracer=None if self.tracer is telemetry.NO_TRACER else self.tracer,
                 on_write=lambda tier, size: self.metrics.tier_written.labels(tier).inc(size),
             )
             pseudonym = Pseudonymizer(user_hash_key(s), s.region, self._clock).user
