@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import enum
 from abc import ABC, abstractmethod
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 
 import msgspec
 
@@ -92,6 +92,17 @@ class Tier(ABC):
     @abstractmethod
     async def set(self, key: str, entry: Entry, expires_in: float) -> None:
         """Store `entry` for `expires_in` seconds (nothing is stored if it is not positive)."""
+
+    batch_writes: bool = False
+    """True if `set_many` is one operation, ordered before any call made after it starts
+    (as on a tier whose calls run in order on one thread): a write-behind queue may then
+    hand it many writes at once, and a later delete or purge still comes after all of them."""
+
+    async def set_many(self, items: Sequence[tuple[str, Entry, float]]) -> None:
+        """`set` for each (key, entry, expires_in), in order. A tier that can do this as one
+        operation overrides it and sets `batch_writes`."""
+        for key, entry, expires_in in items:
+            await self.set(key, entry, expires_in)
 
     @abstractmethod
     async def delete(self, key: str) -> bool:

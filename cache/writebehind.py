@@ -1,9 +1,13 @@
 """`WriteBehind`: a tier whose writes go through a bounded queue, off the response path.
 
 Reads go straight to the wrapped tier. `set` only enqueues; one background task drains the
-queue in order. While the tier is unavailable the worker holds the write at the head of the
-queue and retries it with a capped exponential backoff, so an outage of the store loses
-nothing that fits in the queue: the backlog drains when it returns. A write whose entry
+queue in order. A tier that writes batches as one operation (`Tier.batch_writes`) gets
+whatever has queued up, at most `batch_limit` writes, in one `set_many`: a busy node then
+pays one SQLite commit for many writes. Other tiers get one write at a time.
+
+While the tier is unavailable the worker holds the writes at the head of the queue and
+retries them with a capped exponential backoff, so an outage of the store loses nothing
+that fits in the queue: the backlog drains when it returns. A write whose entry
 expires while it waits is let go (counted in `expired`). When the queue is full the new
 write is refused, counted in `dropped` and logged, never lost silently; a write that raises
 anything else is counted in `failed` and not retried (it would fail the same way again).
@@ -52,6 +56,7 @@ class WriteBehind(Tier):
         tier: Tier,
         *,
         limit: int = 1024,
+        batch_limit: int = 64,
         drain_timeout: float = 5.0,
         retry_initial: float = 0.05,
         retry_max: float = 2.0,
@@ -59,6 +64,7 @@ class WriteBehind(Tier):
     ) -> None:
         self.name = tier.name
         self.tier = tier
+        self.batch_limit = batch_limit
         self.drain_timeout = drain_timeout
         self.retry_initial = retry_initial
         self.retry_max = retry_max
@@ -69,8 +75,8 @@ class WriteBehind(Tier):
         self.retries = 0
         self.written = 0
         self.holding = False
-        """True while the head write waits for the tier to come back."""
-        self._current: _Write | None = None
+        """True while the head writes wait for the tier to come back."""
+        self._current: list[_Write] = []
         self._on_drop = on_drop
         self._queue: asyncio.Queue[_Write] = asyncio.Queue(limit)
         self._purges: deque[_Purge] = deque()
@@ -79,8 +85,8 @@ class WriteBehind(Tier):
 
     @property
     def pending(self) -> int:
-        """Writes not yet landed, including one being retried."""
-        return self._queue.qsize() + (self._current is not None)
+        """Writes not yet landed, including those being written or retried."""
+        return self._queue.qsize() + len(self._current)
 
     def _ensure_worker(self) -> None:
         if self._task is None or self._task.done():
@@ -88,33 +94,42 @@ class WriteBehind(Tier):
 
     async def _drain(self) -> None:
         while True:
-            write = self._current = await self._queue.get()
+            batch = [await self._queue.get()]
+            limit = self.batch_limit if self.tier.batch_writes else 1
+            while len(batch) < limit and not self._queue.empty():
+                batch.append(self._queue.get_nowait())
+            self._current = batch
             try:
-                await self._land(write)
+                await self._land(batch)
             except Exception:  # the worker must outlive any one write, or flush() never returns
-                self.failed += 1
+                self.failed += len(batch)
                 log.exception("write-behind write raised", extra={"tier": self.name})
             finally:
                 self.holding = False
-                self._current = None
-                self._queue.task_done()
+                self._current = []
+                for _ in batch:
+                    self._queue.task_done()
 
-    async def _land(self, write: _Write) -> None:
+    async def _land(self, batch: list[_Write]) -> None:
         loop = asyncio.get_running_loop()
         delay = self.retry_initial
         while True:
-            # Purges older than this write can no longer cover anything still queued.
-            while self._purges and self._purges[0].seq <= write.seq:
+            # Purges older than the first write left can no longer cover anything queued.
+            while self._purges and self._purges[0].seq <= batch[0].seq:
                 self._purges.popleft()
-            if any(purge.covers(write) for purge in self._purges):
-                self.cancelled += 1
+            now, live = loop.time(), []
+            for write in batch:
+                if any(purge.covers(write) for purge in self._purges):
+                    self.cancelled += 1
+                elif write.expires_at <= now:
+                    self.expired += 1
+                else:
+                    live.append(write)
+            if not live:
                 return
-            expires_in = write.expires_at - loop.time()
-            if expires_in <= 0:
-                self.expired += 1
-                return
+            batch = self._current = live
             try:
-                await self.tier.set(write.key, write.entry, expires_in)
+                await self.tier.set_many([(w.key, w.entry, w.expires_at - now) for w in batch])
             except TierUnavailable as exc:
                 if not self.holding:
                     log.warning(
@@ -131,7 +146,7 @@ class WriteBehind(Tier):
                     "write-behind draining again",
                     extra={"tier": self.name, "pending": self.pending},
                 )
-            self.written += 1
+            self.written += len(batch)
             return
 
     async def get(self, key: str) -> Entry | None:

@@ -50,6 +50,27 @@ async def test_overwrite_replaces_value_and_ttl(tier: Tier, clock: FakeClock) ->
     assert got.body == b"new"
 
 
+async def test_set_many_is_set_for_each_in_order(tier: Tier, clock: FakeClock) -> None:
+    """A batch stores each entry for its own lifetime; a later item for a key wins, and a
+    non-positive lifetime removes the key, as `set` would."""
+    await tier.set("gone", _entry(clock), 100)
+    await tier.set_many(
+        [
+            ("a", _entry(clock, b"a1"), 10),
+            ("b", _entry(clock, b"b"), 50),
+            ("a", _entry(clock, b"a2"), 30),
+            ("gone", _entry(clock), 0),
+        ]
+    )
+    a, b = await tier.get("a"), await tier.get("b")
+    assert a is not None and a.body == b"a2"
+    assert b is not None and b.body == b"b"
+    assert await tier.get("gone") is None
+    clock.advance(40)
+    assert await tier.get("a") is None
+    assert await tier.get("b") is not None
+
+
 async def test_delete_removes(tier: Tier, clock: FakeClock) -> None:
     await tier.set("k", _entry(clock), 10)
     assert await tier.delete("k") is True

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import pytest
 
@@ -32,6 +32,24 @@ class _SlowTier(MemoryTier):
         if self.fail:
             raise TierUnavailable("connection refused")
         await super().set(key, entry, expires_in)
+
+
+class _BatchTier(_SlowTier):
+    """A slow tier that writes a batch as one gated operation, recording each batch's keys."""
+
+    batch_writes = True
+
+    def __init__(self, clock: FakeClock) -> None:
+        super().__init__(clock)
+        self.batches: list[list[str]] = []
+
+    async def set_many(self, items: Sequence[tuple[str, Entry, float]]) -> None:
+        await self.gate.wait()
+        if self.fail:
+            raise TierUnavailable("connection refused")
+        self.batches.append([key for key, _entry, _ttl in items])
+        for key, entry, expires_in in items:
+            await MemoryTier.set(self, key, entry, expires_in)
 
 
 def _entry(clock: FakeClock, body: bytes = b"x", tags: tuple[str, ...] = ()) -> Entry:
@@ -140,6 +158,60 @@ async def test_a_purge_cancels_the_queued_writes_it_covers(clock: FakeClock) -> 
     assert newer.body == b"new"
     assert await inner.get("other") is not None
     assert await inner.get("first") is not None
+
+
+async def test_a_batch_writing_tier_gets_the_queue_in_order_in_few_calls(
+    clock: FakeClock,
+) -> None:
+    inner = _BatchTier(clock)
+    tier = WriteBehind(inner, batch_limit=4)
+    await tier.set("k0", _entry(clock), 30)
+    await asyncio.sleep(0)  # the worker takes k0 alone and waits at the gate
+    for i in range(1, 7):
+        await tier.set(f"k{i}", _entry(clock), 30)
+    assert tier.pending == 7
+    inner.gate.set()
+    await tier.flush()
+    assert inner.batches == [["k0"], ["k1", "k2", "k3", "k4"], ["k5", "k6"]]
+    assert tier.written == 7
+    assert tier.pending == 0
+
+
+async def test_a_purge_cancels_queued_writes_before_they_join_a_batch(clock: FakeClock) -> None:
+    inner = _BatchTier(clock)
+    tier = WriteBehind(inner)
+    await tier.set("first", _entry(clock), 30)
+    await asyncio.sleep(0)  # the worker holds "first" at the gate
+    await tier.set("tagged", _entry(clock, b"old", tags=("track:t1",)), 30)
+    await tier.set("deleted", _entry(clock), 30)
+    await tier.set("other", _entry(clock, tags=("track:t2",)), 30)
+    await tier.purge_tags(["track:t1"])
+    await tier.delete("deleted")
+    await tier.set("tagged", _entry(clock, b"new", tags=("track:t1",)), 30)  # after the purge
+    inner.gate.set()
+    await tier.flush()
+    assert tier.cancelled == 2
+    assert inner.batches == [["first"], ["other", "tagged"]]
+    newer = await inner.get("tagged")
+    assert newer is not None
+    assert newer.body == b"new"
+    assert await inner.get("deleted") is None
+
+
+async def test_a_batch_is_held_and_retried_whole_while_the_tier_is_down(clock: FakeClock) -> None:
+    inner = _BatchTier(clock)
+    inner.fail = True
+    inner.gate.set()
+    tier = WriteBehind(inner, retry_initial=0.001, retry_max=0.01)
+    for i in range(3):
+        await tier.set(f"k{i}", _entry(clock), 30)
+    await _until(lambda: tier.retries >= 3)
+    assert tier.holding
+    assert tier.pending == 3
+    inner.fail = False
+    await tier.flush()
+    assert inner.batches == [["k0", "k1", "k2"]]
+    assert tier.written == 3
 
 
 async def test_close_drains_what_is_queued(clock: FakeClock) -> None:
