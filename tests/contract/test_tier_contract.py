@@ -63,8 +63,10 @@ async def test_set_many_is_set_for_each_in_order(tier: Tier, clock: FakeClock) -
         ]
     )
     a, b = await tier.get("a"), await tier.get("b")
-    assert a is not None and a.body == b"a2"
-    assert b is not None and b.body == b"b"
+    assert a is not None
+    assert a.body == b"a2"
+    assert b is not None
+    assert b.body == b"b"
     assert await tier.get("gone") is None
     clock.advance(40)
     assert await tier.get("a") is None
