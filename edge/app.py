@@ -33,11 +33,12 @@ from edge.errors import EdgeError, RequestTimeout
 from edge.node import EdgeNode
 from edge.problems import HANDLERS
 from edge.ratelimit import RateLimiter
-from edge.schemas import Problem
+from edge.schemas import PlaylistRequest, Problem
 from edge.service import Answer, PlaylistService
 from edge.settings import EdgeSettings
 from models.artifacts import Artifacts
 from models.errors import IntentError
+from models.intent import Intent
 
 log = logging.getLogger("edge.access")
 
@@ -92,11 +93,21 @@ class EdgeApp(Litestar):
             if service is not None and (
                 auth.open or auth.allows(_header(scope, b"x-api-key"), "read")
             ):
-                hit = service.fresh_hit(scope["query_string"], _if_none_match(scope))
-                # With tracing on, misses take the routed way, under the server span.
-                if hit is not None or self.node.tracer is telemetry.NO_TRACER:
+                raw = scope["query_string"]
+                hit = service.fresh_hit(raw, _if_none_match(scope))
+                if hit is not None:
                     await self._lean_get(service, hit, scope, send, route, start)
                     return
+                # Misses too, unless tracing is on (they are then traced under the server
+                # span) or the query is bad: the routed way then answers with its problem.
+                if self.node.tracer is telemetry.NO_TRACER:
+                    try:
+                        prepared = service.prepare_get(raw)
+                    except (EdgeError, IntentError):
+                        prepared = None
+                    if prepared is not None:
+                        await self._lean_get(service, prepared, scope, send, route, start)
+                        return
         status = 500
 
         served = self.node.metrics.served
@@ -117,21 +128,22 @@ class EdgeApp(Litestar):
     async def _lean_get(
         self,
         service: PlaylistService,
-        answer: Answer | None,
+        found: Answer | tuple[PlaylistRequest, Intent, str],
         scope: Any,
         send: Any,
         route: str,
         start: float,
     ) -> None:
-        """GET /v1/playlists without Litestar's routing: `answer` (a fresh L1 hit), or the
-        full path's. Validation is the same: the query parser and the intent parser check
-        everything the routed handler's parameters do, and their errors become the same
-        problem documents."""
+        """GET /v1/playlists without Litestar's routing: a fresh L1 hit's answer, or the full
+        path's for a query already validated (`prepare_get`). Errors on the way (overload,
+        no model) become the problem documents the routed way would send."""
         status = 500  # until something is sent: an unexpected error propagates
         try:
-            if answer is None:
+            if isinstance(found, Answer):
+                answer = found
+            else:
                 try:
-                    answer = await service.answer_get(scope["query_string"], _if_none_match(scope))
+                    answer = await service.answer(*found, _if_none_match(scope))
                 except (EdgeError, IntentError) as exc:
                     status, problem_headers, body = problems.problem(exc, scope["path"])
                     headers = [(k.encode(), v.encode()) for k, v in problem_headers.items()]
@@ -148,7 +160,10 @@ class EdgeApp(Litestar):
     async def _send(
         self, send: Any, status: int, headers: list[tuple[bytes, bytes]], body: bytes
     ) -> None:
-        headers.append((b"content-length", b"%d" % len(body)))
+        if status == 304:  # no body, so no content type and no length (RFC 9110 §15.4.5)
+            headers = [h for h in headers if h[0] != b"content-type"]
+        else:
+            headers.append((b"content-length", b"%d" % len(body)))
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": body})
         self.node.metrics.served.inc(len(body))

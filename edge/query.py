@@ -4,6 +4,11 @@ Parameters may come in any order, repeated or comma-separated (`mood=calm&mood=h
 `mood=calm,happy`), in any case; the intent's canonical form then sorts and deduplicates, so
 equivalent URLs share one cache key. Unknown parameters are refused rather than ignored: a
 typo (`genres=`) would otherwise silently widen the answer and split the CDN cache.
+
+This parser is the whole validation of a GET: the app answers most of them before routing,
+so it is at least as strict as the typed parameters the routed handler declares (for the
+OpenAPI document): `tempo`, `explicit` and `n` take exactly one value, `explicit` is
+true/false/1/0 and `n` a plain decimal number.
 """
 
 from __future__ import annotations
@@ -18,8 +23,8 @@ from models.intent import Slots
 
 PARAMS = ("q", "mood", "activity", "genre", "exclude", "tempo", "explicit", "n")
 _SCALARS = {"q", "tempo", "explicit", "n"}
-_TRUE = {"true", "1", "yes"}
-_FALSE = {"false", "0", "no"}
+_TRUE = {"true", "1"}
+_FALSE = {"false", "0"}
 MAX_QUERY_BYTES = 4096
 MAX_VALUES = 16
 MAX_Q_CHARS = 2000
@@ -39,6 +44,10 @@ def _values(pairs: list[tuple[str, str]], name: str) -> list[str]:
     found = [v for k, v in pairs if k == name]
     if name in _SCALARS and len(found) > 1:
         raise BadRequest(f"parameter {name!r} is given {len(found)} times; give it once")
+    if name == "q" and found and len(found[0]) > MAX_Q_CHARS:
+        raise BadRequest(f"q is {len(found[0])} characters; the limit is {MAX_Q_CHARS}")
+    if name in _SCALARS and name != "q":  # one value, as given
+        return [check_text(v.strip(), name) for v in found]
     items = [check_text(p.strip(), name) for v in found for p in v.split(",")]
     items = [i for i in items if i]
     if len(items) > MAX_VALUES:
@@ -78,7 +87,9 @@ def parse_flag(text: str, name: str) -> bool:
 
 
 def parse_length(text: str, max_length: int) -> int:
-    if not text.isdigit() or not 1 <= int(text) <= max_length:
+    # ASCII digits without a leading zero: str.isdigit also takes "²" and "٣".
+    plain = text.isascii() and text.isdigit() and not text.startswith("0")
+    if not plain or not 1 <= int(text) <= max_length:
         raise BadRequest(f"n must be a whole number from 1 to {max_length}, got {text!r}")
     return int(text)
 
@@ -100,8 +111,6 @@ def parse_query(
     if unknown := sorted({k for k, _ in pairs} - set(PARAMS)):
         raise BadRequest(f"unknown parameter(s) {unknown}; known: {', '.join(PARAMS)}")
     prompt = " ".join(_values(pairs, "q"))
-    if len(prompt) > MAX_Q_CHARS:
-        raise BadRequest(f"q is {len(prompt)} characters; the limit is {MAX_Q_CHARS}")
     excluded: dict[str, list[str]] = {"genre": [], "mood": [], "attribute": []}
     explicit_values = _values(pairs, "explicit")
     explicit = parse_flag(explicit_values[0], "explicit") if explicit_values else None

@@ -185,11 +185,16 @@ class PlaylistService:
 
     # -- the full path -------------------------------------------------------------------
 
-    async def answer_get(self, raw_query: bytes, if_none_match: str | None) -> Answer:
+    def prepare_get(self, raw_query: bytes) -> tuple[PlaylistRequest, Intent, str]:
+        """The request, intent and key of a GET query string (BadRequest or IntentError if
+        it is not valid); the key is remembered for the lean hit path."""
         request = self.parse_get(raw_query)
         intent, key = self.intent(request)
         self._keys[raw_query] = key
-        return await self.answer(request, intent, key, if_none_match)
+        return request, intent, key
+
+    async def answer_get(self, raw_query: bytes, if_none_match: str | None) -> Answer:
+        return await self.answer(*self.prepare_get(raw_query), if_none_match)
 
     async def answer(
         self, request: PlaylistRequest, intent: Intent, key: str, if_none_match: str | None

@@ -231,22 +231,36 @@ async def test_lean_and_routed_hits_send_the_same_headers(edge: ClientFactory) -
 async def test_lean_and_routed_misses_and_problems_are_the_same(edge: ClientFactory) -> None:
     """A miss or a bad query answered before routing looks exactly like the routed answer:
     headers (Server-Timing aside), problem documents and the request and cache metrics."""
-    bad_queries = ["?genres=jazz", "?q=a&q=b", "?mood=furious", "?exclude=nothing-known", ""]
+    bad_queries = [
+        *("?genres=jazz", "?q=a&q=b", "?mood=furious", "?exclude=nothing-known", ""),
+        # What the routed handler's typed parameters refuse, the query parser refuses too.
+        *("?q=jazz&explicit=yes", "?q=jazz&explicit=", "?q=jazz&explicit=true,false"),
+        *("?q=jazz&n=05", "?q=jazz&n=5,6", "?q=jazz&n=", "?q=jazz&n=%D9%A3", "?q=jazz&n=%C2%B2"),
+        *("?q=jazz&n=0", "?q=jazz&n=abc", "?q=jazz&explicit=maybe", "?q=" + "a" * 2001),
+        "?q=" + "a" * 1990 + "," * 20,
+    ]
     seen = []
     for lean in (False, True):
         async with edge(lean_path=lean, ttl_jitter=0) as client:
             miss = await client.get(URL)
+            etag = miss.headers["etag"]
+            not_modified = await client.get(URL, headers={"if-none-match": etag})
             bad = [await client.get("/v1/playlists" + q) for q in bad_queries]
             metrics = (await client.get("/metrics")).text
         assert miss.headers["x-cache"] == "MISS"
+        assert not_modified.status_code == 304
+        assert "content-length" not in not_modified.headers
         assert 'edge_cache_total{kind="miss",tier="compute"} 1.0' in metrics
         assert 'edge_requests_total{route="/v1/playlists",status="200"} 1.0' in metrics
-        assert 'edge_requests_total{route="/v1/playlists",status="400"} 5.0' in metrics
+        assert 'edge_requests_total{route="/v1/playlists",status="304"} 1.0' in metrics
+        assert f'status="400"}} {len(bad_queries)}.0' in metrics
+        assert all(r.status_code == 400 for r in bad), [r.status_code for r in bad]
         assert all(r.headers["content-type"] == "application/problem+json" for r in bad)
         seen.append(
             (
                 {k: v for k, v in miss.headers.items() if k != "server-timing"},
                 miss.content,
+                {k: v for k, v in not_modified.headers.items() if k != "server-timing"},
                 [(r.status_code, dict(r.headers), r.content) for r in bad],
             )
         )
