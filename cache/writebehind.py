@@ -102,7 +102,7 @@ class WriteBehind(Tier):
             try:
                 await self._land(batch)
             except Exception:  # the worker must outlive any one write, or flush() never returns
-                self.failed += len(batch)
+                self.failed += len(self._current)  # those not already cancelled or expired
                 log.exception("write-behind write raised", extra={"tier": self.name})
             finally:
                 self.holding = False

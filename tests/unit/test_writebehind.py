@@ -45,6 +45,8 @@ class _BatchTier(_SlowTier):
 
     async def set_many(self, items: Sequence[tuple[str, Entry, float]]) -> None:
         await self.gate.wait()
+        if self.error is not None:
+            raise self.error
         if self.fail:
             raise TierUnavailable("connection refused")
         self.batches.append([key for key, _entry, _ttl in items])
@@ -138,28 +140,6 @@ async def test_an_unexpected_error_is_counted_and_not_retried(clock: FakeClock) 
     assert (tier.failed, tier.written, inner.attempts) == (1, 0, 1)
 
 
-async def test_a_purge_cancels_the_queued_writes_it_covers(clock: FakeClock) -> None:
-    inner = _SlowTier(clock)
-    tier = WriteBehind(inner)
-    await tier.set("first", _entry(clock), 30)
-    await tier.set("tagged", _entry(clock, b"old", tags=("track:t1",)), 30)
-    await tier.set("deleted", _entry(clock), 30)
-    await tier.set("other", _entry(clock, tags=("track:t2",)), 30)
-    await asyncio.sleep(0)  # the worker holds "first" at the gate
-    await tier.purge_tags(["track:t1"])
-    await tier.delete("deleted")
-    await tier.set("tagged", _entry(clock, b"new", tags=("track:t1",)), 30)  # after the purge
-    inner.gate.set()
-    await tier.flush()
-    assert tier.cancelled == 2
-    assert await inner.get("deleted") is None
-    newer = await inner.get("tagged")
-    assert newer is not None
-    assert newer.body == b"new"
-    assert await inner.get("other") is not None
-    assert await inner.get("first") is not None
-
-
 async def test_a_batch_writing_tier_gets_the_queue_in_order_in_few_calls(
     clock: FakeClock,
 ) -> None:
@@ -177,8 +157,11 @@ async def test_a_batch_writing_tier_gets_the_queue_in_order_in_few_calls(
     assert tier.pending == 0
 
 
-async def test_a_purge_cancels_queued_writes_before_they_join_a_batch(clock: FakeClock) -> None:
-    inner = _BatchTier(clock)
+@pytest.mark.parametrize("make", [_SlowTier, _BatchTier], ids=["one-by-one", "batches"])
+async def test_a_purge_cancels_the_queued_writes_it_covers(
+    clock: FakeClock, make: Callable[[FakeClock], _SlowTier]
+) -> None:
+    inner = make(clock)
     tier = WriteBehind(inner)
     await tier.set("first", _entry(clock), 30)
     await asyncio.sleep(0)  # the worker holds "first" at the gate
@@ -191,11 +174,31 @@ async def test_a_purge_cancels_queued_writes_before_they_join_a_batch(clock: Fak
     inner.gate.set()
     await tier.flush()
     assert tier.cancelled == 2
-    assert inner.batches == [["first"], ["other", "tagged"]]
+    if isinstance(inner, _BatchTier):
+        assert inner.batches == [["first"], ["other", "tagged"]]
+    assert await inner.get("deleted") is None
     newer = await inner.get("tagged")
     assert newer is not None
     assert newer.body == b"new"
-    assert await inner.get("deleted") is None
+    assert await inner.get("other") is not None
+    assert await inner.get("first") is not None
+
+
+async def test_a_batch_that_raises_counts_only_its_live_writes_as_failed(
+    clock: FakeClock,
+) -> None:
+    inner = _BatchTier(clock)
+    tier = WriteBehind(inner)
+    await tier.set("first", _entry(clock), 30)
+    await asyncio.sleep(0)  # the worker holds "first" at the gate
+    await tier.set("purged", _entry(clock, tags=("track:t1",)), 30)
+    await tier.set("kept", _entry(clock), 30)
+    await tier.purge_tags(["track:t1"])
+    inner.error = RuntimeError("a bug in the tier")
+    inner.gate.set()
+    await tier.flush()
+    assert (tier.cancelled, tier.failed, tier.written) == (1, 2, 0)
+    assert tier.pending == 0
 
 
 async def test_a_batch_is_held_and_retried_whole_while_the_tier_is_down(clock: FakeClock) -> None:
