@@ -91,9 +91,13 @@ def build_model(weights: dict[str, np.ndarray], config: dict[str, Any]) -> onnx.
     cumsum = g.op("CumSum", [flat_mask, g.const("axis_0_scalar", np.array(0, np.int64))])
     rank = g.op("Sub", [cumsum, g.const("i_one", np.array(1, np.int64))])
     to_padded = g.op("Where", [g.op("Cast", [flat_mask], to=TensorProto.BOOL), rank, real_count])
-    padded_shape = g.op(
-        "Concat", [g.op("Shape", ["attention_mask"]), g.const("last", _i64(-1))], axis=0
-    )
+    # [batch, seq, width] for each width, spelled out: -1 would be ambiguous in a batch of 0.
+    padded_shape = {
+        width: g.op(
+            "Concat", [g.op("Shape", ["attention_mask"]), g.const(f"w{width}", _i64(width))], axis=0
+        )
+        for width in (hidden, 3 * hidden)
+    }
     one_and_width = {
         width: g.const(f"zero_row_{width}", _i64(1, width)) for width in (hidden, 3 * hidden)
     }
@@ -103,7 +107,7 @@ def build_model(weights: dict[str, np.ndarray], config: dict[str, Any]) -> onnx.
         """[T, width] packed rows -> [batch, seq, width], zeros at padding."""
         zeros = g.op("ConstantOfShape", [one_and_width[width]])
         rows = g.op("Gather", [g.op("Concat", [t, zeros], axis=0), to_padded], axis=0)
-        return g.op("Reshape", [rows, padded_shape])
+        return g.op("Reshape", [rows, padded_shape[width]])
 
     def packed(t: str) -> str:
         """[batch, seq, hidden] -> the [T, hidden] rows of real tokens."""

@@ -94,6 +94,8 @@ def test_empty_input_gives_empty_matrix(encoder: PromptEncoder) -> None:
     vectors = encoder.encode([])
     assert vectors.shape == (0, 384)
     assert vectors.dtype == np.float32
+    none = np.zeros((0, 5), dtype=np.int64)
+    assert encoder.run(none, none).shape == (0, 384)  # the graph itself takes a batch of 0
 
 
 def test_concurrent_encodes_agree(encoder: PromptEncoder) -> None:
