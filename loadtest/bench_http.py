@@ -85,7 +85,9 @@ def wrk(
     for pct, value, unit in re.findall(r"^\s+(50|99)%\s+([\d.]+)(us|ms|s)\s*$", text, re.M):
         latency[pct] = float(value) * _UNITS[unit]
     bad = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", text)
+    total = re.search(r"(\d+) requests in", text)
     return {
+        "requests": float(total.group(1)) if total else float("nan"),
         "rps": rps,
         "p50": latency["50"],
         "p99": latency["99"],
@@ -103,7 +105,10 @@ def _tree_cpu(pid: int) -> float:
     root = psutil.Process(pid)
     total = 0.0
     for proc in [root, *root.children(recursive=True)]:
-        times = proc.cpu_times()
+        try:
+            times = proc.cpu_times()
+        except psutil.NoSuchProcess:  # a worker that has just exited
+            continue
         total += times.user + times.system
     return total
 
@@ -151,11 +156,13 @@ def _node_env(artifacts: Path, data_dir: str, port: int, connections: int) -> di
 def _uncached(
     port: int, pid: int, folder: Path, *, seconds: float, connections: int
 ) -> dict[str, float]:
-    """wrk with a new prompt per request; rps, latency and the node's CPU ms per answer."""
+    """wrk with a new prompt per request; rps, latency and the node's CPU ms per 2xx answer
+    (the window also holds the few computations still queued when wrk stops: <1 %)."""
     script = _miss_script(folder, unique_prompts(20000, seed=7), 30)
     cpu = _tree_cpu(pid)
     miss = wrk(f"http://127.0.0.1:{port}", seconds=seconds, connections=connections, script=script)
-    miss["cpu_ms"] = (_tree_cpu(pid) - cpu) / max(1.0, miss["rps"] * seconds) * 1000
+    answers = max(1.0, miss["requests"] - miss["non2xx"])
+    miss["cpu_ms"] = (_tree_cpu(pid) - cpu) / answers * 1000
     return miss
 
 
@@ -219,7 +226,7 @@ def bench_http(
         print(f"  uncached, {connections} connections, {miss_seconds:g} s ...", flush=True)
         miss = _uncached(port, node.pid, Path(tmp), seconds=miss_seconds, connections=connections)
         results.update({f"miss_{k}": v for k, v in miss.items()})
-    cores = os.cpu_count() or 1
+    cores = len(os.sched_getaffinity(0))  # the cores this process (and its servers) may use
     for workers in miss_workers:
         print(f"  uncached, {workers} workers, {miss_seconds:g} s ...", flush=True)
         with tempfile.TemporaryDirectory() as tmp:
