@@ -1,11 +1,11 @@
 """`create_app(settings)`: the Litestar application of an edge node.
 
 `EdgeApp` answers `GET /v1/playlists` before routing. A fresh L1 hit of a query string
-already validated costs a dict lookup, an L1 peek and one `send`; anything else (first sight
-of a query, stale entries, misses, bad input) runs the service's full path, whose parsers
-validate as the routed handler does and whose errors become the same problem documents.
-Headers and metrics are those of the routed path. Other routes, a version split, a caller
-without a good key, and misses while tracing is on go through Litestar as usual.
+already validated costs a dict lookup, an L1 peek and one `send`; any other valid query
+(first sight, stale entry, miss) runs the service's full path, whose parsers validate as the
+routed handler does. Headers, problem documents and metrics are those of the routed path.
+Bad queries, other routes, a version split, a caller without a good key, and misses while
+tracing is on go through Litestar as usual.
 """
 
 from __future__ import annotations
@@ -45,8 +45,8 @@ log = logging.getLogger("edge.access")
 ROUTES = frozenset(
     {"/v1/playlists", "/v1/events", "/healthz", "/readyz", "/metrics", "/_bench/bare"}
 )
-_JSON_HEADER = (b"content-type", b"application/json")
-_PROBLEM_HEADER = (b"content-type", problems.PROBLEM_JSON.encode())
+_JSON = b"application/json"
+_PROBLEM_JSON = problems.PROBLEM_JSON.encode()
 
 
 class EdgeApp(Litestar):
@@ -146,24 +146,19 @@ class EdgeApp(Litestar):
                     answer = await service.answer(*found, _if_none_match(scope))
                 except (EdgeError, IntentError) as exc:
                     status, problem_headers, body = problems.problem(exc, scope["path"])
-                    headers = [(k.encode(), v.encode()) for k, v in problem_headers.items()]
-                    headers.append(_PROBLEM_HEADER)
-                    await self._send(send, status, headers, body)
+                    await self._send(send, status, problem_headers, body, _PROBLEM_JSON)
                     return
             status = answer.status
-            headers = [(k.encode(), v.encode()) for k, v in answer.headers.items()]
-            headers.append(_JSON_HEADER)
-            await self._send(send, status, headers, answer.body)
+            await self._send(send, status, answer.headers, answer.body, _JSON)
         finally:
             self._observe(route, status, start, scope)
 
     async def _send(
-        self, send: Any, status: int, headers: list[tuple[bytes, bytes]], body: bytes
+        self, send: Any, status: int, fields: dict[str, str], body: bytes, content_type: bytes
     ) -> None:
-        if status == 304:  # no body, so no content type and no length (RFC 9110 §15.4.5)
-            headers = [h for h in headers if h[0] != b"content-type"]
-        else:
-            headers.append((b"content-length", b"%d" % len(body)))
+        headers = [(k.encode(), v.encode()) for k, v in fields.items()]
+        if status != 304:  # a 304 has no body: no type, no length (RFC 9110 §15.4.5)
+            headers += [(b"content-type", content_type), (b"content-length", b"%d" % len(body))]
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": body})
         self.node.metrics.served.inc(len(body))
