@@ -69,15 +69,11 @@ class DiskTier(Tier):
         return None if record is None else record[1]
 
     async def set(self, key: str, entry: Entry, expires_in: float) -> None:
-        if expires_in <= 0:
-            await self.delete(key)
-            return
-        value = pack(entry, self._clock() + expires_in)
-        await self._run("set", partial(self._cache.set, key, value, expire=expires_in + _GRACE))
+        await self.set_many([(key, entry, expires_in)])
 
     async def set_many(self, items: Sequence[tuple[str, Entry, float]]) -> None:
         """All of `items` in one SQLite transaction: one commit instead of one per entry
-        (0.07 against 0.13 ms of CPU per entry)."""
+        (0.07 against 0.13 ms of CPU per entry, in batches of 30)."""
         now = self._clock()
         rows = [(key, pack(entry, now + ttl), ttl) for key, entry, ttl in items]
         await self._run("set", partial(self._set_rows, rows))
