@@ -3,6 +3,7 @@
     ModelError
     ├── ArtifactError            an artifact folder is missing, corrupt or mismatched
     ├── CatalogError             a catalog file cannot be read or has bad rows
+    ├── CorpusError              a playlist corpus file cannot be read or is malformed
     ├── EncoderError             the prompt encoder failed to build or to run
     │   └── ParityError          the int8 encoder drifted too far from fp32
     ├── IndexError_              the track index failed to build, load or search
@@ -28,6 +29,10 @@ class CatalogError(ModelError):
     def __init__(self, message: str, bad_rows: list[tuple[int, str]] | None = None) -> None:
         super().__init__(message)
         self.bad_rows = bad_rows or []
+
+
+class CorpusError(ModelError):
+    """A playlist corpus (MPD slices or JSONL) cannot be read, or a playlist is malformed."""
 
 
 class EncoderError(ModelError):
