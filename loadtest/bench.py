@@ -180,12 +180,46 @@ def main(argv: list[str] | None = None) -> int:
     events.add_argument("--seconds", type=float, default=8.0, help="length of each rate run")
     events.add_argument("--clients", type=int, default=8)
     events.add_argument("--samples", type=int, default=500, help="events timed for lag")
+    quality = commands.add_parser("quality", help="relevance on listener playlist titles")
+    source = quality.add_mutually_exclusive_group(required=True)
+    source.add_argument("--artifacts", help="a built artifact folder")
+    source.add_argument("--catalog", help="a catalog to build artifacts from (into OUT)")
+    quality.add_argument(
+        "--playlists", nargs="+", required=True, help="MPD slices, a folder of them, or JSONL"
+    )
+    quality.add_argument("--split", choices=["test", "validation"], default="test")
+    quality.add_argument("-n", type=int, default=30, help="the table's playlist length")
+    quality.add_argument("--sample", type=int, default=1000, help="playlists of the split")
+    quality.add_argument("--seed", type=int, default=0, help="sample shuffle and random method")
+    quality.add_argument("--out", default="bench-out/quality")
+    quality.add_argument("--url", help="ask a running node over HTTP instead of in process")
     hidden = commands.add_parser("_probe")
     hidden.add_argument("artifacts")
     hidden.add_argument("queries", type=int)
     args = parser.parse_args(argv)
     if args.command == "_probe":
         print(json.dumps(probe(Path(args.artifacts), args.queries, seed=1)))
+        return 0
+    if args.command == "quality":
+        from loadtest import bench_quality
+        from models.errors import ModelError
+
+        try:
+            results = bench_quality.run(
+                artifacts_dir=Path(args.artifacts) if args.artifacts else None,
+                catalog=args.catalog,
+                playlists=args.playlists,
+                split=args.split,
+                n=args.n,
+                size=args.sample,
+                seed=args.seed,
+                out=Path(args.out),
+                url=args.url,
+            )
+        except (ModelError, ValueError) as exc:
+            print(f"quality: {exc}", file=sys.stderr)
+            return 2
+        bench_quality.report(results, Path(args.out))
         return 0
     if args.command == "tiers":
         from loadtest import bench_tiers
