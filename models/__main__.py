@@ -9,12 +9,15 @@ import time
 from pathlib import Path
 
 import msgspec
+from tqdm import tqdm
 
-from models import artifacts
-from models.errors import ModelError
+from models import artifacts, synth_playlists
+from models.catalog import Catalog, load_rows, table_from_rows
+from models.errors import CatalogError, ModelError
 from models.index import IndexParams
 from models.intent import Slots
 from models.ranker import RankParams
+from models.synthetic import synthetic_catalog
 
 
 def _build(args: argparse.Namespace) -> None:
@@ -72,6 +75,39 @@ def _verify(args: argparse.Namespace) -> None:
     print(f"{path}: {manifest.version} ok ({len(manifest.files)} files verified)")
 
 
+def _playlist_catalog(source: str, seed: int) -> Catalog:
+    if source.startswith("synthetic:"):
+        count = source.removeprefix("synthetic:")
+        if not count.isdigit() or int(count) < 1:
+            raise CatalogError(f"bad catalog source {source!r}: use synthetic:N with N ≥ 1")
+        return synthetic_catalog(int(count), seed)
+    path = Path(source)
+    if path.is_dir():
+        return artifacts.load(path, check=False).catalog
+    rows, _report = load_rows(path)
+    return Catalog(table_from_rows(rows))
+
+
+def _synth_playlists(args: argparse.Namespace) -> None:
+    start = time.perf_counter()
+    catalog = _playlist_catalog(args.catalog, args.seed)
+    playlists = synth_playlists.synthetic_playlists(catalog, args.playlists, args.seed)
+    bar = tqdm(playlists, total=args.playlists, unit="playlist", disable=args.quiet)
+    with bar:
+        report = synth_playlists.write_slices(bar, Path(args.out))
+    seconds = time.perf_counter() - start
+    print(
+        f"wrote {report.playlists} playlists ({report.tracks} tracks) over {len(catalog)} "
+        f"catalog tracks to {args.out} ({len(report.files)} file(s)) in {seconds:.1f}s"
+    )
+
+
+def _count(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive whole number, got {text!r}")
+    return int(text)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m models", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -106,6 +142,20 @@ def main(argv: list[str] | None = None) -> int:
     check = commands.add_parser("verify", help="check an artifact folder's checksums")
     check.add_argument("--artifacts", required=True)
     check.set_defaults(run=_verify)
+
+    synth = commands.add_parser(
+        "synth-playlists", help="write a seeded synthetic playlist corpus (MPD slice format)"
+    )
+    synth.add_argument(
+        "--catalog", required=True, help="artifact folder, synthetic:N, PATH.csv or PATH.jsonl"
+    )
+    synth.add_argument("--playlists", type=_count, required=True, help="how many playlists")
+    synth.add_argument("--seed", type=int, default=7)
+    synth.add_argument(
+        "--out", required=True, help="folder of mpd.slice.*.json files, or one .json/.json.gz"
+    )
+    synth.add_argument("--quiet", action="store_true", help="no progress bar")
+    synth.set_defaults(run=_synth_playlists)
 
     args = parser.parse_args(argv)
     try:
