@@ -1,4 +1,4 @@
-"""The track catalog: schema, CSV/JSONL loaders, and a columnar in-memory form.
+"""The track catalog: schema, CSV/JSONL loaders (plain or gzip), a columnar in-memory form.
 
 A catalog of a million tracks must not become a million Python objects, so it is an Arrow
 table (memory-mapped from the artifact) plus numpy arrays derived once at load: features,
@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import csv
 import functools
+import gzip
 import json
 import math
 import threading
+import zlib
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 import numpy as np
 import pyarrow as pa
@@ -70,6 +72,8 @@ COLUMN_VARIANTS: Mapping[str, tuple[str, ...]] = {
     "explicit": ("explicit",),
 }
 _PLAYLIST_GENRE_COLUMNS = ("playlist_genre", "playlist_subgenre")
+
+SUPPORTED_SUFFIXES = (".csv", ".jsonl", ".csv.gz", ".jsonl.gz")
 
 
 @dataclass
@@ -166,10 +170,25 @@ def parse_record(record: Mapping[str, Any]) -> dict[str, Any]:
     return row
 
 
+def _source_format(path: Path) -> tuple[str, bool]:
+    """("csv" or "jsonl", gzip-compressed?) from the file name, or CatalogError."""
+    for suffix in SUPPORTED_SUFFIXES:
+        if path.name.endswith(suffix):
+            return suffix.split(".")[1], suffix.endswith(".gz")
+    raise CatalogError(f"{path}: unsupported catalog format (use {', '.join(SUPPORTED_SUFFIXES)})")
+
+
+def _open_text(path: Path, compressed: bool, newline: str | None) -> TextIO:
+    if compressed:  # decompressed as it is read, never whole
+        return gzip.open(path, "rt", encoding="utf-8", newline=newline)
+    return path.open(encoding="utf-8", newline=newline)
+
+
 def _records(path: Path) -> Iterator[tuple[int, Mapping[str, Any] | None, str]]:
-    """Yield (line number, record or None, error) from a CSV or JSONL file."""
-    if path.suffix == ".jsonl":
-        with path.open(encoding="utf-8") as lines:
+    """Yield (line number, record or None, error) from a CSV or JSONL file, maybe gzipped."""
+    kind, compressed = _source_format(path)
+    if kind == "jsonl":
+        with _open_text(path, compressed, None) as lines:
             for number, line in enumerate(lines, start=1):
                 if not line.strip():
                     continue
@@ -182,24 +201,26 @@ def _records(path: Path) -> Iterator[tuple[int, Mapping[str, Any] | None, str]]:
                     yield number, record, ""
                 else:
                     yield number, None, "not a JSON object"
-    elif path.suffix == ".csv":
-        with path.open(encoding="utf-8", newline="") as handle:
+    else:
+        with _open_text(path, compressed, "") as handle:
             reader = csv.DictReader(handle)
             for record in reader:
                 yield reader.line_num, record, ""
-    else:
-        raise CatalogError(f"{path}: unsupported catalog format (use .csv or .jsonl)")
 
 
 def load_rows(path: Path, *, strict: bool = False) -> tuple[list[dict[str, Any]], LoadReport]:
-    """Read and validate a CSV/JSONL catalog; bad rows are skipped and reported, or raise."""
+    """Read and validate a catalog; bad rows are skipped and reported, or raise.
+
+    Accepts .csv, .jsonl and their .gz forms.
+    """
     if not path.is_file():
         raise CatalogError(f"{path}: no such catalog file")
     rows: list[dict[str, Any]] = []
     report = LoadReport()
     try:
         _collect(_records(path), rows, report)
-    except (UnicodeDecodeError, csv.Error) as exc:
+    except (UnicodeDecodeError, csv.Error, OSError, EOFError, zlib.error) as exc:
+        # OSError covers gzip.BadGzipFile; EOFError a truncated gzip stream.
         done = len(rows) + len(report.skipped)
         raise CatalogError(f"{path}: unreadable after {done} records: {exc}") from exc
     report.rows = len(rows)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import gzip
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -114,6 +116,82 @@ def test_jsonl_with_bad_lines(tmp_path: Path) -> None:
     assert rows[0]["genres"] == ["jazz", "soul"]
     assert rows[0]["artist"] == "Dee"
     assert [line for line, _ in report.skipped] == [2, 3]
+
+
+def _spotify_songs(path: Path, rows: list[tuple[str, str, str, str, str]]) -> Path:
+    """A CSV in the TidyTuesday spotify_songs layout: (id, title, playlist, genre, subgenre)."""
+    names, values = _features_header_values()
+    header = (
+        "track_id,track_name,track_artist,track_popularity,track_album_name,"
+        f"playlist_name,playlist_genre,playlist_subgenre,duration_ms,{names}"
+    )
+    lines = [
+        f'{track},{title},Ann,50,Alb,"{playlist}",{genre},{sub},200000,{values}'
+        for track, title, playlist, genre, sub in rows
+    ]
+    return _csv(path, header, lines)
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".jsonl"])
+def test_gzipped_catalogs_load_like_plain_ones(tmp_path: Path, suffix: str) -> None:
+    """A .csv.gz or .jsonl.gz file gives the same rows and report as the plain file."""
+    if suffix == ".csv":
+        plain = _spotify_songs(
+            tmp_path / "songs.csv",
+            [
+                ("t1", "A", "Pop Remix", "pop", ""),
+                ("t1", "A", "Dance", "edm", ""),
+                ("", "B", "", "", ""),
+            ],
+        )
+    else:
+        record = {
+            "id": "j1",
+            "name": "S",
+            "artists": "Dee",
+            "tags": ["Chill Jazz"],
+            **{k: float(v) for k, v in (p.split("=") for p in FEATURES.split(","))},
+        }
+        plain = tmp_path / "songs.jsonl"
+        plain.write_text(json.dumps(record) + "\n[]\n", encoding="utf-8")
+    packed = tmp_path / f"packed{suffix}.gz"
+    packed.write_bytes(gzip.compress(plain.read_bytes()))
+    assert load_rows(packed) == load_rows(plain)
+
+
+def _gzip_of_catalog() -> bytes:
+    names, values = _features_header_values()
+    rows = [f"t{i},Song {i},A,rock,{values}" for i in range(2_000)]
+    text = "\n".join([f"id,name,artist,genre,{names}", *rows]) + "\n"
+    return gzip.compress(text.encode())
+
+
+@pytest.mark.parametrize(
+    "corrupt",
+    [
+        lambda data: b"id,name\nt1,plain text, not gzip\n",
+        lambda data: data[: len(data) // 2],
+        lambda data: data[:200] + bytes(b ^ 0x5A for b in data[200:400]) + data[400:],
+        lambda data: data[:-8] + bytes(8),
+    ],
+    ids=["not-gzip", "truncated", "garbled", "bad-crc"],
+)
+def test_corrupt_gzip_raises_catalog_error(
+    tmp_path: Path, corrupt: Callable[[bytes], bytes]
+) -> None:
+    """A damaged .gz catalog fails with CatalogError, never a raw gzip or zlib error."""
+    path = tmp_path / "bad.csv.gz"
+    path.write_bytes(corrupt(_gzip_of_catalog()))
+    with pytest.raises(CatalogError, match="unreadable"):
+        load_rows(path)
+
+
+def test_unknown_suffix_names_the_supported_ones(tmp_path: Path) -> None:
+    """An unsupported file name is refused with the list of formats that are accepted."""
+    path = tmp_path / "catalog.csv.bz2"
+    path.write_bytes(b"x")
+    with pytest.raises(CatalogError, match=r"\.csv, \.jsonl, \.csv\.gz, \.jsonl\.gz"):
+        load_rows(path)
 
 
 @pytest.mark.parametrize("name", ["missing.csv", "catalog.parquet"])
