@@ -13,6 +13,7 @@ import gzip
 import json
 import math
 import threading
+import unicodedata
 import zlib
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -50,6 +51,7 @@ SCHEMA = pa.schema(
         ("artist", pa.string()),
         ("album", pa.string()),
         ("genres", pa.list_(pa.string())),
+        ("tags", pa.list_(pa.string())),  # editorial playlist names, as spelled
         *[(f, pa.float32()) for f in FEATURES],
         ("explicit", pa.bool_()),
         ("duration_ms", pa.int32()),
@@ -65,6 +67,7 @@ COLUMN_VARIANTS: Mapping[str, tuple[str, ...]] = {
     "artist": ("track_artist", "artists", "artist", "artist_name"),
     "album": ("track_album_name", "album_name", "album"),
     "genres": ("track_genre", "genre", "genres"),
+    "tags": ("tags", "playlists", "playlist_names", "playlist_name"),
     "popularity": ("track_popularity", "popularity"),
     "year": ("year", "release_year", "track_album_release_date", "release_date"),
     "duration_ms": ("duration_ms", "duration"),
@@ -72,6 +75,10 @@ COLUMN_VARIANTS: Mapping[str, tuple[str, ...]] = {
     "explicit": ("explicit",),
 }
 _PLAYLIST_GENRE_COLUMNS = ("playlist_genre", "playlist_subgenre")
+# One playlist per row: real names contain commas ("Hip Hop, Rap, Heavy 808's"), never split.
+_SINGLE_TAG_COLUMNS = frozenset({"playlist_name"})
+# Zero-width marks that editorial names trail ("New R&B\u200f\u200b \u200d"); NFKC keeps them.
+_INVISIBLE = "\u00ad\u200b\u200c\u200d\u200e\u200f\u2060\ufeff"
 
 SUPPORTED_SUFFIXES = (".csv", ".jsonl", ".csv.gz", ".jsonl.gz")
 
@@ -113,6 +120,35 @@ def _parse_genres(raw: Any) -> list[str]:
     return list(seen)
 
 
+@functools.lru_cache(maxsize=4096)  # a catalog repeats a few hundred playlist names
+def _normalise_tag(text: str) -> str:
+    collapsed = " ".join(unicodedata.normalize("NFKC", text).split())
+    return " ".join(collapsed.strip(_INVISIBLE + " ").split())
+
+
+def _parse_tags(record: Mapping[str, Any]) -> list[str]:
+    """Editorial playlist names: NFKC, whitespace collapsed, case kept, first spelling wins."""
+    for column in COLUMN_VARIANTS["tags"]:
+        raw = record.get(column)
+        if raw in (None, "", []):
+            continue
+        if isinstance(raw, list):
+            items = [str(item) for item in raw if item is not None]
+        elif column in _SINGLE_TAG_COLUMNS:
+            items = [str(raw)]
+        else:
+            # ";" when the source uses it, so names with commas survive; else ",".
+            text = str(raw)
+            items = text.split(";") if ";" in text else text.split(",")
+        seen: dict[str, str] = {}
+        for item in items:
+            name = _normalise_tag(item)
+            if name:
+                seen.setdefault(name.casefold(), name)
+        return list(seen.values())
+    return []
+
+
 def _parse_year(raw: Any) -> int:
     text = str(raw).strip()
     if not text:
@@ -145,6 +181,7 @@ def parse_record(record: Mapping[str, Any]) -> dict[str, Any]:
         "artist": _parse_artist(_pick(record, "artist") or ""),
         "album": str(_pick(record, "album") or "").strip(),
         "genres": _parse_genres(genres_raw or []),
+        "tags": _parse_tags(record),
     }
     if not row["title"] or not row["artist"]:
         raise ValueError("missing title or artist")

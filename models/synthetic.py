@@ -10,6 +10,7 @@ from dataclasses import dataclass
 import numpy as np
 import pyarrow as pa
 
+from models import vocab
 from models.catalog import SCHEMA, Catalog
 
 
@@ -169,6 +170,59 @@ _LAST = (
 )
 
 
+# Editorial playlists a track may be in: a name ("{}" is the track's primary genre) and the
+# vocabulary slot its features must match, so a tag always agrees with what the ranker sees.
+_SLOT_PLAYLISTS: tuple[tuple[str, str], ...] = (
+    ("Chill {}", "calm"),
+    ("Sad {}", "sad"),
+    ("Feel-Good {}", "happy"),
+    ("Dark {}", "dark"),
+    ("Dreamy {}", "dreamy"),
+    ("Workout {}", "workout"),
+    ("{} Party", "party"),
+    ("{} Road Trip", "driving"),
+    ("Deep Focus", "focus"),
+    ("Deep Sleep", "sleep"),
+)
+_HIT_POPULARITY = 20  # about the top tenth of synthetic tracks
+_DISPLAY = {"edm": "EDM", "r&b": "R&B", "drum and bass": "Drum & Bass", "lo-fi": "Lo-Fi"}
+_TAGS_PER_TRACK = (0.15, 0.45, 0.40)  # probability of 0, 1 and 2 playlists
+
+
+def _playlist_tags(
+    rng: np.random.Generator, genres: np.ndarray, primary: np.ndarray, columns: vocab.Features
+) -> pa.ListArray:
+    """0-2 editorial playlist names per track, from its primary genre and its features."""
+    slots = {v.name: v.predicate for v in (*vocab.MOODS, *vocab.ACTIVITIES)}
+    year, popularity = columns["year"], columns["popularity"]
+    names = [name for name, _ in _SLOT_PLAYLISTS]
+    eligible = [slots[slot](columns) for _, slot in _SLOT_PLAYLISTS]
+    names += ["Happy Hits", "{} Hits", "{} Classics", "New {}", "{} Essentials"]
+    eligible += [
+        slots["happy"](columns) & (popularity >= _HIT_POPULARITY),
+        popularity >= _HIT_POPULARITY,
+        year < 1990,
+        year >= 2022,
+        np.ones(len(primary), dtype=bool),
+    ]
+    # Random preference among the names a track fits; the catch-all "Essentials" comes last.
+    score = rng.random((len(primary), len(names)), dtype=np.float32)
+    score[:, -1] *= 0.01
+    score[~np.stack(eligible, axis=1)] = -1.0
+    count = np.minimum(rng.choice(3, size=len(primary), p=_TAGS_PER_TRACK), (score >= 0).sum(1))
+    rows = np.arange(len(primary))
+    first = score.argmax(axis=1)
+    score[rows, first] = -2.0
+    best = np.stack([first, score.argmax(axis=1)], axis=1)
+    keep = np.arange(2) < count[:, None]
+
+    shown = [_DISPLAY.get(g, str(g).title()) for g in genres]
+    table = pa.array([name.format(genre) for name in names for genre in shown], pa.string())
+    codes = (best * len(genres) + primary[:, None])[keep]
+    offsets = np.concatenate([[0], np.cumsum(count)]).astype(np.int32)
+    return pa.ListArray.from_arrays(pa.array(offsets), table.take(pa.array(codes)))
+
+
 def _beta(rng: np.random.Generator, mean: np.ndarray, concentration: float = 6.0) -> np.ndarray:
     mean = np.clip(mean, 0.02, 0.98)
     return rng.beta(mean * concentration, (1 - mean) * concentration).astype(np.float32)
@@ -242,5 +296,7 @@ def synthetic_catalog(n_tracks: int, seed: int = 7) -> Catalog:
         ),
         "year": year.astype(np.int16),
     }
+    # Drawn after every other column, so adding tags left the rest of a seed's catalog as it was.
+    columns["tags"] = _playlist_tags(rng, genres, primary, columns)
     arrays = [pa.array(columns[f.name], type=f.type) for f in SCHEMA]
     return Catalog(pa.Table.from_arrays(arrays, schema=SCHEMA))

@@ -132,6 +132,39 @@ def _spotify_songs(path: Path, rows: list[tuple[str, str, str, str, str]]) -> Pa
     return _csv(path, header, lines)
 
 
+@pytest.mark.parametrize(
+    ("fields", "tags"),
+    [
+        (
+            {"tags": ["Chill  Jazz ", "chill jazz", "", "Jazz Classics"]},
+            ["Chill Jazz", "Jazz Classics"],
+        ),
+        ({"tags": "Hip Hop, Rap; Workout Rock"}, ["Hip Hop, Rap", "Workout Rock"]),
+        ({"playlists": "Happy Hits,Chill Jazz"}, ["Happy Hits", "Chill Jazz"]),
+        ({"playlist_name": "Rap, Trap"}, ["Rap, Trap"]),
+        ({"playlist_name": "Ｃｈｉｌｌ\u3000Ｈｉｔｓ"}, ["Chill Hits"]),
+        ({"playlist_name": "New R&B\u200f\u200b   \u200d"}, ["New R&B"]),
+        ({"tags": " ; "}, []),
+        ({}, []),
+    ],
+)
+def test_tags_are_normalised_playlist_names(
+    tmp_path: Path, fields: dict[str, object], tags: list[str]
+) -> None:
+    """Tags come from tags/playlists (list or ;/, string) or playlist_name, NFKC and trimmed."""
+    record = {
+        "id": "j1",
+        "name": "S",
+        "artists": "Dee",
+        **{k: float(v) for k, v in (p.split("=") for p in FEATURES.split(","))},
+        **fields,
+    }
+    path = tmp_path / "t.jsonl"
+    path.write_text(json.dumps(record) + "\n", encoding="utf-8")
+    rows, _ = load_rows(path)
+    assert rows[0]["tags"] == tags
+
+
 @pytest.mark.parametrize("suffix", [".csv", ".jsonl"])
 def test_gzipped_catalogs_load_like_plain_ones(tmp_path: Path, suffix: str) -> None:
     """A .csv.gz or .jsonl.gz file gives the same rows and report as the plain file."""
@@ -234,6 +267,26 @@ def test_synthetic_catalog_is_seeded() -> None:
     """The same size and seed give the same catalog; another seed a different one."""
     assert synthetic_catalog(300, seed=5).table.equals(synthetic_catalog(300, seed=5).table)
     assert not synthetic_catalog(300, seed=5).table.equals(synthetic_catalog(300, seed=6).table)
+
+
+def test_synthetic_tags_are_seeded_and_describe_the_track() -> None:
+    """Synthetic tracks carry 0-2 playlist names, most at least one, that fit the track."""
+    catalog = synthetic_catalog(5_000, seed=4)
+    tags = catalog.table.column("tags").to_pylist()
+    assert tags == synthetic_catalog(5_000, seed=4).table.column("tags").to_pylist()
+    assert tags != synthetic_catalog(5_000, seed=5).table.column("tags").to_pylist()
+    assert sum(1 for t in tags if t) >= 0.7 * len(tags)
+    assert max(len(t) for t in tags) == 2
+    assert all(len(set(t)) == len(t) for t in tags)
+    assert len({name for t in tags for name in t}) > 100
+    energy = catalog.features["energy"]
+    chill = [i for i, t in enumerate(tags) if any(name.startswith("Chill ") for name in t)]
+    assert chill
+    assert all(energy[i] <= 0.4 for i in chill)
+    genres = catalog.table.column("genres").to_pylist()
+    jazz = [i for i, t in enumerate(tags) if "Chill Jazz" in t or "Jazz Classics" in t]
+    assert jazz
+    assert all(genres[i][0] == "jazz" for i in jazz)
 
 
 def test_synthetic_catalog_is_realistic() -> None:
