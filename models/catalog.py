@@ -15,7 +15,7 @@ import math
 import threading
 import unicodedata
 import zlib
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
@@ -80,15 +80,50 @@ _SINGLE_TAG_COLUMNS = frozenset({"playlist_name"})
 # Zero-width marks that editorial names trail ("New R&B\u200f\u200b \u200d"); NFKC keeps them.
 _INVISIBLE = "\u00ad\u200b\u200c\u200d\u200e\u200f\u2060\ufeff"
 
+# Coarse kinds of bad rows, counted in `LoadReport.reasons`.
+UNREADABLE = "unreadable"
+MISSING_FIELD = "missing field"
+OUT_OF_RANGE = "out of range"
+INVALID_VALUE = "invalid value"
+
 SUPPORTED_SUFFIXES = (".csv", ".jsonl", ".csv.gz", ".jsonl.gz")
 
 
 @dataclass
 class LoadReport:
-    """What a loader kept and what it skipped (line number, reason)."""
+    """What a loader kept, folded into earlier rows (same id) and skipped (line, reason)."""
 
     rows: int = 0
     skipped: list[tuple[int, str]] = field(default_factory=list)
+    merged: int = 0
+    reasons: dict[str, int] = field(default_factory=dict)
+
+    def skip(self, line: int, kind: str, why: str) -> None:
+        """Record a row that could not be used, and count it under its coarse `kind`."""
+        self.skipped.append((line, why))
+        self.reasons[kind] = self.reasons.get(kind, 0) + 1
+
+    def summary(self) -> str:
+        """One line: tracks kept, duplicate rows merged, rows skipped by kind."""
+        kinds = sorted(self.reasons.items(), key=lambda item: (-item[1], item[0]))
+        detail = ", ".join(f"{kind} {count}" for kind, count in kinds)
+        return (
+            f"kept {_count(self.rows, 'track')}; "
+            f"merged {_count(self.merged, 'duplicate row')}; "
+            f"skipped {len(self.skipped)}" + (f" ({detail})" if detail else "")
+        )
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
+class _BadField(ValueError):
+    """A record that fails validation, with the coarse kind its report counts it under."""
+
+    def __init__(self, kind: str, message: str) -> None:
+        super().__init__(message)
+        self.kind = kind
 
 
 def _parse_bool(raw: Any) -> bool:
@@ -97,7 +132,19 @@ def _parse_bool(raw: Any) -> bool:
         return True
     if text in {"false", "0", "no", "f", "n", ""}:
         return False
-    raise ValueError(f"explicit must be a boolean, got {raw!r}")
+    raise _BadField(INVALID_VALUE, f"explicit must be a boolean, got {raw!r}")
+
+
+def _parse_number(raw: Any, name: str) -> float:
+    try:
+        value = float(raw)
+    except (TypeError, ValueError):
+        raise _BadField(INVALID_VALUE, f"{name}={raw!r} is not a number") from None
+    except OverflowError:
+        raise _BadField(OUT_OF_RANGE, f"{name} is too large") from None
+    if not math.isfinite(value):
+        raise _BadField(OUT_OF_RANGE, f"{name}={raw!r} is not a finite number")
+    return value
 
 
 def _parse_artist(raw: Any) -> str:
@@ -153,9 +200,12 @@ def _parse_year(raw: Any) -> int:
     text = str(raw).strip()
     if not text:
         return 0
-    year = int(text[:4])
+    try:
+        year = int(text[:4])
+    except ValueError:
+        raise _BadField(INVALID_VALUE, f"year {raw!r} does not start with a year") from None
     if not 1900 <= year <= 2100:
-        raise ValueError(f"year {year} is outside 1900-2100")
+        raise _BadField(OUT_OF_RANGE, f"year {year} is outside 1900-2100")
     return year
 
 
@@ -168,10 +218,13 @@ def _pick(record: Mapping[str, Any], name: str) -> Any:
 
 
 def parse_record(record: Mapping[str, Any]) -> dict[str, Any]:
-    """Validate one source record (any supported column layout) into a schema row."""
+    """Validate one source record (any supported column layout) into a schema row.
+
+    Raises ValueError (or TypeError, ArithmeticError) saying what is wrong with it.
+    """
     track_id = str(_pick(record, "id") or "").strip()
     if not track_id:
-        raise ValueError("missing track id")
+        raise _BadField(MISSING_FIELD, "missing track id")
     genres_raw = _pick(record, "genres")
     if genres_raw is None:
         genres_raw = [record[c] for c in _PLAYLIST_GENRE_COLUMNS if record.get(c)]
@@ -184,24 +237,23 @@ def parse_record(record: Mapping[str, Any]) -> dict[str, Any]:
         "tags": _parse_tags(record),
     }
     if not row["title"] or not row["artist"]:
-        raise ValueError("missing title or artist")
+        raise _BadField(MISSING_FIELD, "missing title or artist")
     for feature in FEATURES:
         raw = _pick(record, feature)
         if raw is None:
-            raise ValueError(f"missing {feature}")
-        value = float(raw)
+            raise _BadField(MISSING_FIELD, f"missing {feature}")
+        value = _parse_number(raw, feature)
         low, high = _RANGES[feature]
-        if not (math.isfinite(value) and low <= value <= high):
-            raise ValueError(f"{feature}={raw!r} outside {low}..{high}")
+        if not low <= value <= high:
+            raise _BadField(OUT_OF_RANGE, f"{feature}={raw!r} outside {low}..{high}")
         row[feature] = value
     row["explicit"] = _parse_bool(_pick(record, "explicit") or False)
-    duration_raw = float(_pick(record, "duration_ms") or 0)
-    popularity_raw = float(_pick(record, "popularity") or 0)
-    if not (math.isfinite(duration_raw) and math.isfinite(popularity_raw)):
-        raise ValueError("duration_ms and popularity must be finite numbers")
-    duration, popularity = int(duration_raw), int(popularity_raw)
-    if not 0 <= duration < 2**31 or not 0 <= popularity <= 100:
-        raise ValueError("duration_ms must be 0..2^31-1 and popularity 0..100")
+    duration = int(_parse_number(_pick(record, "duration_ms") or 0, "duration_ms"))
+    popularity = int(_parse_number(_pick(record, "popularity") or 0, "popularity"))
+    if not 0 <= duration < 2**31:
+        raise _BadField(OUT_OF_RANGE, f"duration_ms {duration} is outside 0..2^31-1")
+    if not 0 <= popularity <= 100:
+        raise _BadField(OUT_OF_RANGE, f"popularity {popularity} is outside 0..100")
     row["duration_ms"], row["popularity"] = duration, popularity
     row["year"] = _parse_year(_pick(record, "year") or "")
     return row
@@ -246,9 +298,10 @@ def _records(path: Path) -> Iterator[tuple[int, Mapping[str, Any] | None, str]]:
 
 
 def load_rows(path: Path, *, strict: bool = False) -> tuple[list[dict[str, Any]], LoadReport]:
-    """Read and validate a catalog; bad rows are skipped and reported, or raise.
+    """Read and validate a catalog; repeated ids are merged, bad rows reported (or raise).
 
-    Accepts .csv, .jsonl and their .gz forms.
+    Accepts .csv, .jsonl and their .gz forms. With `strict`, any skipped row fails the
+    load; merging rows of one track is never an error.
     """
     if not path.is_file():
         raise CatalogError(f"{path}: no such catalog file")
@@ -258,7 +311,7 @@ def load_rows(path: Path, *, strict: bool = False) -> tuple[list[dict[str, Any]]
         _collect(_records(path), rows, report)
     except (UnicodeDecodeError, csv.Error, OSError, EOFError, zlib.error) as exc:
         # OSError covers gzip.BadGzipFile; EOFError a truncated gzip stream.
-        done = len(rows) + len(report.skipped)
+        done = len(rows) + report.merged + len(report.skipped)
         raise CatalogError(f"{path}: unreadable after {done} records: {exc}") from exc
     report.rows = len(rows)
     if report.skipped and strict:
@@ -274,21 +327,45 @@ def _collect(
     rows: list[dict[str, Any]],
     report: LoadReport,
 ) -> None:
-    seen: set[str] = set()
+    """Validate records into `rows`; a repeated id adds its genres and tags to the first row."""
+    first_rows: dict[str, dict[str, Any]] = {}  # id → its row: no extra object per track
+    # Membership sets only for tracks that repeat, so a unique track costs nothing extra and
+    # a track in thousands of playlists still merges in linear time.
+    union_keys: dict[str, tuple[set[str], set[str]]] = {}
     for number, record, error in records:
-        if record is not None:
-            try:
-                row = parse_record(record)
-            except (ValueError, TypeError, ArithmeticError) as exc:
-                error = str(exc)
-            else:
-                if row["id"] in seen:
-                    error = f"duplicate track id {row['id']!r}"
-                else:
-                    seen.add(row["id"])
-                    rows.append(row)
-                    continue
-        report.skipped.append((number, error))
+        if record is None:
+            report.skip(number, UNREADABLE, error)
+            continue
+        try:
+            row = parse_record(record)
+        except _BadField as exc:
+            report.skip(number, exc.kind, str(exc))
+            continue
+        except (ValueError, TypeError) as exc:
+            report.skip(number, INVALID_VALUE, str(exc))
+            continue
+        except ArithmeticError as exc:
+            report.skip(number, OUT_OF_RANGE, str(exc))
+            continue
+        first = first_rows.setdefault(row["id"], row)
+        if first is row:
+            rows.append(row)
+            continue
+        keys = union_keys.get(row["id"])
+        if keys is None:
+            folded = {t.casefold() for t in first["tags"]}
+            keys = union_keys[row["id"]] = (set(first["genres"]), folded)
+        _union(first["genres"], keys[0], row["genres"], str)
+        _union(first["tags"], keys[1], row["tags"], str.casefold)
+        report.merged += 1
+
+
+def _union(kept: list[str], seen: set[str], more: Iterable[str], key: Callable[[str], str]) -> None:
+    for item in more:
+        folded = key(item)
+        if folded not in seen:
+            seen.add(folded)
+            kept.append(item)
 
 
 def table_from_rows(rows: Sequence[Mapping[str, Any]]) -> pa.Table:

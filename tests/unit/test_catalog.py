@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from models.catalog import Catalog, load_rows, table_from_rows
+from models.catalog import Catalog, LoadReport, load_rows, table_from_rows
 from models.errors import CatalogError
 from models.synthetic import synthetic_catalog
 
@@ -65,7 +65,7 @@ def test_csv_playlist_genre_layout(tmp_path: Path) -> None:
 
 
 def test_bad_rows_are_reported_with_line_numbers(tmp_path: Path) -> None:
-    """Rows with missing ids, bad numbers or duplicates are skipped and named by line."""
+    """Rows with missing ids or bad numbers are skipped and named by line; repeats merge."""
     names, values = _features_header_values()
     bad_energy = values.replace("0.8", "1.7", 1)
     path = _csv(
@@ -81,11 +81,12 @@ def test_bad_rows_are_reported_with_line_numbers(tmp_path: Path) -> None:
     )
     rows, report = load_rows(path)
     assert [r["id"] for r in rows] == ["t1"]
-    assert [line for line, _ in report.skipped] == [3, 4, 5, 6]
+    assert [line for line, _ in report.skipped] == [3, 4, 6]
     reasons = " | ".join(why for _, why in report.skipped)
     assert "missing track id" in reasons
     assert "energy" in reasons
-    assert "duplicate" in reasons
+    assert "tempo" in reasons
+    assert report.merged == 1
 
 
 def test_strict_mode_fails_the_load(tmp_path: Path) -> None:
@@ -132,6 +133,74 @@ def _spotify_songs(path: Path, rows: list[tuple[str, str, str, str, str]]) -> Pa
     return _csv(path, header, lines)
 
 
+def test_repeated_track_ids_merge_genres_and_tags(tmp_path: Path) -> None:
+    """Rows of one track id become one row: first fields win, genres and tags are unioned."""
+    path = _spotify_songs(
+        tmp_path / "songs.csv",
+        [
+            ("t1", "First", "Pop Remix", "pop", "dance pop"),
+            ("t2", "Other", "Rock Classics", "rock", "classic rock"),
+            ("t1", "Second", "Hip Hop, Rap, Heavy 808's", "latin", "dance pop"),
+            ("t1", "Third", "pop  remix", "pop", "electropop"),
+        ],
+    )
+    rows, report = load_rows(path, strict=True)
+    assert [r["id"] for r in rows] == ["t1", "t2"]
+    assert rows[0]["title"] == "First"
+    assert rows[0]["genres"] == ["pop", "dance pop", "latin", "electropop"]
+    assert rows[0]["tags"] == ["Pop Remix", "Hip Hop, Rap, Heavy 808's"]
+    assert rows[1]["tags"] == ["Rock Classics"]
+    assert (report.rows, report.merged, report.skipped) == (2, 2, [])
+
+
+def test_bad_repeat_of_a_track_is_skipped_and_leaves_the_first_row_intact(
+    tmp_path: Path,
+) -> None:
+    """A later row of a known id that fails validation is a bad row; it merges nothing."""
+    path = _spotify_songs(
+        tmp_path / "songs.csv",
+        [("t1", "First", "Pop Remix", "pop", "dance pop"), ("t1", "", "Chill Hits", "r&b", "")],
+    )
+    rows, report = load_rows(path)
+    assert rows == [{**rows[0], "title": "First", "genres": ["pop", "dance pop"]}]
+    assert rows[0]["tags"] == ["Pop Remix"]
+    assert report.merged == 0
+    assert report.skipped == [(3, "missing title or artist")]
+
+
+def test_summary_counts_skipped_rows_by_reason(tmp_path: Path) -> None:
+    """The summary line names kept, merged and skipped rows, skips counted per reason kind."""
+    good = {
+        "id": "j1",
+        "name": "S",
+        "artists": "Dee",
+        **{k: float(v) for k, v in (p.split("=") for p in FEATURES.split(","))},
+    }
+    lines = [
+        json.dumps(good),
+        json.dumps({**good, "tags": ["Jazz Classics"]}),
+        json.dumps({**good, "id": "j2", "energy": 1.5}),
+        json.dumps({**good, "id": "j3", "popularity": 400}),
+        json.dumps({**good, "id": "j4", "name": ""}),
+        json.dumps({**good, "id": "j5", "tempo": "fast"}),
+        "{oops",
+    ]
+    path = tmp_path / "s.jsonl"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    _, report = load_rows(path)
+    assert report.reasons == {
+        "out of range": 2,
+        "missing field": 1,
+        "invalid value": 1,
+        "unreadable": 1,
+    }
+    assert report.summary() == (
+        "kept 1 track; merged 1 duplicate row; "
+        "skipped 5 (out of range 2, invalid value 1, missing field 1, unreadable 1)"
+    )
+    assert LoadReport(rows=3).summary() == "kept 3 tracks; merged 0 duplicate rows; skipped 0"
+
+
 @pytest.mark.parametrize(
     ("fields", "tags"),
     [
@@ -163,6 +232,17 @@ def test_tags_are_normalised_playlist_names(
     path.write_text(json.dumps(record) + "\n", encoding="utf-8")
     rows, _ = load_rows(path)
     assert rows[0]["tags"] == tags
+
+
+def test_loaded_tags_reach_the_catalog_table(tmp_path: Path) -> None:
+    """Merged rows build a catalog whose tags column holds every playlist of a track."""
+    path = _spotify_songs(
+        tmp_path / "songs.csv",
+        [("t1", "A", "Pop Remix", "pop", ""), ("t1", "A", "Dance Pop", "pop", "")],
+    )
+    rows, _ = load_rows(path)
+    catalog = Catalog(table_from_rows(rows))
+    assert catalog.table.column("tags").to_pylist() == [["Pop Remix", "Dance Pop"]]
 
 
 @pytest.mark.parametrize("suffix", [".csv", ".jsonl"])
