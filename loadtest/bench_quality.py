@@ -42,7 +42,7 @@ from tqdm import tqdm
 from models import artifacts
 from models.catalog import Catalog
 from models.corpus import CorpusPlaylist, in_split, load_playlists
-from models.errors import IntentError
+from models.errors import ArtifactError, IntentError
 from models.intent import Slots
 from models.songs import song_key
 
@@ -407,11 +407,15 @@ def _built(catalog: str, out: Path) -> Path:
     source = catalog if catalog.startswith("synthetic:") else str(Path(catalog).resolve())
     folder = out / "artifacts"
     if (folder / artifacts.MANIFEST).exists():
-        built_from = artifacts.read_manifest(folder).source
-        if built_from == source:
-            print(f"reusing the artifacts in {folder} (built from {source})")
-            return folder
-        print(f"{folder} was built from {built_from}; rebuilding from {source}")
+        try:
+            built_from = artifacts.read_manifest(folder).source
+        except ArtifactError as exc:  # e.g. an older artifact format
+            print(f"cannot reuse {folder} ({exc}); rebuilding from {source}")
+        else:
+            if built_from == source:
+                print(f"reusing the artifacts in {folder} (built from {source})")
+                return folder
+            print(f"{folder} was built from {built_from}; rebuilding from {source}")
     artifacts.build(source, folder)
     return folder
 
