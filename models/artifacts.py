@@ -22,19 +22,26 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from models.catalog import Catalog, LoadReport, load_rows, table_from_rows
-from models.descriptors import PART_WEIGHTS, descriptor_parts, embed_texts, track_vectors
+from models.descriptors import (
+    DEFAULT_PART_WEIGHTS,
+    descriptor_parts,
+    embed_texts,
+    track_vectors,
+)
 from models.encoder import PromptEncoder
 from models.encoder_build import build_encoder, load_parity_prompts
 from models.errors import ArtifactError, ModelError
 from models.fallback import FallbackPlaylists
 from models.generator import PlaylistGenerator
 from models.index import STORE_DTYPE, IndexParams, TrackIndex, choose_ef, fit_projection
-from models.intent import IntentParser
+from models.intent import IntentParser, parser_for
 from models.ranker import RankParams
 from models.synthetic import synthetic_catalog
 
-FORMAT = 3  # 2: track vectors projected before indexing; 3: stored as int16, not float16
-READABLE = (2, 3)  # the vectors' dtype tells the two apart
+# 2: track vectors projected before indexing; 3: stored as int16, not float16; 4: the catalog
+# holds editorial tags and track vectors are composed from artist, tags, words, style and era.
+FORMAT = 4
+READABLE = (4,)
 MANIFEST = "manifest.json"
 FILES = {
     "encoder": "encoder.onnx",
@@ -55,8 +62,10 @@ class BuildSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     index_dim: int = 192
     """Width of the indexed vectors: the encoder's 384 are projected onto this many leading
     directions of the catalog's vectors (at or above 384: no projection)."""
-    jitter: float = 0.15
-    """Norm of the seeded noise added to each track vector (keeps equal tracks apart)."""
+    parts: dict[str, float] = msgspec.field(default_factory=lambda: dict(DEFAULT_PART_WEIGHTS))
+    """Weight of each descriptor part in a track vector (see models/descriptors.py)."""
+    jitter: float = 0.05
+    """Norm of the seeded noise added to each unit track vector (keeps equal tracks apart)."""
     seed: int = 7
     """Seed for the synthetic catalog and vector jitter."""
     embed_batch: int = 1
@@ -172,8 +181,11 @@ def _build_into(tmp: Path, source: str, settings: BuildSettings, progress: bool)
     catalog, report = _catalog_from(source, settings)
     for line, why in report.skipped[:20]:
         say(f"skipped catalog line {line}: {why}")
-    if report.skipped:
-        say(f"skipped {len(report.skipped)} bad rows in all; kept {report.rows}")
+    say(f"catalog source: {report.summary()}")
+    if unknown := sorted(set(settings.parts) - set(DEFAULT_PART_WEIGHTS)):
+        raise ArtifactError(
+            f"unknown descriptor parts {unknown}; known: {list(DEFAULT_PART_WEIGHTS)}"
+        )
     catalog.save(tmp / FILES["catalog"])
     say(f"catalog: {len(catalog)} tracks, {len(catalog.genre_names)} genres")
 
@@ -192,12 +204,15 @@ def _build_into(tmp: Path, source: str, settings: BuildSettings, progress: bool)
 
     parts = descriptor_parts(catalog)
     part_vectors = {
-        part: embed_texts(encoder, texts, settings.embed_batch, progress)
+        part: embed_texts(encoder, texts, settings.embed_batch, progress, desc=part)
         for part, texts in parts.texts.items()
+        if settings.parts.get(part)
     }
 
     def blocks() -> Iterator[tuple[int, np.ndarray]]:  # seeded: both passes see the same
-        return track_vectors(part_vectors, parts, jitter=settings.jitter, seed=settings.seed)
+        return track_vectors(
+            part_vectors, parts, settings.parts, jitter=settings.jitter, seed=settings.seed
+        )
 
     projection, energy = fit_projection(blocks(), settings.index_dim)
     np.save(tmp / FILES["projection"], projection)
@@ -252,12 +267,16 @@ def _build_into(tmp: Path, source: str, settings: BuildSettings, progress: bool)
         },
         descriptors={
             **{f"{p}_texts": len(t) for p, t in parts.texts.items()},
-            **{f"{p}_weight": w for p, w in PART_WEIGHTS.items()},
+            **{f"{p}_weight": w for p, w in settings.parts.items()},
             "jitter": settings.jitter,
             "seed": settings.seed,
             "projection_energy": round(energy, 4),
         },
-        catalog={"skipped_rows": len(report.skipped), "genres": list(catalog.genre_names)},
+        catalog={
+            "skipped_rows": len(report.skipped),
+            "merged_rows": report.merged,
+            "genres": list(catalog.genre_names),
+        },
         files=files,
     )
     (tmp / MANIFEST).write_bytes(msgspec.json.format(msgspec.json.encode(manifest)))
@@ -352,5 +371,5 @@ def load(
         raise ArtifactError(
             f"{path}: encoder dim {encoder.dim} != projection input dim {index.input_dim}"
         )
-    parser = IntentParser(catalog.genre_names)
+    parser = parser_for(catalog)
     return Artifacts(path, manifest, catalog, index, encoder, fallbacks, parser)

@@ -415,9 +415,9 @@ class Catalog:
         self.popularity = table.column("popularity").to_numpy().astype(np.float32)
         self.year = table.column("year").to_numpy()
         self.explicit = table.column("explicit").to_numpy(zero_copy_only=False)
-        self.artist_codes = (
-            pc.dictionary_encode(table.column("artist")).combine_chunks().indices.to_numpy()
-        )
+        artists = pc.dictionary_encode(table.column("artist")).combine_chunks()
+        self.artist_codes = artists.indices.to_numpy()
+        self.artist_names: list[str] = artists.dictionary.to_pylist()
         self.genre_names, self.genre_bits = _genre_bitset(table.column("genres"))
         self.genre_index = {g: i for i, g in enumerate(self.genre_names)}
         self.mood_bits = _slot_bits(vocab.MOODS, self.features)
@@ -427,6 +427,51 @@ class Catalog:
         # Range sets (eras, tempo words, bpm): few distinct ranges repeat, bpm ones vary.
         self._ranges: LRUCache[tuple[str, float, float], RowSet] = LRUCache(maxsize=32)
         self._ranges_lock = threading.Lock()  # ranking may run on several threads
+
+    @functools.cached_property
+    def _artist_order(self) -> tuple[np.ndarray, np.ndarray]:
+        order = np.argsort(self.artist_codes, kind="stable")
+        bounds = np.searchsorted(self.artist_codes[order], np.arange(len(self.artist_names) + 1))
+        return order, bounds
+
+    @functools.cached_property
+    def artist_index(self) -> dict[str, int]:
+        """Artist name → code (index into `artist_names`)."""
+        return {name: code for code, name in enumerate(self.artist_names)}
+
+    def artist_rows(self, code: int) -> np.ndarray:
+        """Rows of the tracks by artist `code` (an index into `artist_names`)."""
+        order, bounds = self._artist_order
+        return order[bounds[code] : bounds[code + 1]]
+
+    @functools.cached_property
+    def artist_popularity(self) -> np.ndarray:
+        """Per artist, the popularity of their most popular track."""
+        best = np.zeros(len(self.artist_names), dtype=np.float32)
+        np.maximum.at(best, self.artist_codes, self.popularity)
+        return best
+
+    @functools.cached_property
+    def song_codes(self) -> np.ndarray:
+        """Per track, a code shared by every version of one song (see models/tracktext.py)."""
+        from models.tracktext import song_codes
+
+        return song_codes(self.table)
+
+    @functools.cached_property
+    def latest_year(self) -> int:
+        """The newest release year in the catalog (relative eras such as "throwback")."""
+        known = self.year[self.year > 0]
+        return int(known.max()) if len(known) else 0
+
+    def theme_set(self, theme: str) -> RowSet:
+        """The tracks whose title, album or tags speak of `theme` (made once per theme)."""
+        found = self._sets.get(("theme", theme))
+        if found is None:
+            from models.tracktext import theme_mask
+
+            found = self._sets["theme", theme] = RowSet.from_mask(theme_mask(self.table, theme))
+        return found
 
     def slot_mask(self, kind: str, name: str, rows: np.ndarray | None = None) -> np.ndarray:
         """Boolean mask of tracks (all, or `rows`) with genre, mood or activity `name`.

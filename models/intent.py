@@ -8,17 +8,23 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import msgspec
+import numpy as np
 import xxhash
 
 from models import vocab
+from models.artists import ArtistMatcher
 from models.errors import IntentError
 
+if TYPE_CHECKING:
+    from models.catalog import Catalog
+
 MAX_PROMPT_CHARS = 500
-INTENT_FORMAT = 1  # bump when the canonical form changes: it invalidates every cache key
+INTENT_FORMAT = 2  # bump when the canonical form changes: it invalidates every cache key
 
 _EMAIL = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
 _URL = re.compile(
@@ -45,6 +51,11 @@ _CONNECTORS = frozenset({"or", "and", "nor", "/", "or any", "and no", "or no", "
 _INSTRUMENTAL = re.compile(r"\binstrumental(?:s|ly)?\b")
 _BPM = re.compile(r"\b(?P<bpm>\d{2,3})\s*-?\s*bpm\b")
 _ERA = re.compile(r"(?<![\w'])'?(?P<century>19|20)?(?P<decade>\d)0'?s\b")
+_YEAR = re.compile(r"(?<![\w-])(?P<year>19[5-9]\d|20[0-4]\d)(?![\w-])")
+# "summer 16", "summer '16", "summer16", "fall 2015": a season and a two-digit year.
+_SEASON_YEAR = re.compile(
+    r"\b(?:summer|spring|fall|autumn|winter|sum|christmas|xmas)\s*'?(?P<yy>[0-4]\d)(?![\w-])"
+)
 _CLEAN_WORDS = (
     "clean",
     "family friendly",
@@ -72,6 +83,8 @@ class Slots(msgspec.Struct, frozen=True, forbid_unknown_fields=True, omit_defaul
     tempo: Range | None = None
     era: tuple[int, int] | None = None
     explicit: bool | None = None  # False: clean tracks only; True: explicit tracks only
+    artists: tuple[str, ...] = ()  # catalog artist names the prompt names (a preference)
+    themes: tuple[str, ...] = ()  # seasons and holidays (vocab.THEMES; a preference)
 
     def is_empty(self) -> bool:
         """True when the slots constrain nothing."""
@@ -142,8 +155,16 @@ class _Lexicon:
 class IntentParser:
     """Parses prompts against a genre vocabulary (the built-in one plus a catalog's own)."""
 
-    def __init__(self, genres: Iterable[str] = ()) -> None:
+    def __init__(
+        self,
+        genres: Iterable[str] = (),
+        artists: Sequence[str] = (),
+        artist_popularity: np.ndarray | None = None,
+        latest_year: int = 0,
+    ) -> None:
         self.genres = frozenset(vocab.GENRES) | {vocab.canonical_genre(g) for g in genres}
+        # Relative eras ("throwback", "new music") count back from the catalog's newest year.
+        self.latest_year = latest_year or 2025
         lookup: dict[str, tuple[str, str]] = {}
         for genre in self.genres:
             lookup[genre] = ("genre", genre)
@@ -157,7 +178,14 @@ class IntentParser:
         for word, attribute in vocab.ATTRIBUTE_WORDS.items():
             lookup.setdefault(word, ("attribute", attribute))
         lookup.update({w: ("tempo", w) for w in vocab.TEMPO_WORDS})
+        for word, theme in vocab.THEME_WORDS.items():
+            lookup.setdefault(word, ("theme", theme))
+        for word in (*vocab.FIXED_ERAS, *vocab.RELATIVE_ERAS, *vocab.DECADE_WORDS):
+            lookup.setdefault(word, ("era", word))
         self._lexicon = _Lexicon(lookup, _phrase_pattern(lookup))
+        self._artists = (
+            ArtistMatcher(artists, artist_popularity, blocked=lookup) if len(artists) else None
+        )
         self._clean = _phrase_pattern(_CLEAN_WORDS)
 
     def parse(self, prompt: str = "", slots: Slots | None = None) -> Intent:
@@ -208,24 +236,29 @@ class IntentParser:
         if "explicit" in excluded["attribute"]:
             explicit = False
             excluded["attribute"].discard("explicit")
-        found: dict[str, set[str]] = {"genre": set(), "mood": set(), "activity": set()}
+        found: dict[str, set[str]] = {
+            "genre": set(),
+            "mood": set(),
+            "activity": set(),
+            "theme": set(),
+        }
         tempo: Range | None = None
+        era_words: list[str] = []
         for kind, value in self._lexicon.find(positive):
             if kind in found:
                 found[kind].add(value)
             elif kind == "tempo":
                 tempo = vocab.TEMPO_WORDS[value]
+            elif kind == "era":
+                era_words.append(value)
         if bpm := _BPM.search(positive):
             center = float(bpm.group("bpm"))
             tempo = (
                 max(vocab.MIN_BPM, center - vocab.BPM_TOLERANCE),
                 min(vocab.MAX_BPM, center + vocab.BPM_TOLERANCE),
             )
-        era: tuple[int, int] | None = None
-        if decade := _ERA.search(positive):
-            century = decade.group("century") or ("20" if decade.group("decade") in "012" else "19")
-            start = int(century + decade.group("decade") + "0")
-            era = (start, start + 9)
+        era = self._era(positive, era_words)
+        artists = self._artists.find(_NEGATION.sub(" ", positive)) if self._artists else ()
         slots = Slots(
             moods=tuple(sorted(found["mood"] - excluded["mood"])),
             activities=tuple(sorted(found["activity"])),
@@ -236,8 +269,32 @@ class IntentParser:
             tempo=tempo,
             era=era,
             explicit=explicit,
+            artists=artists,
+            themes=tuple(sorted(found["theme"])),
         )
         return slots, positive
+
+    def _era(self, text: str, words: list[str]) -> tuple[int, int] | None:
+        """The years a prompt names: a year, a season's year, a decade, or an era word."""
+        # A year's playlist holds that year's hits, many released late in the year before.
+        if year := _YEAR.search(text):
+            return int(year.group("year")) - 1, int(year.group("year"))
+        if season := _SEASON_YEAR.search(text):
+            return 2000 + int(season.group("yy")) - 1, 2000 + int(season.group("yy"))
+        if decade := _ERA.search(text):
+            century = decade.group("century") or ("20" if decade.group("decade") in "012" else "19")
+            start = int(century + decade.group("decade") + "0")
+            return start, start + 9
+        for word in words:
+            if word in vocab.DECADE_WORDS:
+                return vocab.DECADE_WORDS[word], vocab.DECADE_WORDS[word] + 9
+        for word in words:
+            if word in vocab.FIXED_ERAS:
+                return vocab.FIXED_ERAS[word]
+            if word in vocab.RELATIVE_ERAS:
+                back_from, back_to = vocab.RELATIVE_ERAS[word]
+                return self.latest_year - back_from, self.latest_year - back_to
+        return None
 
     def _merge(self, parsed: Slots, given: Slots) -> Slots:
         fields = {f: getattr(parsed, f) for f in parsed.__struct_fields__}
@@ -258,6 +315,7 @@ class IntentParser:
         _check_known("activity", slots.activities, vocab.ACTIVITY_BY_NAME)
         _check_known("genre", slots.genres + slots.exclude_genres, self.genres)
         _check_known("attribute", slots.exclude_attributes, {"vocals"})
+        _check_known("theme", slots.themes, vocab.THEMES)
         for kind, wanted, unwanted in (
             ("genre", slots.genres, slots.exclude_genres),
             ("mood", slots.moods, slots.exclude_moods),
@@ -272,6 +330,13 @@ class IntentParser:
             start, end = slots.era
             if not (1900 <= start <= end <= 2100):
                 raise IntentError(f"era {start}-{end} is not within 1900-2100, start ≤ end")
+
+
+def parser_for(catalog: Catalog) -> IntentParser:
+    """A parser that knows the catalog's genres, artists and newest release year."""
+    return IntentParser(
+        catalog.genre_names, catalog.artist_names, catalog.artist_popularity, catalog.latest_year
+    )
 
 
 def _check_known(kind: str, values: Iterable[str], known: Iterable[str]) -> None:

@@ -24,6 +24,8 @@ from models.index import TrackIndex
 from models.intent import Slots
 
 _TIER_PENALTY = 1e3  # larger than any MMR value difference: tiers never interleave
+# The audio features a playlist's sound profile is judged by.
+PROFILE_FEATURES = ("energy", "valence", "danceability", "acousticness")
 
 
 class RankParams(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -48,8 +50,23 @@ class RankParams(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """MMR weight of novelty against relevance (0 = pure relevance)."""
     max_per_artist: int = 2
     """Most tracks by one artist in a playlist (relaxed only if the list would be short)."""
-    popularity_weight: float = 0.05
-    """Bonus for a track of popularity 100, added to its cosine."""
+    popularity_weight: float = 0.15
+    """Bonus for a track of popularity 100, added to its cosine (chosen on a train split)."""
+    popularity_fade: float = 0.5
+    """How fast that bonus fades as a prompt gets specific: it is divided by 1 + this times
+    the number of preference kinds the prompt sets (genre, mood, activity, tempo, era,
+    artist, theme)."""
+    theme_weight: float = 0.1
+    """Bonus for a track whose title, album or tags name a theme the prompt asks for."""
+    profile_weight: float = 0.1
+    """Penalty per unit of mean absolute distance between a track's energy, valence,
+    danceability and acousticness and the profile of the best candidates (keeps outliers
+    out of a list whose words imply a sound)."""
+    profile_pool: int = 30
+    """Best candidates whose mean audio features make that profile."""
+    artist_pull: float = 1.0
+    """Weight of the named artists' centroid added to the query: their tracks and those of
+    the nearest artists come first."""
 
 
 class Playlist(msgspec.Struct, frozen=True):
@@ -100,6 +117,7 @@ class _View(Protocol[Mask_co]):
     def range(self, column: str, low: float, high: float) -> Mask_co: ...
     def instrumental(self) -> Mask_co: ...
     def explicit(self) -> Mask_co: ...
+    def artists(self, names: tuple[str, ...]) -> Mask_co: ...
 
 
 class _Picked:
@@ -124,6 +142,11 @@ class _Picked:
     def explicit(self) -> np.ndarray:
         return np.asarray(self.catalog.explicit[self.rows], dtype=bool)
 
+    def artists(self, names: tuple[str, ...]) -> np.ndarray:
+        codes = _artist_codes(self.catalog, names)
+        found: np.ndarray = np.isin(self.catalog.artist_codes[self.rows], codes)
+        return found
+
 
 class _Whole:
     """Slot masks over the whole catalog, as packed row sets."""
@@ -145,6 +168,12 @@ class _Whole:
 
     def explicit(self) -> RowSet:
         return self.catalog.explicit_set
+
+    def artists(self, names: tuple[str, ...]) -> RowSet:
+        mask = np.zeros(len(self.catalog), dtype=bool)
+        for code in _artist_codes(self.catalog, names).tolist():
+            mask[self.catalog.artist_rows(code)] = True
+        return RowSet.from_mask(mask)
 
 
 def hard_mask(catalog: Catalog, slots: Slots, rows: np.ndarray) -> np.ndarray:
@@ -193,7 +222,20 @@ def _soft(view: _View[Mask], slots: Slots) -> Mask:
         ok &= view.range("tempo", *slots.tempo)
     if slots.era is not None:
         ok &= view.range("year", *slots.era)
+    if slots.artists:
+        ok &= view.artists(slots.artists)
     return ok
+
+
+def _artist_codes(catalog: Catalog, names: tuple[str, ...]) -> np.ndarray:
+    index = catalog.artist_index
+    return np.array([index[n] for n in names if n in index], dtype=np.int64)
+
+
+def specificity(slots: Slots) -> int:
+    """How many kinds of preference the slots set."""
+    kinds = (slots.genres, slots.moods, slots.activities, slots.tempo, slots.era)
+    return sum(bool(k) for k in (*kinds, slots.artists, slots.themes))
 
 
 def _slot(view: _View[Mask], kind: str, name: str) -> Mask:
@@ -204,7 +246,9 @@ def _slot(view: _View[Mask], kind: str, name: str) -> Mask:
 
 
 def _has_preferences(slots: Slots) -> bool:
-    return bool(slots.genres or slots.moods or slots.activities or slots.tempo or slots.era)
+    return bool(
+        slots.genres or slots.moods or slots.activities or slots.tempo or slots.era or slots.artists
+    )
 
 
 def _has_exclusions(slots: Slots) -> bool:
@@ -234,7 +278,7 @@ class Ranker:
         over-fetching from the index in proportion to how much the filters throw away.
         """
         p = self.params
-        query = self.index.project(query)
+        query = self._pull(self.index.project(query), slots)
         # hnswlib's cost follows its beam width (ef), not k: asking for up to ef neighbours
         # costs about what `candidates` does, and finds matches for more slot sets at once.
         rows, sims = self.index.search(query, max(p.candidates, self.index.ef_search))
@@ -276,15 +320,45 @@ class Ranker:
         keep = ok & ~np.isin(rows, found, assume_unique=True, kind="sort")
         return np.concatenate([found, rows[keep]]), np.concatenate([found_sims, sims[keep]])
 
+    def _pull(self, query: np.ndarray, slots: Slots) -> np.ndarray:
+        """The projected query moved towards the named artists' tracks."""
+        codes = _artist_codes(self.catalog, slots.artists)
+        if not len(codes) or not self.params.artist_pull:
+            return query
+        rows = np.concatenate([self.catalog.artist_rows(int(c)) for c in codes])
+        centroid = self.index.vectors(rows).mean(axis=0)
+        centroid /= max(float(np.linalg.norm(centroid)), 1e-12)
+        pulled = query + self.params.artist_pull * centroid
+        pulled /= max(float(np.linalg.norm(pulled)), 1e-12)
+        moved: np.ndarray = pulled.astype(np.float32)
+        return moved
+
+    def relevance(self, rows: np.ndarray, sims: np.ndarray, slots: Slots) -> np.ndarray:
+        """Cosine plus a fading popularity prior and a theme bonus, minus profile distance."""
+        p = self.params
+        catalog = self.catalog
+        pop_weight = p.popularity_weight / (1.0 + p.popularity_fade * specificity(slots))
+        relevance = sims + pop_weight * catalog.popularity[rows] / 100.0
+        for theme in slots.themes:
+            relevance = relevance + p.theme_weight * catalog.theme_set(theme).contains(rows)
+        if p.profile_weight and len(rows) > 1:
+            profile = np.stack([catalog.features[f][rows] for f in PROFILE_FEATURES], axis=1)
+            best = np.argsort(-relevance)[: p.profile_pool]
+            distance = np.abs(profile - profile[best].mean(axis=0)).mean(axis=1)
+            relevance = relevance - p.profile_weight * distance
+        return np.asarray(relevance, dtype=np.float32)
+
     def rank(
         self, rows: np.ndarray, sims: np.ndarray, slots: Slots, n: int
     ) -> tuple[list[int], list[float]]:
-        """MMR over candidates, preferred tracks first, at most `max_per_artist` per artist."""
+        """MMR over candidates, preferred tracks first, one version of a song, at most
+        `max_per_artist` per artist (the artists a prompt names are not capped)."""
         p = self.params
         if len(rows) == 0:
             return [], []
         tier = (~soft_mask(self.catalog, slots, rows)).astype(np.float32)
-        relevance = sims + p.popularity_weight * self.catalog.popularity[rows] / 100.0
+        relevance = self.relevance(rows, sims, slots)
+        uncapped = _artist_codes(self.catalog, slots.artists)
         # Preferred first, then by relevance (|relevance| is far below the tier penalty).
         order = np.argsort(_TIER_PENALTY * tier - relevance.astype(np.float64), kind="stable")
         # Diversity looks at a bounded pool first; wider pools, then a relaxed artist cap,
@@ -304,20 +378,29 @@ class Ranker:
                 pools[size] = (top, vectors @ vectors.T, self.catalog.artist_codes[rows[top]])
             top, pairwise, artists = pools[size]
             base = (1 - p.diversity) * relevance[top] - _TIER_PENALTY * tier[top]
-            chosen = self._mmr(base, pairwise, artists, n, cap)
+            songs = self.catalog.song_codes[rows[top]]
+            caps = np.where(np.isin(artists, uncapped), n, cap)
+            chosen = self._mmr(base, pairwise, artists, songs, caps, n)
             if len(chosen) == n or (size == wide and cap == n):
                 break
         picked = top[chosen]
         return rows[picked].tolist(), sims[picked].tolist()
 
     def _mmr(
-        self, base: np.ndarray, pairwise: np.ndarray, artists: np.ndarray, n: int, cap: int
+        self,
+        base: np.ndarray,
+        pairwise: np.ndarray,
+        artists: np.ndarray,
+        songs: np.ndarray,
+        caps: np.ndarray,
+        n: int,
     ) -> list[int]:
         """Greedy MMR; `pairwise` holds the candidates' cosine similarities to each other.
 
         Each step picks the best score (relevance minus novelty penalty), then raises every
         candidate's penalty to its similarity with the closest chosen track. A chosen track,
-        and an artist at the cap, drop out of the pool at once (relevance -inf) rather than
+        every other version of its song, and an artist at its cap (`caps`, per candidate)
+        drop out of the pool at once (relevance -inf) rather than
         being skipped pick by pick: a step is three numpy calls besides the pick.
         """
         relevance = base.astype(np.float64)  # -inf once out
@@ -325,6 +408,7 @@ class Ranker:
         penalty = np.zeros(len(base), dtype=np.float64)
         score = relevance.copy()
         owners = artists.tolist()
+        limits = caps.tolist()
         per_artist: dict[int, int] = {}
         chosen: list[int] = []
         while len(chosen) < n:
@@ -332,10 +416,10 @@ class Ranker:
             if score[pick] == -np.inf:
                 break
             chosen.append(pick)
-            relevance[pick] = -np.inf
+            relevance[songs == songs[pick]] = -np.inf
             artist = owners[pick]
             per_artist[artist] = per_artist.get(artist, 0) + 1
-            if per_artist[artist] >= cap:
+            if per_artist[artist] >= limits[pick]:
                 relevance[artists == artist] = -np.inf
             np.maximum(penalty, weighted[pick], out=penalty)
             np.subtract(relevance, penalty, out=score)

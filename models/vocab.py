@@ -40,7 +40,17 @@ MOODS: tuple[SlotValue, ...] = (
     ),
     SlotValue(
         "sad",
-        ("sad", "melancholic", "melancholy", "heartbreak", "heartbroken", "blue", "gloomy"),
+        (
+            "sad",
+            "melancholic",
+            "melancholy",
+            "heartbreak",
+            "heartbroken",
+            "blue",
+            "gloomy",
+            "feels",
+            "crying",
+        ),
         lambda c: _f(c, "valence") <= 0.35,
         "sad, melancholic, heartbreak",
     ),
@@ -49,6 +59,9 @@ MOODS: tuple[SlotValue, ...] = (
         (
             "calm",
             "chill",
+            "chillin",
+            "chillin'",
+            "chilling",
             "chilled",
             "mellow",
             "relaxing",
@@ -73,6 +86,13 @@ MOODS: tuple[SlotValue, ...] = (
             "high energy",
             "high-energy",
             "hype",
+            "lit",
+            "turn up",
+            "turnt",
+            "bangers",
+            "banger",
+            "pump up",
+            "beast mode",
             "pumped",
             "intense",
             "powerful",
@@ -106,7 +126,7 @@ MOODS: tuple[SlotValue, ...] = (
 ACTIVITIES: tuple[SlotValue, ...] = (
     SlotValue(
         "workout",
-        ("workout", "gym", "training", "lifting", "exercise", "cardio", "hiit"),
+        ("workout", "work out", "gym", "training", "lifting", "exercise", "cardio", "hiit"),
         lambda c: (_f(c, "energy") >= 0.7) & (_f(c, "tempo") >= 115),
         "good for a workout at the gym",
     ),
@@ -144,7 +164,7 @@ ACTIVITIES: tuple[SlotValue, ...] = (
     ),
     SlotValue(
         "party",
-        ("party", "dance", "dancing", "club", "clubbing", "pregame", "celebration"),
+        ("party", "dance", "dancing", "club", "clubbing", "pregame", "celebration", "fiesta"),
         lambda c: (_f(c, "danceability") >= 0.7) & (_f(c, "energy") >= 0.6),
         "good for a party, danceable",
     ),
@@ -274,3 +294,74 @@ def tempo_word(bpm: float) -> str:
     if bpm < 125:
         return "mid tempo"
     return "fast"
+
+
+# Seasons and holidays: no audio feature shows them, so tracks are found by the words of
+# their title, album and tags (regex alternatives, matched whole-word, case-insensitively).
+THEMES: Mapping[str, tuple[str, ...]] = {
+    "christmas": ("christmas", "xmas", "x-mas", "santa", "jingle", "sleigh", "navidad", "noel"),
+    "halloween": ("halloween", "spooky", "monster", "zombie", "ghost", "haunted", "witch"),
+    "summer": ("summer", "sun", "sunshine", "beach", "tropical", "verano"),
+    "winter": ("winter", "snow", "cold", "frozen", "ice"),
+    "spring": ("spring", "bloom", "flowers"),
+    "autumn": ("autumn", "fall", "october", "leaves"),
+    "valentine": ("valentine", "love"),
+}
+# Prompt words → theme; several words may name one.
+THEME_WORDS: Mapping[str, str] = {
+    "christmas": "christmas",
+    "xmas": "christmas",
+    "x-mas": "christmas",
+    "holiday": "christmas",
+    "holidays": "christmas",
+    "navidad": "christmas",
+    "halloween": "halloween",
+    "spooky": "halloween",
+    "summer": "summer",
+    "summertime": "summer",
+    "verano": "summer",
+    "winter": "winter",
+    "spring": "spring",
+    "autumn": "autumn",
+    "valentine": "valentine",
+    "valentines": "valentine",
+    "valentine's": "valentine",
+}
+
+# Spelled-out decades.
+DECADE_WORDS: Mapping[str, int] = {
+    "twenties": 1920,
+    "thirties": 1930,
+    "forties": 1940,
+    "fifties": 1950,
+    "sixties": 1960,
+    "seventies": 1970,
+    "eighties": 1980,
+    "nineties": 1990,
+    "noughties": 2000,
+    "two thousands": 2000,
+    "twenty tens": 2010,
+}
+# Era words whose range is fixed, (from, to).
+FIXED_ERAS: Mapping[str, tuple[int, int]] = {
+    "oldies": (1950, 1979),
+    "oldie": (1950, 1979),
+    "golden oldies": (1950, 1979),
+    "old school": (1985, 2005),
+    "oldschool": (1985, 2005),
+}
+# Era words relative to the catalog's newest release year: (years back from, years back to).
+RELATIVE_ERAS: Mapping[str, tuple[int, int]] = {
+    "throwback": (20, 8),
+    "throwbacks": (20, 8),
+    "tbt": (20, 8),
+    "nostalgia": (20, 8),
+    "nostalgic": (20, 8),
+    "middle school": (20, 8),
+    "childhood": (20, 8),
+    "new music": (1, 0),
+    "new songs": (1, 0),
+    "new hits": (1, 0),
+    "latest": (1, 0),
+    "fresh": (1, 0),
+}

@@ -188,7 +188,7 @@ def test_cli_build_from_csv_reports_bad_rows(tmp_path: Path, loaded: artifacts.A
         *[
             k
             for k in rows[0]
-            if k not in {"id", "title", "artist", "genres", "popularity", "album"}
+            if k not in {"id", "title", "artist", "genres", "tags", "popularity", "album"}
         ],
     ]
     lines = [",".join(header)]

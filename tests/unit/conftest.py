@@ -7,12 +7,17 @@ from collections.abc import Iterator
 import numpy as np
 import pytest
 
-from models.descriptors import descriptor_parts, embed_texts, track_vectors
+from models.descriptors import (
+    DEFAULT_PART_WEIGHTS,
+    descriptor_parts,
+    embed_texts,
+    track_vectors,
+)
 from models.encoder import FakeEncoder
 from models.fallback import FallbackPlaylists
 from models.generator import PlaylistGenerator
 from models.index import STORE_DTYPE, IndexParams, TrackIndex, fit_projection
-from models.intent import IntentParser
+from models.intent import IntentParser, parser_for
 from models.ranker import RankParams
 from models.synthetic import synthetic_catalog
 
@@ -26,7 +31,7 @@ def fake_generator() -> PlaylistGenerator:
     vectors = {p: embed_texts(encoder, t, progress=False) for p, t in parts.texts.items()}
 
     def blocks() -> Iterator[tuple[int, np.ndarray]]:
-        return track_vectors(vectors, parts, jitter=0.15, seed=1, chunk=1000)
+        return track_vectors(vectors, parts, DEFAULT_PART_WEIGHTS, jitter=0.05, seed=1, chunk=1000)
 
     projection, _energy = fit_projection(blocks(), 64)
     store = np.empty((len(catalog), projection.shape[1]), dtype=STORE_DTYPE)
@@ -50,4 +55,4 @@ def fake_generator() -> PlaylistGenerator:
 
 @pytest.fixture(scope="session")
 def parser(fake_generator: PlaylistGenerator) -> IntentParser:
-    return IntentParser(fake_generator.catalog.genre_names)
+    return parser_for(fake_generator.catalog)
