@@ -38,7 +38,9 @@ class FallbackPlaylists(msgspec.Struct, frozen=True):
         for name, mask in masks.items():
             rows = np.flatnonzero(mask)
             rows = rows[np.argsort(-catalog.popularity[rows], kind="stable")]
-            lists[name] = _cap_artists(rows, catalog.artist_codes, length, max_per_artist)
+            lists[name] = _cap_artists(
+                rows, catalog.artist_codes, catalog.song_codes, length, max_per_artist
+            )
         return cls(lists)
 
     def save(self, path: Path) -> None:
@@ -58,19 +60,26 @@ class FallbackPlaylists(msgspec.Struct, frozen=True):
             if len(candidates) == 0:
                 continue
             candidates = candidates[hard_mask(catalog, slots, candidates)]
-            rows += [int(r) for r in candidates if int(r) not in rows][: n - len(rows)]
+            songs = {int(catalog.song_codes[r]) for r in rows}
+            fresh = [int(r) for r in candidates if int(catalog.song_codes[r]) not in songs]
+            rows += list(dict.fromkeys(fresh))[: n - len(rows)]
             if len(rows) >= n:
                 break
         scores = (catalog.popularity[rows] / 100.0).tolist() if rows else []
         return Playlist.of(catalog, rows, scores, version, degraded=True)
 
 
-def _cap_artists(rows: np.ndarray, artists: np.ndarray, length: int, cap: int) -> list[int]:
+def _cap_artists(
+    rows: np.ndarray, artists: np.ndarray, songs: np.ndarray, length: int, cap: int
+) -> list[int]:
+    """The first `length` rows with at most `cap` per artist and one version of each song."""
     out: list[int] = []
     seen: dict[int, int] = {}
+    songs_seen: set[int] = set()
     for row in rows:
-        artist = int(artists[row])
-        if seen.get(artist, 0) < cap:
+        artist, song = int(artists[row]), int(songs[row])
+        if seen.get(artist, 0) < cap and song not in songs_seen:
+            songs_seen.add(song)
             seen[artist] = seen.get(artist, 0) + 1
             out.append(int(row))
             if len(out) == length:

@@ -52,9 +52,9 @@ _INSTRUMENTAL = re.compile(r"\binstrumental(?:s|ly)?\b")
 _BPM = re.compile(r"\b(?P<bpm>\d{2,3})\s*-?\s*bpm\b")
 _ERA = re.compile(r"(?<![\w'])'?(?P<century>19|20)?(?P<decade>\d)0'?s\b")
 _YEAR = re.compile(r"(?<![\w-])(?P<year>19[5-9]\d|20[0-4]\d)(?![\w-])")
-# "summer 16", "summer '16", "summer16", "fall 2015": a season and a two-digit year.
+# "summer 16", "summer '16", "summer16", "summer2015": a season and its year.
 _SEASON_YEAR = re.compile(
-    r"\b(?:summer|spring|fall|autumn|winter|sum|christmas|xmas)\s*'?(?P<yy>[0-4]\d)(?![\w-])"
+    r"\b(?:summer|spring|fall|autumn|winter|sum|christmas|xmas)\s*'?(?:20)?(?P<yy>[0-4]\d)(?![\w-])"
 )
 _CLEAN_WORDS = (
     "clean",

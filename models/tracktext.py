@@ -2,7 +2,9 @@
 
 - Song identity: one recording often appears under several track ids ("Bohemian Rhapsody",
   "Bohemian Rhapsody - 2011 Mix", "... - Remastered 2011"). A song is its artist plus its
-  title with version suffixes folded; a playlist holds one version of each song.
+  title with version suffixes folded; a playlist holds one version of each song. (The
+  relevance benchmark judges repeats with `models.songs.song_key`, written apart on purpose
+  so the ranker is not graded by its own rule; a test keeps the two in agreement.)
 - Themes: seasons and holidays that no audio feature shows ("christmas", "halloween") are
   found in a track's title, album and editorial tags.
 
@@ -36,15 +38,6 @@ def fold_titles(titles: pa.Array) -> pa.Array:
     folded = pc.replace_substring_regex(folded, SONG_SUFFIX, "")
     folded = pc.replace_substring_regex(folded, _NON_WORD, " ")
     return pc.utf8_trim_whitespace(folded)
-
-
-def song_key(title: str, artist: str) -> str:
-    """The song a single track is a version of (the same rule as `song_codes`)."""
-    folded = fold_titles(pa.array([title], pa.string()))[0].as_py()
-    artist_key = pc.utf8_trim_whitespace(
-        pc.replace_substring_regex(pc.utf8_lower(pa.array([artist])), _NON_WORD, " ")
-    )[0].as_py()
-    return f"{artist_key}\x1f{folded}"
 
 
 def song_codes(table: pa.Table) -> np.ndarray:

@@ -113,7 +113,6 @@ def test_model_recall_beats_random(run: Run) -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=False, reason="content model")
 def test_model_recall_beats_the_naive_encoder_baseline(run: Run) -> None:
     """The node's answers beat brute-force cosine over one encoded text per track."""
     methods = run.results["methods"]
