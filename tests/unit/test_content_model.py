@@ -62,12 +62,15 @@ def test_versions_of_one_song_share_a_code() -> None:
     ]
     artists = ["Queen"] * 6 + ["Someone Else"]
     catalog = Catalog(
-        table_from_rows([_row(f"t{i}", t, a) for i, (t, a) in enumerate(zip(titles, artists))])
+        table_from_rows(
+            [_row(f"t{i}", t, a) for i, (t, a) in enumerate(zip(titles, artists, strict=True))]
+        )
     )
     codes = song_codes(catalog.table).tolist()
     assert len(set(codes[:5])) == 1
-    assert codes[5] != codes[0] and codes[6] != codes[0]
-    judged = [song_key(t, a) for t, a in zip(titles, artists)]
+    assert codes[5] != codes[0]
+    assert codes[6] != codes[0]
+    judged = [song_key(t, a) for t, a in zip(titles, artists, strict=True)]
     assert [judged.index(k) for k in judged] == [codes.index(c) for c in codes]
 
 
