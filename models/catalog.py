@@ -38,6 +38,8 @@ UNIT_FEATURES = (
     "speechiness",
 )
 FEATURES = (*UNIT_FEATURES, "tempo", "loudness")
+# The audio features a playlist's sound profile is judged by.
+PROFILE_FEATURES = ("energy", "valence", "danceability", "acousticness")
 _RANGES: Mapping[str, tuple[float, float]] = {
     **dict.fromkeys(UNIT_FEATURES, (0.0, 1.0)),
     "tempo": (0.0, 300.0),
@@ -457,6 +459,18 @@ class Catalog:
         from models.tracktext import song_codes
 
         return song_codes(self.table)
+
+    @functools.cached_property
+    def profile(self) -> np.ndarray:
+        """Per track, the audio features a playlist's sound is judged by (float32, n × 4)."""
+        return np.stack([self.features[f] for f in PROFILE_FEATURES], axis=1)
+
+    @functools.cached_property
+    def profile_mean(self) -> np.ndarray:
+        """The catalog's mean profile, weighted by popularity (what listeners mostly hear)."""
+        weights = self.popularity.astype(np.float64) + 1.0
+        mean: np.ndarray = (self.profile * weights[:, None]).sum(axis=0) / weights.sum()
+        return mean
 
     @functools.cached_property
     def latest_year(self) -> int:

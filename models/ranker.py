@@ -11,6 +11,7 @@ import functools
 import math
 import operator
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Protocol, TypeVar
 
 import msgspec
@@ -24,8 +25,6 @@ from models.index import TrackIndex
 from models.intent import Slots
 
 _TIER_PENALTY = 1e3  # larger than any MMR value difference: tiers never interleave
-# The audio features a playlist's sound profile is judged by.
-PROFILE_FEATURES = ("energy", "valence", "danceability", "acousticness")
 
 
 class RankParams(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -58,12 +57,15 @@ class RankParams(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     artist, theme)."""
     theme_weight: float = 0.1
     """Bonus for a track whose title, album or tags name a theme the prompt asks for."""
-    profile_weight: float = 0.1
-    """Penalty per unit of mean absolute distance between a track's energy, valence,
-    danceability and acousticness and the profile of the best candidates (keeps outliers
-    out of a list whose words imply a sound)."""
+    profile_weight: float = 2.0
+    """Penalty per unit of mean absolute distance between the list's mean energy, valence,
+    danceability and acousticness and the target profile (see `profile_prior`)."""
     profile_pool: int = 30
-    """Best candidates whose mean audio features make that profile."""
+    """Best candidates (preferred first) whose mean audio features the target starts from."""
+    profile_prior: float = 0.75
+    """Share of the catalog's popularity-weighted mean profile in the target: the best
+    candidates of a mood or activity slot sit at the edge of its audio predicate, while
+    listeners' playlists under those words sound closer to the catalog's middle."""
     artist_pull: float = 1.0
     """Weight of the named artists' centroid added to the query: their tracks and those of
     the nearest artists come first."""
@@ -334,25 +336,21 @@ class Ranker:
         return moved
 
     def relevance(self, rows: np.ndarray, sims: np.ndarray, slots: Slots) -> np.ndarray:
-        """Cosine plus a fading popularity prior and a theme bonus, minus profile distance."""
+        """Cosine plus a popularity prior that fades with specificity, plus a theme bonus."""
         p = self.params
         catalog = self.catalog
         pop_weight = p.popularity_weight / (1.0 + p.popularity_fade * specificity(slots))
         relevance = sims + pop_weight * catalog.popularity[rows] / 100.0
         for theme in slots.themes:
             relevance = relevance + p.theme_weight * catalog.theme_set(theme).contains(rows)
-        if p.profile_weight and len(rows) > 1:
-            profile = np.stack([catalog.features[f][rows] for f in PROFILE_FEATURES], axis=1)
-            best = np.argsort(-relevance)[: p.profile_pool]
-            distance = np.abs(profile - profile[best].mean(axis=0)).mean(axis=1)
-            relevance = relevance - p.profile_weight * distance
         return np.asarray(relevance, dtype=np.float32)
 
     def rank(
         self, rows: np.ndarray, sims: np.ndarray, slots: Slots, n: int
     ) -> tuple[list[int], list[float]]:
         """MMR over candidates, preferred tracks first, one version of a song, at most
-        `max_per_artist` per artist (the artists a prompt names are not capped)."""
+        `max_per_artist` per artist (the artists a prompt names are not capped), and a list
+        whose mean sound stays near the target profile."""
         p = self.params
         if len(rows) == 0:
             return [], []
@@ -361,66 +359,94 @@ class Ranker:
         uncapped = _artist_codes(self.catalog, slots.artists)
         # Preferred first, then by relevance (|relevance| is far below the tier penalty).
         order = np.argsort(_TIER_PENALTY * tier - relevance.astype(np.float64), kind="stable")
+        target = self.target_profile(rows[order[: p.profile_pool]])
         # Diversity looks at a bounded pool first; wider pools, then a relaxed artist cap,
         # are only for lists that would otherwise come out short.
         # The wide pool is bounded too: over-fetching can bring thousands of candidates, and
         # diversity compares every pair.
         wide = min(len(order), max(p.candidates, 8 * n))
-        pools: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+        pools: dict[int, _Pool] = {}
         for size, cap in (
             (max(p.pool, 2 * n), p.max_per_artist),
             (wide, p.max_per_artist),
             (wide, n),
         ):
             if size not in pools:  # the last two passes share one pool and its similarities
-                top = order[:size]
-                vectors = self.index.vectors(rows[top])
-                pools[size] = (top, vectors @ vectors.T, self.catalog.artist_codes[rows[top]])
-            top, pairwise, artists = pools[size]
-            base = (1 - p.diversity) * relevance[top] - _TIER_PENALTY * tier[top]
-            songs = self.catalog.song_codes[rows[top]]
-            caps = np.where(np.isin(artists, uncapped), n, cap)
-            chosen = self._mmr(base, pairwise, artists, songs, caps, n)
+                pools[size] = self._pool(rows[order[:size]], order[:size])
+            pool = pools[size]
+            base = (1 - p.diversity) * relevance[pool.top] - _TIER_PENALTY * tier[pool.top]
+            caps = np.where(np.isin(pool.artists, uncapped), n, cap)
+            chosen = self._mmr(base, pool, caps, target, n)
             if len(chosen) == n or (size == wide and cap == n):
                 break
-        picked = top[chosen]
+        picked = pool.top[chosen]
         return rows[picked].tolist(), sims[picked].tolist()
 
-    def _mmr(
-        self,
-        base: np.ndarray,
-        pairwise: np.ndarray,
-        artists: np.ndarray,
-        songs: np.ndarray,
-        caps: np.ndarray,
-        n: int,
-    ) -> list[int]:
-        """Greedy MMR; `pairwise` holds the candidates' cosine similarities to each other.
+    def target_profile(self, best: np.ndarray) -> np.ndarray:
+        """The sound a list should have: the best candidates' mean audio features, drawn
+        towards the catalog's popularity-weighted mean by `profile_prior`."""
+        prior = self.params.profile_prior
+        own = self.catalog.profile[best].mean(axis=0) if len(best) else self.catalog.profile_mean
+        target: np.ndarray = (1 - prior) * own + prior * self.catalog.profile_mean
+        return target.astype(np.float64)
 
-        Each step picks the best score (relevance minus novelty penalty), then raises every
-        candidate's penalty to its similarity with the closest chosen track. A chosen track,
-        every other version of its song, and an artist at its cap (`caps`, per candidate)
-        drop out of the pool at once (relevance -inf) rather than
-        being skipped pick by pick: a step is three numpy calls besides the pick.
+    def _pool(self, rows: np.ndarray, top: np.ndarray) -> _Pool:
+        vectors = self.index.vectors(rows)
+        return _Pool(
+            top=top,
+            pairwise=vectors @ vectors.T,
+            artists=self.catalog.artist_codes[rows],
+            songs=self.catalog.song_codes[rows],
+            profile=self.catalog.profile[rows].astype(np.float64),
+        )
+
+    def _mmr(
+        self, base: np.ndarray, pool: _Pool, caps: np.ndarray, target: np.ndarray, n: int
+    ) -> list[int]:
+        """Greedy MMR; `pool.pairwise` holds the candidates' cosine similarities.
+
+        Each step picks the best score: relevance, minus the novelty penalty (its similarity
+        to the closest chosen track), minus `profile_weight` times how far the list's mean
+        audio features would lie from `target` with it. Judging the list's mean rather than
+        each track lets a relevant track that sounds unlike the target in, balanced by
+        others. A chosen track, every other version of its song, and an artist at its cap
+        (`caps`, per candidate) drop out of the pool at once (relevance -inf) rather than
+        being skipped pick by pick.
         """
         relevance = base.astype(np.float64)  # -inf once out
-        weighted = self.params.diversity * pairwise.astype(np.float64)
+        weighted = self.params.diversity * pool.pairwise.astype(np.float64)
         penalty = np.zeros(len(base), dtype=np.float64)
-        score = relevance.copy()
-        owners = artists.tolist()
+        profile_weight = self.params.profile_weight
+        total = np.zeros(pool.profile.shape[1], dtype=np.float64)
+        owners = pool.artists.tolist()
         limits = caps.tolist()
         per_artist: dict[int, int] = {}
         chosen: list[int] = []
         while len(chosen) < n:
+            score = relevance - penalty
+            if profile_weight:
+                mean = (pool.profile + total) / (len(chosen) + 1)
+                score -= profile_weight * np.abs(mean - target).mean(axis=1)
             pick = int(score.argmax())
             if score[pick] == -np.inf:
                 break
             chosen.append(pick)
-            relevance[songs == songs[pick]] = -np.inf
+            total += pool.profile[pick]
+            relevance[pool.songs == pool.songs[pick]] = -np.inf
             artist = owners[pick]
             per_artist[artist] = per_artist.get(artist, 0) + 1
             if per_artist[artist] >= limits[pick]:
-                relevance[artists == artist] = -np.inf
+                relevance[pool.artists == artist] = -np.inf
             np.maximum(penalty, weighted[pick], out=penalty)
-            np.subtract(relevance, penalty, out=score)
         return chosen
+
+
+@dataclass(frozen=True)
+class _Pool:
+    """The candidates diversity chooses from, with what each pick is judged by."""
+
+    top: np.ndarray  # positions in the ranker's candidate order
+    pairwise: np.ndarray
+    artists: np.ndarray
+    songs: np.ndarray
+    profile: np.ndarray  # catalog.PROFILE_FEATURES, one row per candidate
