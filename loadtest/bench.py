@@ -3,6 +3,7 @@
     python -m loadtest.bench models [--sizes 100000,1000000] [--queries 300] [--root DIR]
     python -m loadtest.bench http [--artifacts DIR] [--server granian,uvicorn] [--seconds 5]
     python -m loadtest.bench encoder [--artifacts DIR[,DIR]] [--threads 1,2]
+    python -m loadtest.bench quality --artifacts DIR --playlists MPD... [--split test] [-n 30]
 
 `models` builds an artifact per catalog size in a child process (build time, peak RSS),
 then loads it in another child (load time, peak RSS) that times the encoder, the ANN search
