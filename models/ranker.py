@@ -417,7 +417,8 @@ class Ranker:
         weighted = self.params.diversity * pool.pairwise.astype(np.float64)
         penalty = np.zeros(len(base), dtype=np.float64)
         profile_weight = self.params.profile_weight
-        total = np.zeros(pool.profile.shape[1], dtype=np.float64)
+        width = pool.profile.shape[1]
+        total = np.zeros(width, dtype=np.float64)
         owners = pool.artists.tolist()
         limits = caps.tolist()
         per_artist: dict[int, int] = {}
@@ -425,8 +426,9 @@ class Ranker:
         while len(chosen) < n:
             score = relevance - penalty
             if profile_weight:
-                mean = (pool.profile + total) / (len(chosen) + 1)
-                score -= profile_weight * np.abs(mean - target).mean(axis=1)
+                # |(profile + total) / (k + 1) - target| summed, scaled once at the end.
+                gap = np.abs(pool.profile + (total - (len(chosen) + 1) * target)).sum(axis=1)
+                score -= (profile_weight / (width * (len(chosen) + 1))) * gap
             pick = int(score.argmax())
             if score[pick] == -np.inf:
                 break
