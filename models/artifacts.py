@@ -371,5 +371,8 @@ def load(
         raise ArtifactError(
             f"{path}: encoder dim {encoder.dim} != projection input dim {index.input_dim}"
         )
+    # What every miss reads, made now rather than on the first request: song codes take
+    # ~1.7 s at a million tracks, longer than a miss may take.
+    catalog.prepare()
     parser = parser_for(catalog)
     return Artifacts(path, manifest, catalog, index, encoder, fallbacks, parser)

@@ -430,6 +430,11 @@ class Catalog:
         self._ranges: LRUCache[tuple[str, float, float], RowSet] = LRUCache(maxsize=32)
         self._ranges_lock = threading.Lock()  # ranking may run on several threads
 
+    def prepare(self) -> None:
+        """Make the derived arrays every ranking reads (otherwise made on first use)."""
+        for name in ("song_codes", "profile", "profile_mean", "artist_index", "_artist_order"):
+            getattr(self, name)
+
     @functools.cached_property
     def _artist_order(self) -> tuple[np.ndarray, np.ndarray]:
         order = np.argsort(self.artist_codes, kind="stable")
