@@ -40,7 +40,7 @@ import xxhash
 from tqdm import tqdm
 
 from models import artifacts
-from models.catalog import Catalog
+from models.catalog import PROFILE_FEATURES, Catalog
 from models.corpus import CorpusPlaylist, in_split, load_playlists
 from models.errors import ArtifactError, IntentError
 from models.intent import Slots
@@ -51,7 +51,6 @@ import matplotlib.pyplot as plt
 
 DEPTH = 100
 """Tracks every method is asked for (the node's longest playlist)."""
-PROFILE = ("energy", "valence", "danceability", "acousticness")
 KINDS = ("artist", "genre", "mood", "activity", "era", "other")
 ENCODE_BATCH = 64
 
@@ -260,7 +259,7 @@ def evaluate(
     """Ask every method every title; return the averaged metrics and the run's counts."""
     catalog, parser = setup.loaded.catalog, setup.loaded.parser
     row_of = {track: row for row, track in enumerate(catalog.table.column("id").to_pylist())}
-    profile = np.stack([catalog.features[f] for f in PROFILE], axis=1).astype(np.float64)
+    profile = catalog.profile.astype(np.float64)
     keys: dict[int, str] = {}
     tallies = {name: _Tally() for name in methods}
     kinds: list[str] = []
@@ -279,14 +278,16 @@ def evaluate(
         truth_profile = profile[[row_of[t] for t in truth]].mean(axis=0)
         for name, method in methods.items():
             start = time.perf_counter()
-            try:
+            answered = False
+            try:  # name the title a crash came from, without catching the crash
                 ranking = method(playlist.name)
-            except Exception:
-                print(
-                    f"\n{name} crashed on title {playlist.name!r} (pid {playlist.pid})",
-                    file=sys.stderr,
-                )
-                raise
+                answered = True
+            finally:
+                if not answered:
+                    print(
+                        f"\n{name} crashed on title {playlist.name!r} (pid {playlist.pid})",
+                        file=sys.stderr,
+                    )
             tally = tallies[name]
             tally.ms.append((time.perf_counter() - start) * 1000)
             hits = hit_vector(ranking, truth, DEPTH)
@@ -514,7 +515,7 @@ def _write(results: dict[str, Any], out: Path) -> None:
         *(f"- {line}" for line in _ratios(results)),
         f"- Every method was asked once for {DEPTH} tracks; R-precision cuts R at {DEPTH} "
         f"when a playlist has more catalog tracks. Feature distance: L1 between the mean "
-        f"{', '.join(PROFILE)} of the first {n} tracks and of the playlist's.",
+        f"{', '.join(PROFILE_FEATURES)} of the first {n} tracks and of the playlist's.",
         "",
         f"## recall@{n} by title kind (playlists)",
         "",

@@ -8,14 +8,13 @@ even for a catalog with hundreds of thousands of artists.
 
 from __future__ import annotations
 
-import re
-import unicodedata
 from collections.abc import Iterable, Sequence
 
 import numpy as np
 from rapidfuzz import fuzz, process
 
-_NON_WORD = re.compile(r"[^\w]+")
+from models.songs import fold_text
+
 # Words around an artist's name in a prompt that are not part of it.
 _AROUND_TEXT = (
     "songs song music playlist mix radio like by best of essentials hits greatest station "
@@ -27,10 +26,8 @@ MAX_WORDS = 5  # longest artist name looked for, in words
 
 
 def fold_name(name: str) -> str:
-    """Casefolded, accents and punctuation folded, "&" read as "and", a leading "the" dropped."""
-    text = unicodedata.normalize("NFKD", name.casefold().replace("&", " and "))
-    text = "".join(ch for ch in text if not unicodedata.combining(ch))
-    text = " ".join(_NON_WORD.sub(" ", text).split())
+    """A name folded as song keys fold artists (`songs.fold_text`), a leading "the" dropped."""
+    text = fold_text(name)
     return text[4:] if text.startswith("the ") else text
 
 

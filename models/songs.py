@@ -22,7 +22,7 @@ _APOSTROPHES = re.compile(r"['’`´]")
 _PUNCTUATION = re.compile(r"[\W_]+")
 
 
-def _fold(text: str) -> str:
+def fold_text(text: str) -> str:
     """Casefold, drop accents and apostrophes, `&` → and, other punctuation to spaces."""
     text = unicodedata.normalize("NFKD", text.casefold())
     text = "".join(ch for ch in text if not unicodedata.combining(ch)).replace("&", " and ")
@@ -37,9 +37,9 @@ def song_title(title: str) -> str:
         if shorter == text or not shorter.strip():
             break
         text = shorter
-    return _fold(text) or _fold(title)
+    return fold_text(text) or fold_text(title)
 
 
 def song_key(title: str, artist: str) -> str:
     """Equal for two recordings of one song by one artist (folded artist + bare title)."""
-    return f"{_fold(artist)}\x1f{song_title(title)}"
+    return f"{fold_text(artist)}\x1f{song_title(title)}"
