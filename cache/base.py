@@ -47,6 +47,16 @@ class Entry(msgspec.Struct, frozen=True, gc=False):
         """Seconds a tier should still keep the entry."""
         return self.stale_until - now
 
+    def softened(self, now: float) -> Entry:
+        """This entry stale as of `now` (a soft purge): its revalidation window starts now,
+        and it is kept no longer than before."""
+        if not self.is_fresh(now):
+            return self
+        window = self.revalidate_until - self.fresh_until
+        return msgspec.structs.replace(
+            self, fresh_until=now, revalidate_until=min(self.stale_until, now + window)
+        )
+
 
 class _Record(msgspec.Struct, array_like=True, frozen=True):
     until: float
@@ -115,6 +125,23 @@ class Tier(ABC):
     @abstractmethod
     async def purge_tags(self, tags: Collection[str]) -> int:
         """Drop every entry carrying any of `tags`; how many were dropped."""
+
+    @abstractmethod
+    async def tagged(self, tags: Collection[str]) -> frozenset[str]:
+        """Keys of the entries carrying any of `tags` (some may have expired meanwhile)."""
+
+    async def soften(self, keys: Collection[str], tags: Collection[str], now: float) -> int:
+        """Mark the fresh entries under `keys` or carrying `tags` stale as of `now`, so they
+        are served while revalidating instead of dropped (a soft purge); how many."""
+        softened = 0
+        for key in frozenset(keys) | (await self.tagged(tags) if tags else frozenset()):
+            entry = await self.get(key)
+            if entry is None or not entry.is_fresh(now):
+                continue
+            stale = entry.softened(now)
+            await self.set(key, stale, stale.ttl(now))
+            softened += 1
+        return softened
 
     @abstractmethod
     async def state(self) -> TierState:

@@ -110,6 +110,19 @@ class DiskTier(Tier):
                 dropped += bool(self._cache.delete(key))
         return dropped
 
+    async def tagged(self, tags: Collection[str]) -> frozenset[str]:
+        """A scan of the store on the tier's thread, as `purge_tags` does."""
+        return await self._run("tagged", partial(self._tagged, frozenset(tags)), timeout=600.0)
+
+    def _tagged(self, tags: frozenset[str]) -> frozenset[str]:
+        found: list[str] = []
+        for key in list(self._cache.iterkeys()):
+            raw = self._cache.get(key)
+            record = unpack(raw) if isinstance(raw, bytes) else None
+            if record is not None and tags.intersection(record[1].tags):
+                found.append(str(key))
+        return frozenset(found)
+
     async def state(self) -> TierState:
         try:
             await self._run("check", partial(self._cache.get, "\0health"))

@@ -87,6 +87,11 @@ class MemoryTier(Tier):
             self._data.pop(key, None)
         return len(doomed)
 
+    async def tagged(self, tags: Collection[str]) -> frozenset[str]:
+        wanted = set(tags)
+        items = list(self._data.items())
+        return frozenset(key for key, (entry, _) in items if wanted.intersection(entry.tags))
+
     async def state(self) -> TierState:
         return TierState.OK
 

@@ -177,6 +177,12 @@ class RedisTier(Tier):
         members = set().union(*sets)
         return sorted(m.decode() if isinstance(m, bytes) else str(m) for m in members)
 
+    async def tagged(self, tags: Collection[str]) -> frozenset[str]:
+        found: list[str] = []
+        for tag in tags:
+            found += await self.keys_tagged(tag)
+        return frozenset(found)
+
     async def purge_tags(self, tags: Collection[str]) -> int:
         keys: set[str] = set()
         for tag in tags:

@@ -118,6 +118,21 @@ class TieredCache:
             dropped[tier.name] = count
         return dropped
 
+    async def soften(
+        self, keys: Collection[str] = (), tags: Collection[str] = ()
+    ) -> dict[str, int]:
+        """Mark `keys` and every entry tagged with one of `tags` stale in every tier (a soft
+        purge: served while revalidating, as a CDN's soft purge does); counts as `purge`."""
+        now = self._clock()
+        softened: dict[str, int] = {}
+        for tier in reversed(self.tiers):
+            try:
+                softened[tier.name] = await tier.soften(keys, tags, now)
+            except TierUnavailable as exc:
+                self._on_error(tier.name, exc)
+                softened[tier.name] = -1
+        return softened
+
     async def _write(self, tier: Tier, key: str, entry: Entry, now: float) -> None:
         try:
             await tier.set(key, entry, entry.ttl(now))

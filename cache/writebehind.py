@@ -178,6 +178,14 @@ class WriteBehind(Tier):
         self._cancel_queued(tags=tags)
         return await self.tier.purge_tags(tags)
 
+    async def tagged(self, tags: Collection[str]) -> frozenset[str]:
+        return await self.tier.tagged(tags)
+
+    async def soften(self, keys: Collection[str], tags: Collection[str], now: float) -> int:
+        # A queued write of a fresh copy would land after the soft purge and undo it.
+        self._cancel_queued(keys=keys, tags=tags)
+        return await self.tier.soften(keys, tags, now)
+
     def _cancel_queued(self, keys: Collection[str] = (), tags: Collection[str] = ()) -> None:
         """Writes queued before now for `keys`, or tagged with `tags`, will not land."""
         if self.pending:

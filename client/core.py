@@ -12,7 +12,7 @@ from typing import Any, TypedDict, TypeVar
 import httpx
 import msgspec
 
-from client.models import Event, EventsAccepted, Playlist, Problem
+from client.models import CacheInfo, Event, EventsAccepted, Playlist, Problem
 
 SCHEMA_VERSION = 1
 T = TypeVar("T")
@@ -155,7 +155,14 @@ class ETags:
             self._kept.move_to_end(call.key)
             return msgspec.structs.replace(self._kept[call.key], not_modified=True)
         playlist = _decoded(response, Playlist)
-        playlist = msgspec.structs.replace(playlist, etag=response.headers.get("etag", ""))
+        age = response.headers.get("age", "0")
+        cache = CacheInfo(
+            tier=response.headers.get("x-cache", "").removeprefix("HIT-"),
+            age=int(age) if age.isdigit() else 0,
+        )
+        playlist = msgspec.structs.replace(
+            playlist, etag=response.headers.get("etag", ""), cache=cache
+        )
         if call.cacheable and playlist.etag and not playlist.degraded:
             self._kept[call.key] = playlist
             self._kept.move_to_end(call.key)

@@ -18,6 +18,8 @@ class Track(msgspec.Struct, frozen=True):
 
 
 class CacheInfo(msgspec.Struct, frozen=True):
+    """Read from the answer's X-Cache and Age headers."""
+
     tier: str
     """Where the answer came from: L1, L2, GLOBAL, MISS, SEMANTIC, STALE, FALLBACK."""
     age: int
@@ -36,7 +38,7 @@ class Playlist(msgspec.Struct, frozen=True):
     """A fallback answer (the encoder was unavailable): fine to show, not to keep long."""
     prompt_key: str
     """Names the prompt across versions and lengths; events carry it."""
-    cache: CacheInfo
+    cache: CacheInfo = CacheInfo("", 0)
     etag: str = ""
     """The response's ETag, sent back as If-None-Match by the client."""
     not_modified: bool = False

@@ -1,15 +1,24 @@
 """Answer bytes and HTTP headers, shared by the routed path and the lean hit path.
 
-A cached answer is the JSON document without its `cache` member and closing brace; each
-response appends `{"tier": …, "age": …}}`, so hits never re-encode the playlist.
+A cached answer's body is the whole JSON document, the same bytes on every delivery: where
+an answer came from (`X-Cache`) and how old it is (`Age`) are headers, so a shared cache
+that stores the body stores nothing that stops being true. The strong `ETag` is a hash of
+those bytes: one ETag, one body.
 
-HTTP caching (RFC 9111, RFC 5861): shared answers say `public, max-age, stale-while-
-revalidate, stale-if-error` and carry `Age`, so a CDN computes the same remaining freshness
-as this node; no `s-maxage` or `must-revalidate`, which would forbid serving stale when the
-origin fails. The strong `ETag` is the playlist fingerprint: it names the ordered tracks and
-version, the content a client revalidates; the `cache` member is per-response diagnostics,
-and byte ranges are not offered, so no client can splice two bodies. Nothing varies by
-request header, so no `Vary` is sent; personalised answers are `private` and POST-only.
+HTTP caching (RFC 9111, RFC 5861): shared answers say `public, max-age, s-maxage,
+stale-while-revalidate, stale-if-error` and carry `Age`. `max-age` is the node's own
+freshness; `s-maxage`, what shared caches (CDNs) are told, is a share of it, so the node's
+entry outlives every shared copy and the node refreshes popular entries before shared
+copies run out: a CDN's refresh gets a fresh answer (or a 304), never one past its age. An
+answer the node could not refresh in time is given to shared caches a little longer
+(`s-maxage` past its `Age`, never past `max-age`) while the node replaces it, so a CDN
+never receives an answer already expired for it (Varnish would keep it as hit-for-miss).
+No `must-revalidate`, which would forbid serving stale when the origin fails.
+
+With API keys configured, shared answers say `Vary: X-API-Key`: a shared cache keeps one
+copy per key and never gives a keyed answer to a request without that key (the node
+refuses keyless requests, and refusals are `no-store`). Personalised answers are `private`
+and POST-only.
 """
 
 from __future__ import annotations
@@ -17,6 +26,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import msgspec
+import xxhash
 
 from cache.base import Entry
 from edge.schemas import PlaylistHead, TrackOut
@@ -24,7 +34,6 @@ from models.catalog import Catalog
 from models.intent import Intent
 from models.ranker import Playlist
 
-_TAIL = b',"cache":'
 JSON = "application/json"
 
 
@@ -38,7 +47,7 @@ def track_list(catalog: Catalog, playlist: Playlist) -> list[TrackOut]:
 
 
 def render(catalog: Catalog, playlist: Playlist, intent: Intent, n: int) -> bytes:
-    """The cacheable head of an answer: every member but `cache`."""
+    """The body of an answer, as cached and sent."""
     head = PlaylistHead(
         tracks=track_list(catalog, playlist),
         prompt=intent.text,
@@ -49,21 +58,21 @@ def render(catalog: Catalog, playlist: Playlist, intent: Intent, n: int) -> byte
         degraded=playlist.degraded,
         prompt_key=intent.prompt_key(),
     )
-    return msgspec.json.encode(head)[:-1] + _TAIL
+    return msgspec.json.encode(head)
 
 
 def parse_head(body: bytes) -> PlaylistHead:
-    """Decode a cached head (for personalisation, which rewrites the track list)."""
-    return msgspec.json.decode(body[: -len(_TAIL)] + b"}", type=PlaylistHead)
+    """Decode a cached body (for personalisation, which rewrites the track list)."""
+    return msgspec.json.decode(body, type=PlaylistHead)
 
 
 def encode_head(head: PlaylistHead) -> bytes:
-    return msgspec.json.encode(head)[:-1] + _TAIL
+    return msgspec.json.encode(head)
 
 
-def finish(head: bytes, tier: str, age: int) -> bytes:
-    """The full response body: the head plus this response's cache member."""
-    return b'%s{"tier":"%s","age":%d}}' % (head, tier.encode(), age)
+def etag_of(body: bytes) -> str:
+    """The strong entity tag of a body: a hash of its bytes."""
+    return xxhash.xxh3_128_hexdigest(body)
 
 
 def surrogate_keys(
@@ -89,19 +98,43 @@ class HeaderPolicy:
         stale_if_error: float,
         fallback_ttl: float,
         private_max_age: float,
+        shared_share: float = 1.0,
+        refresh_ahead: float = 0.0,
+        vary_key: bool = False,
     ) -> None:
         self._shared_tail = (
             f", stale-while-revalidate={int(revalidate)}, stale-if-error={int(stale_if_error)}"
         )
         self._fallback = f"public, max-age={int(fallback_ttl)}"
         self._private = f"private, max-age={int(private_max_age)}"
+        self.shared_share = shared_share
+        """Share of an entry's freshness that shared caches are told (s-maxage)."""
+        self.refresh_ahead = refresh_ahead
+        """Share of the shared lifetime after which the node refreshes a popular entry."""
+        self.vary_key = vary_key
 
-    def cache_control(self, entry: Entry, private: bool) -> str:
+    def shared_max_age(self, entry: Entry) -> int:
+        """The s-maxage shared caches are told for an entry that is still young."""
+        return max(1, int(entry.max_age * self.shared_share))
+
+    def refresh_due(self, entry: Entry) -> float:
+        """Clock time from which the node refreshes an entry ahead of its expiry."""
+        return entry.created + self.shared_max_age(entry) * self.refresh_ahead
+
+    def cache_control(self, entry: Entry, private: bool, age: int = 0) -> str:
         if private:
             return self._private
         if not entry.shared:
             return self._fallback
-        return f"public, max-age={int(entry.max_age)}{self._shared_tail}"
+        max_age = int(entry.max_age)
+        shared = self.shared_max_age(entry)
+        if age >= shared and age < max_age:
+            # Not refreshed in time: keep it in shared caches a little longer (at least a
+            # second, at most as long as the refresh-ahead margin) while the node replaces it.
+            margin = max(1, int(shared * (1.0 - self.refresh_ahead)))
+            shared = min(max_age, age + margin)
+        shared = min(shared, max_age)
+        return f"public, max-age={max_age}, s-maxage={shared}{self._shared_tail}"
 
     def headers(
         self,
@@ -114,14 +147,17 @@ class HeaderPolicy:
         private: bool = False,
     ) -> dict[str, str]:
         """Response headers of an answer (also those of its 304)."""
-        return {
-            "cache-control": self.cache_control(entry, private),
+        headers = {
+            "cache-control": self.cache_control(entry, private, age),
             "etag": f'"{etag or entry.etag}"',
             "age": str(age),
             "surrogate-key": " ".join(entry.tags),
             "x-cache": label,
             "server-timing": server_timing(timings),
         }
+        if self.vary_key and not private:
+            headers["vary"] = "X-API-Key"
+        return headers
 
 
 def server_timing(timings: dict[str, float]) -> str:

@@ -247,8 +247,9 @@ async def _require_admin_key(request: Request[Any, Any, Any]) -> None:
 
 @post("/admin/purge", include_in_schema=False, status_code=200, before_request=_require_admin)
 async def admin_purge(state: State, data: JSONBody[PurgeBody]) -> Response[bytes]:
-    """Drop entries by cache key, tag or track id here, in L2 and the global store, and on
-    every edge of the region (their L1, through the invalidation bus)."""
+    """Drop entries by cache key, tag or track id here, in L2 and the global store, on
+    every edge of the region (their L1, through the invalidation bus) and in the shared
+    caches of EDGE_CDN_PURGE_URLS; `soft` marks them stale instead."""
     node: EdgeNode = state.node
     # A key also names its semantic aliases, which carry it as a k: tag.
     tags = tuple(
@@ -261,7 +262,9 @@ async def admin_purge(state: State, data: JSONBody[PurgeBody]) -> Response[bytes
     for item in (*data.keys, *tags):
         if any(char.isspace() for char in check_text(item, "purge item")):
             raise BadRequest(f"purge item {item[:40]!r} contains whitespace")
-    result = await node.require().purge(tuple(data.keys), tags)
+    result = await node.require().purge(tuple(data.keys), tags, soft=data.soft)
+    if node.cdn is not None:
+        result["cdn"] = await node.cdn.purge(tags, soft=data.soft)
     return Response(
         msgspec.json.encode(result), media_type=JSON, headers={"cache-control": "no-store"}
     )

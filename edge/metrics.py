@@ -83,6 +83,12 @@ class Metrics:
         )
         self.ready = Gauge("edge_ready", "1 when artifacts are loaded and warm", registry=r)
         self.purges = Counter("edge_purges", "Purges run from this node", registry=r)
+        self.cdn_purges = Counter(
+            "edge_cdn_purges",
+            "PURGE requests sent to shared caches, by target and outcome (ok, retried, failed)",
+            ["target", "outcome"],
+            registry=r,
+        )
         self.breaker = Gauge(
             "edge_breaker_state",
             "Circuit breaker of each remote tier: 0 closed, 1 half-open, 2 open",

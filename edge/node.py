@@ -32,6 +32,7 @@ from cache.tiered import TieredCache
 from cache.writebehind import WriteBehind
 from edge import shadow, telemetry
 from edge.auth import Authenticator, load_keys
+from edge.cdn import CdnPurger
 from edge.compute import ComputePool, run_lowered
 from edge.errors import NotReady, Overloaded
 from edge.events import EventsPipeline, user_hash_key
@@ -75,6 +76,13 @@ class EdgeNode:
         keys = settings.api_keys_file
         self.auth = Authenticator(load_keys(Path(keys)) if keys else None)
         self.limiter = RateLimiter(settings) if settings.rate_limit else None
+        targets = CdnPurger.parse(settings.cdn_purge_urls)
+        self.cdn = (
+            CdnPurger(targets, self.metrics.cdn_purges, retries=settings.cdn_purge_retries)
+            if targets
+            else None
+        )
+        """The shared caches in front of the node that purges are sent to."""
         self.service: PlaylistService | None = None
         self.versions = Versions()
         self._shadows: set[asyncio.Task[None]] = set()
@@ -88,6 +96,7 @@ class EdgeNode:
         self.bench_bodies: dict[bytes, bytes] = {}
         self.topk: RegionalTopK | None = None
         self._sharing: asyncio.Task[None] | None = None
+        self._refreshing: asyncio.Task[None] | None = None
         self.events: EventsPipeline | None = None
         self.lean_path = True
 
@@ -175,6 +184,8 @@ class EdgeNode:
             self.events.start()
         if self.topk is not None:
             self._sharing = asyncio.create_task(self._share_popularity(service, self.topk))
+        if self.settings.refresh_ahead_top > 0:
+            self._refreshing = asyncio.create_task(self._refresh_ahead())
         log.info(
             "ready",
             extra={
@@ -293,6 +304,16 @@ class EdgeNode:
                     await topk.merge(counted)
             except REDIS_FAILURES as exc:
                 log.warning("popular prompts not shared", extra={"error": repr(exc)})
+
+    async def _refresh_ahead(self) -> None:
+        """Several times per refresh margin, refresh the served version's due entries."""
+        s = self.settings
+        margin = s.ttl * s.shared_max_age * (1.0 - s.refresh_ahead)
+        interval = min(1.0, max(0.05, margin / 4))
+        while True:
+            await asyncio.sleep(interval)
+            if self.service is not None:
+                self.service.refresh_ahead()
 
     def _remote_tiers(self) -> list[Tier]:
         """L2 (Redis, if configured), then the global store behind a write-behind queue."""
@@ -500,13 +521,15 @@ class EdgeNode:
         return service is not None, doc
 
     async def close(self) -> None:
-        for task in (self._task, self._sharing, *self._shadows):
+        for task in (self._task, self._sharing, self._refreshing, *self._shadows):
             if task is not None:
                 await cancel_and_wait(task)
         if self.topk is not None:
             await self.topk.client.aclose()
         if self.limiter is not None:
             await self.limiter.close()
+        if self.cdn is not None:
+            await self.cdn.close()
         if self.events is not None:
             await self.events.close()
         if self.versions.candidate is not None:

@@ -64,6 +64,8 @@ class PurgeBody(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     keys: PurgeList = msgspec.field(default_factory=list)
     tags: PurgeList = msgspec.field(default_factory=list)
     tracks: PurgeList = msgspec.field(default_factory=list)
+    soft: bool = False
+    """Mark the entries stale (served while revalidating) instead of dropping them."""
 
 
 class FaultBody(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
@@ -103,15 +105,9 @@ class TrackOut(msgspec.Struct, frozen=True):
     score: float
 
 
-class CacheInfo(msgspec.Struct, frozen=True):
-    tier: str
-    """Where the answer came from: L1, MISS (computed), STALE, FALLBACK."""
-    age: int
-    """Seconds since the answer was computed."""
-
-
 class PlaylistHead(msgspec.Struct, frozen=True):
-    """Everything of an answer except `cache`, which is appended per response."""
+    """An answer's body: the same bytes on every delivery (where it came from and its age
+    are the X-Cache and Age headers)."""
 
     tracks: list[TrackOut]
     prompt: str
@@ -125,9 +121,7 @@ class PlaylistHead(msgspec.Struct, frozen=True):
 
 
 class PlaylistOut(PlaylistHead, frozen=True, kw_only=True):
-    """The response document (for the OpenAPI schema; bodies are spliced from bytes)."""
-
-    cache: CacheInfo
+    """The response document (for the OpenAPI schema; bodies are sent as cached bytes)."""
 
 
 class Problem(msgspec.Struct, frozen=True, omit_defaults=True):

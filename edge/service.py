@@ -40,6 +40,7 @@ from edge.errors import BadRequest, Overloaded
 from edge.metrics import Metrics
 from edge.personalize import UserExclusions
 from edge.query import parse_query
+from edge.refresh import RefreshAhead
 from edge.schemas import PlaylistRequest
 from edge.settings import EdgeSettings
 from models.artifacts import Artifacts
@@ -132,7 +133,16 @@ class PlaylistService:
             stale_if_error=settings.stale_if_error,
             fallback_ttl=settings.fallback_ttl,
             private_max_age=settings.private_max_age,
+            shared_share=settings.shared_max_age,
+            refresh_ahead=settings.refresh_ahead,
+            vary_key=bool(settings.api_keys_file),
         )
+        self.refresh = RefreshAhead(
+            top=settings.refresh_ahead_top,
+            window=max(1.0, settings.ttl * settings.shared_max_age),
+            clock=clock,
+        )
+        """Keys answered lately, whose entries are refreshed before shared copies run out."""
         self._flights: SingleFlight[tuple[Entry, str]] = SingleFlight()
         self._background: set[asyncio.Task[tuple[Entry, str]]] = set()
         # Raw query string → cache key, so repeated URLs skip parsing on the hit path.
@@ -180,6 +190,7 @@ class PlaylistService:
             return None
         self.metrics.cache_outcome("l1", "hit")
         self.popularity.hit(key)
+        self.refresh.hit(key)
         lookup_ms = (time.perf_counter() - start) * 1000
         return self._respond(entry, "HIT-L1", now, if_none_match, {"l1": lookup_ms}, start)
 
@@ -215,8 +226,9 @@ class PlaylistService:
             stale = lookup.entry if lookup is not None else None
             entry, label = await self._miss(key, intent, request.n, stale, timings)
         if entry.shared:
-            spec = PromptSpec(intent.text, intent.slots, request.n)
-            self.popularity.hit(key, msgspec.json.encode(spec))
+            spec = msgspec.json.encode(PromptSpec(intent.text, intent.slots, request.n))
+            self.popularity.hit(key, spec)
+            self.refresh.hit(key, spec)
         if self.tracer is not telemetry.NO_TRACER:
             trace.get_current_span().set_attributes(
                 {"edge.tier": label, "edge.version": self.version, "edge.variant": self.variant}
@@ -310,7 +322,7 @@ class PlaylistService:
         entry = self._policy.entry(
             body,
             now=self._clock(),
-            etag=playlist.fingerprint,
+            etag=answers.etag_of(body),
             tags=answers.surrogate_keys(intent, key, self.version, playlist.ids),
         )
         await self.cache.set(key, entry)
@@ -391,7 +403,7 @@ class PlaylistService:
         entry = self._policy.entry(
             body,
             now=self._clock(),
-            etag=playlist.fingerprint,
+            etag=answers.etag_of(body),
             fresh=self.settings.fallback_ttl,
             tags=answers.surrogate_keys(intent, key, self.version, playlist.ids),
             shared=False,
@@ -399,7 +411,7 @@ class PlaylistService:
         await self.cache.set(key, entry)
         return entry
 
-    def _revalidate(self, key: str, intent: Intent, n: int) -> None:
+    def _revalidate(self, key: str, intent: Intent, n: int, outcome: str = "revalidated") -> None:
         if key in self._flights:
             return
         if self.compute.overloaded:
@@ -410,7 +422,30 @@ class PlaylistService:
         )
         self._background.add(task)
         task.add_done_callback(self._background.discard)
-        self.metrics.cache_outcome("compute", "revalidated")
+        self.metrics.cache_outcome("compute", outcome)
+
+    def refresh_ahead(self) -> int:
+        """Start refreshing the entries of keys answered lately that are due (older than
+        their refresh point, still fresh): shared caches then get a young answer when their
+        copies run out. How many refreshes were started."""
+        now, started = self._clock(), 0
+        for key, spec in self.refresh.candidates(now):
+            entry = self.l1.peek(key)
+            if entry is None or not entry.shared or not entry.is_fresh(now):
+                continue
+            if now < self.headers.refresh_due(entry) or key in self._flights:
+                continue
+            try:
+                wanted = msgspec.json.decode(spec, type=PromptSpec)
+                request = PlaylistRequest(prompt=wanted.prompt, slots=wanted.slots, n=wanted.n)
+                intent, same = self.intent(request)
+            except (msgspec.DecodeError, msgspec.ValidationError, IntentError, BadRequest):
+                continue
+            if same != key:  # another version's key
+                continue
+            self._revalidate(key, intent, wanted.n, "refreshed")
+            started += 1
+        return started
 
     # -- responses -----------------------------------------------------------------------
 
@@ -430,7 +465,7 @@ class PlaylistService:
         self.metrics.answered(self.variant, self.version)
         if answers.etag_matches(if_none_match, entry.etag):
             return Answer(304, b"", headers)
-        return Answer(200, answers.finish(entry.body, label.removeprefix("HIT-"), age), headers)
+        return Answer(200, entry.body, headers)
 
     async def _mostly_rejected(self, prompt_key: str) -> bool:
         """Do the region's labels say listeners mostly skip this prompt's playlists?"""
@@ -480,10 +515,11 @@ class PlaylistService:
         ids = [t.id for t in kept]
         print_ = fingerprint(self.version, ids)
         personal = msgspec.structs.replace(head, tracks=kept, fingerprint=print_)
+        body = answers.encode_head(personal)
         age = int(entry.age(now))
         timings["total"] = (time.perf_counter() - start) * 1000
         headers = self.headers.headers(
-            entry, label=label, age=age, timings=timings, etag=print_, private=True
+            entry, label=label, age=age, timings=timings, etag=answers.etag_of(body), private=True
         )
         headers["x-variant"] = self.variant
         self.metrics.answered(self.variant, self.version)
@@ -491,7 +527,6 @@ class PlaylistService:
             "personalised",
             extra={"user": self.user_hash(request.user), "dropped": len(head.tracks) - len(kept)},
         )
-        body = answers.finish(answers.encode_head(personal), label.removeprefix("HIT-"), age)
         return Answer(200, body, headers)
 
     async def warm_up(self, prompts: list[str]) -> None:
@@ -540,13 +575,23 @@ class PlaylistService:
 
     # -- invalidation ----------------------------------------------------------------------
 
-    async def purge(self, keys: tuple[str, ...], tags: tuple[str, ...]) -> dict[str, object]:
-        """Drop keys and tagged entries from every tier here, then tell the region's edges."""
-        dropped = await self.cache.purge(keys, tags)
+    async def purge(
+        self, keys: tuple[str, ...], tags: tuple[str, ...], *, soft: bool = False
+    ) -> dict[str, object]:
+        """Drop keys and tagged entries from every tier here (or, `soft`, mark them stale
+        so they are served while revalidating), then tell the region's edges, which drop
+        their L1 copies and so read the softened entries from L2."""
+        if soft:
+            dropped = await self.cache.soften(keys, tags)
+        else:
+            dropped = await self.cache.purge(keys, tags)
         published = await self.bus.publish(keys, tags) if self.bus is not None else False
         self.metrics.purges.inc()
-        log.info("purged", extra={"keys": len(keys), "tags": list(tags), "dropped": dropped})
-        return {"dropped": dropped, "published": published}
+        log.info(
+            "purged",
+            extra={"keys": len(keys), "tags": list(tags), "dropped": dropped, "soft": soft},
+        )
+        return {"softened" if soft else "dropped": dropped, "published": published}
 
     async def apply(self, invalidation: Invalidation) -> None:
         """Another edge purged or replaced entries: drop our L1 copies."""

@@ -63,6 +63,24 @@ class EdgeSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_o
     """Seconds a shared answer stays fresh (Cache-Control max-age), before jitter."""
     ttl_jitter: float = 0.1
     """Fraction by which each answer's freshness is randomly shortened or lengthened."""
+    shared_max_age: float = 0.5
+    """Share of an answer's freshness that shared caches (CDNs) are told as s-maxage; the
+    node keeps the answer fresh for all of it and refreshes popular answers before shared
+    copies run out."""
+    refresh_ahead: float = 0.5
+    """Share of the shared lifetime (s-maxage) after which an answer asked for lately is
+    recomputed in the background, still fresh (0: at once; 1: only on demand)."""
+    refresh_ahead_top: int = 1000
+    """Most keys per shared lifetime refreshed ahead of expiry (0: none)."""
+    cdn_purge_urls: str = ""
+    """Shared caches in front of the node (comma-separated base URLs, e.g.
+    http://varnish:6081): /admin/purge also sends them a PURGE by xkey (Varnish with
+    varnish-modules), retried with backoff."""
+    cdn_purge_retries: int = 4
+    """Attempts after the first to deliver a purge to a shared cache that failed."""
+    canonical_redirect: bool = False
+    """Answer a GET whose query string is not in canonical form with a 308 to the canonical
+    URL, so shared caches hold one copy per request."""
     stale_while_revalidate: float = 600.0
     """Seconds after expiry a stale answer is served while it is recomputed."""
     stale_if_error: float = 86400.0
@@ -289,6 +307,15 @@ class EdgeSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_o
                 problems.append(problem)
         if self.user_hash_key and len(self.user_hash_key) < 16:
             problems.append("user_hash_key must have at least 16 characters")
+        if not 0 < self.shared_max_age <= 1:
+            problems.append("shared_max_age must be in (0, 1]")
+        if not 0 <= self.refresh_ahead <= 1:
+            problems.append("refresh_ahead must be in [0, 1]")
+        if self.refresh_ahead_top < 0 or self.cdn_purge_retries < 0:
+            problems.append("refresh_ahead_top and cdn_purge_retries must not be negative")
+        for url in filter(None, (u.strip() for u in self.cdn_purge_urls.split(","))):
+            if not url.startswith(("http://", "https://")):
+                problems.append(f"cdn_purge_urls: {url!r} is not an http(s) URL")
         if not 0 <= self.ttl_jitter < 1:
             problems.append("ttl_jitter must be in [0, 1)")
         if not 1 <= self.default_length <= self.max_length:

@@ -167,3 +167,29 @@ async def test_purge_by_tags_drops_exactly_the_tagged(tier: Tier, clock: FakeClo
     assert [await tier.get(k) is None for k in "abcd"] == [True, True, True, False]
     assert await tier.purge_tags(["genre:jazz"]) == 0
     assert await tier.purge_tags([]) == 0
+
+
+async def test_soften_marks_tagged_entries_stale_and_keeps_them(
+    tier: Tier, clock: FakeClock
+) -> None:
+    """A soft purge keeps the bytes but ends their freshness now; the revalidation window
+    starts from now, and untagged entries are untouched."""
+    now = clock()
+
+    def tagged(*tags: str) -> Entry:
+        return Entry(b"x", now, now + 60, now + 70, now + 80, tags=tags)
+
+    await tier.set("a", tagged("t:1"), 100)
+    await tier.set("b", tagged("t:2"), 100)
+    await tier.set("c", tagged("t:3"), 100)
+    clock.advance(5)
+    assert await tier.soften(["c"], ["t:1"], clock()) == 2
+    softened, kept, by_key = await tier.get("a"), await tier.get("b"), await tier.get("c")
+    assert softened is not None
+    assert softened.body == b"x"
+    assert not softened.is_fresh(clock())
+    assert softened.revalidate_until == clock() + 10
+    assert kept == tagged("t:2")
+    assert by_key is not None
+    assert not by_key.is_fresh(clock())
+    assert await tier.soften([], ["t:1"], clock()) == 0

@@ -41,6 +41,9 @@ class DeadTier(Tier):
     async def purge_tags(self, tags: Collection[str]) -> int:
         raise TierUnavailable("connection refused")
 
+    async def tagged(self, tags: Collection[str]) -> frozenset[str]:
+        raise TierUnavailable("connection refused")
+
     async def state(self) -> TierState:
         return TierState.DOWN
 

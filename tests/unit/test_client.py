@@ -29,7 +29,6 @@ PLAYLIST = {
     "fingerprint": "fp1",
     "degraded": False,
     "prompt_key": "pk1",
-    "cache": {"tier": "MISS", "age": 0},
 }
 PROBLEM_503 = {"type": "/problems/overloaded", "title": "Overloaded", "status": 503, "detail": ""}
 
@@ -67,7 +66,7 @@ def test_overload_is_retried_with_the_servers_retry_after() -> None:
         [
             httpx.Response(503, json=PROBLEM_503, headers={"retry-after": "2"}),
             httpx.Response(429, json=PROBLEM_503, headers={"retry-after": "1"}),
-            httpx.Response(200, json=PLAYLIST, headers={"etag": '"fp1"'}),
+            httpx.Response(200, json=PLAYLIST, headers={"etag": '"fp1"', "x-cache": "MISS"}),
         ]
     )
     client, slept = _client(lambda request: next(replies))
