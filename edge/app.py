@@ -94,7 +94,10 @@ class EdgeApp(Litestar):
                 auth.open or auth.allows(_header(scope, b"x-api-key"), "read")
             ):
                 raw = scope["query_string"]
-                hit = service.fresh_hit(raw, _if_none_match(scope))
+                try:
+                    hit = service.redirect(raw) or service.fresh_hit(raw, _if_none_match(scope))
+                except (EdgeError, IntentError):
+                    hit = None  # a bad query: the routed way answers with its problem
                 if hit is not None:
                     await self._lean_get(service, hit, scope, send, route, start)
                     return

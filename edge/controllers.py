@@ -163,6 +163,9 @@ class PlaylistController(Controller):
         node: EdgeNode = state.node
         service = node.require()
         raw, if_none_match = request.scope["query_string"], request.headers.get("if-none-match")
+        moved = service.redirect(raw)
+        if moved is not None:
+            return _response(moved)
         if node.versions.percent <= 0:
             return _response(await service.answer_get(raw, if_none_match))
         # A split: the prompt decides the version (a GET names no listener).

@@ -13,8 +13,9 @@ true/false/1/0 and `n` a plain decimal number.
 
 from __future__ import annotations
 
+import unicodedata
 from collections.abc import Collection
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, quote
 
 from edge.errors import BadRequest
 from edge.schemas import PlaylistRequest
@@ -148,3 +149,27 @@ def parse_query(
         slots=None if slots.is_empty() else slots,
         n=parse_length(length[0], max_length) if length else default_length,
     )
+
+
+def canonical_query(raw: bytes, *, default_length: int) -> bytes:
+    """The canonical form of a valid GET query string: parameters in name order (as
+    Varnish's `std.querysort` puts them), lists casefolded, deduplicated, sorted and
+    comma-joined, `q` NFKC-normalised, casefolded and its whitespace collapsed, `n` left out
+    when it is the default, everything percent-encoded (`%20` for a space). Every query
+    string of one request has the same canonical form, and it names the same cache key."""
+    pairs = parse_qsl(raw.decode("utf-8"), keep_blank_values=True, max_num_fields=64)
+    parts: list[str] = []
+    for name in sorted(PARAMS):
+        values = _values(pairs, name)
+        if name == "q":
+            text = " ".join(unicodedata.normalize("NFKC", " ".join(values)).casefold().split())
+            values = [text] if text else []
+        elif name == "n":
+            values = [v for v in values if v != str(default_length)]
+        elif name == "explicit":
+            values = ["true" if parse_flag(v, name) else "false" for v in values]
+        else:
+            values = sorted({v.casefold() for v in values})
+        if values:
+            parts.append(f"{name}={','.join(quote(v, safe='') for v in values)}")
+    return "&".join(parts).encode()

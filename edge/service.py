@@ -39,7 +39,7 @@ from edge.compute import ComputePool
 from edge.errors import BadRequest, Overloaded
 from edge.metrics import Metrics
 from edge.personalize import UserExclusions
-from edge.query import parse_query
+from edge.query import canonical_query, parse_query
 from edge.refresh import RefreshAhead
 from edge.schemas import PlaylistRequest
 from edge.settings import EdgeSettings
@@ -147,6 +147,8 @@ class PlaylistService:
         self._background: set[asyncio.Task[tuple[Entry, str]]] = set()
         # Raw query string → cache key, so repeated URLs skip parsing on the hit path.
         self._keys: LRUCache[bytes, str] = LRUCache(maxsize=settings.key_memo)
+        # Raw query string → its canonical form, for the canonical redirect.
+        self._canonical: LRUCache[bytes, bytes] = LRUCache(maxsize=settings.key_memo)
         self._genres = artifacts.parser.genres
 
     def _span(self, name: str) -> AbstractContextManager[object]:
@@ -169,6 +171,29 @@ class PlaylistService:
             raise BadRequest(f"n must be from 1 to {self.settings.max_length}, got {request.n}")
         intent = self.artifacts.parser.parse(request.prompt, request.slots)
         return intent, intent.key(self.version, request.n)
+
+    def redirect(self, raw_query: bytes) -> Answer | None:
+        """With canonical redirects on, a 308 to the canonical URL of a query string that is
+        not canonical (BadRequest if it is not valid); else None."""
+        if not self.settings.canonical_redirect:
+            return None
+        canonical = self._canonical.get(raw_query)
+        if canonical is None:
+            self.parse_get(raw_query)  # only a valid query has a canonical form
+            canonical = canonical_query(raw_query, default_length=self.settings.default_length)
+            self._canonical[raw_query] = canonical
+        if canonical == raw_query:
+            return None
+        location = "/v1/playlists" + ("?" + canonical.decode() if canonical else "")
+        headers = {
+            "location": location,
+            # The mapping never changes: shared caches may keep the redirect long.
+            "cache-control": f"public, max-age={int(self.settings.ttl)}",
+        }
+        if self.headers.vary_key:
+            headers["vary"] = "X-API-Key"
+        self.metrics.rejections.labels("canonical-redirect").inc()
+        return Answer(308, b"", headers)
 
     # -- the lean hit path ---------------------------------------------------------------
 
