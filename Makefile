@@ -8,7 +8,7 @@ CATALOG ?= synthetic:20000
 PROMPT ?= rainy sunday morning jazz, no vocals
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: setup run query test lint artifacts redis-server bench-deps settings-table
+.PHONY: setup run query test lint artifacts redis-server cdn-servers bench-deps settings-table
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -22,7 +22,16 @@ redis-server:
 	  echo "installing redis-server from Debian's packages"; \
 	  $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq redis-server >/dev/null; }
 
-setup: $(VENV)/.installed redis-server
+# Varnish (with varnish-modules' xkey) and nginx, for the tests behind real shared caches.
+cdn-servers:
+	@{ command -v varnishd || test -x /usr/sbin/varnishd; } >/dev/null 2>&1 \
+	  && test -n "$$(find /usr/lib -name libvmod_xkey.so 2>/dev/null | head -1)" \
+	  && { command -v nginx || test -x /usr/sbin/nginx; } >/dev/null 2>&1 || { \
+	  echo "installing varnish, varnish-modules and nginx from Debian's packages"; \
+	  $(SUDO) apt-get update -qq && \
+	  $(SUDO) apt-get install -y -qq varnish varnish-modules nginx >/dev/null; }
+
+setup: $(VENV)/.installed redis-server cdn-servers
 
 $(ARTIFACTS)/manifest.json: | $(VENV)/.installed
 	$(PY) -m models build --catalog $(CATALOG) --out $(ARTIFACTS)
