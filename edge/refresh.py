@@ -37,6 +37,7 @@ class RefreshAhead:
         """Count one answer for `key`; `spec` describes its request when the caller has it."""
         if self.top <= 0:
             return
+        self._roll(self._clock())
         if spec is not None:
             self._specs[key] = spec
         else:
@@ -47,12 +48,16 @@ class RefreshAhead:
         """The most answered keys of this window and the last, each once."""
         if self.top <= 0:
             return []
-        if now >= self._ends:
-            self._previous = [(c.key, c.spec) for c in self._current.drain(self.top)]
-            # A long pause leaves no previous window worth keeping.
-            if now >= self._ends + self.window:
-                self._previous = []
-            self._ends = now + self.window
+        self._roll(now)
         found = dict(self._previous)
         found.update((c.key, c.spec) for c in self._current.top(self.top))
         return list(found.items())
+
+    def _roll(self, now: float) -> None:
+        """Start a new window once the current one is over."""
+        if now < self._ends:
+            return
+        self._previous = [(c.key, c.spec) for c in self._current.drain(self.top)]
+        if now >= self._ends + self.window:  # a long pause: the last window saw nothing
+            self._previous = []
+        self._ends = now + self.window
