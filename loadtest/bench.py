@@ -2,6 +2,7 @@
 
     python -m loadtest.bench models [--sizes 100000,1000000] [--queries 300] [--root DIR]
     python -m loadtest.bench http [--artifacts DIR] [--server granian,uvicorn] [--seconds 5]
+    python -m loadtest.bench http --cdn varnish [--shield-seconds 20] [--cdn-ttl 6]
     python -m loadtest.bench encoder [--artifacts DIR[,DIR]] [--threads 1,2]
     python -m loadtest.bench quality --artifacts DIR --playlists MPD... [--split test] [-n 30]
 
@@ -162,6 +163,11 @@ def main(argv: list[str] | None = None) -> int:
     web.add_argument(
         "--miss-workers", default="", help="also run uncached on nodes of these worker counts"
     )
+    web.add_argument(
+        "--cdn", choices=["varnish"], help="the node behind this cache: hits, shield ratio"
+    )
+    web.add_argument("--shield-seconds", type=float, default=20.0, help="--cdn: Zipf run")
+    web.add_argument("--cdn-ttl", type=float, default=6.0, help="--cdn: the node's EDGE_TTL")
     enc = commands.add_parser("encoder", help="encoder throughput and CPU by batch and threads")
     enc.add_argument("--artifacts", default="artifacts/default", help="folders (comma)")
     enc.add_argument("--prompts", type=int, default=512)
@@ -256,6 +262,21 @@ def main(argv: list[str] | None = None) -> int:
         pairs = semantic.read_pairs()
         thresholds = [float(t) for t in args.thresholds.split(",")]
         semantic.report(semantic.evaluate(load(Path(args.artifacts)), pairs, thresholds))
+        return 0
+    if args.command == "http" and args.cdn:
+        from loadtest import bench_cdn
+
+        for server in args.server.split(","):
+            cdn = bench_cdn.bench_cdn(
+                Path(args.artifacts),
+                server=server,
+                seconds=args.seconds,
+                rounds=args.rounds,
+                connections=args.connections,
+                shield_seconds=args.shield_seconds,
+                ttl=args.cdn_ttl,
+            )
+            bench_cdn.report(server, cdn)
         return 0
     if args.command == "http":
         from loadtest import bench_http

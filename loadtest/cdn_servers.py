@@ -7,6 +7,7 @@ with its files in a working directory), with the configurations in `deploy/`.
 
 from __future__ import annotations
 
+import json
 import os
 import pwd
 import shutil
@@ -121,6 +122,19 @@ class VarnishServer:
             stdout=out,
             stderr=subprocess.STDOUT,
         )  # fmt: skip
+
+    def stats(self) -> dict[str, int]:
+        """Varnish's counters (varnishstat -j), by name (`MAIN.cache_hitmiss`, ...)."""
+        binary = _which("varnishstat") or "varnishstat"
+        done = subprocess.run(
+            [binary, "-1", "-j", "-n", str(self.workdir / "state")],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        )
+        counters = json.loads(done.stdout)["counters"]
+        return {name: int(c.get("value", 0)) for name, c in counters.items()}
 
     def stop(self) -> None:
         """Stop this varnishd (by its PID; its worker child ends with it) and wait."""

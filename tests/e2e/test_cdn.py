@@ -5,10 +5,7 @@ a served node with lifetimes of a few seconds."""
 from __future__ import annotations
 
 import hashlib
-import json
 import os
-import shutil
-import subprocess
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -45,14 +42,7 @@ class Stack:
         return httpx.get(f"http://127.0.0.1:{self.node}{path}", headers=headers, timeout=10)
 
     def stats(self) -> dict[str, int]:
-        """Varnish's counters (varnishstat -j)."""
-        done = subprocess.run(
-            [shutil.which("varnishstat") or "/usr/bin/varnishstat", "-1", "-j",
-             "-n", str(self.workdir / "varnish" / "state")],
-            capture_output=True, text=True, timeout=10, check=True,
-        )  # fmt: skip
-        counters = json.loads(done.stdout)["counters"]
-        return {name: int(c.get("value", 0)) for name, c in counters.items()}
+        return self.varnish.stats()
 
     def node_metric(self, needle: str) -> float:
         text = self.node_get("/metrics").text
