@@ -7,9 +7,10 @@ alike:
   * the canonical-URL check's cost on the node's hit path: the same hits at a second node
     with canonical redirects off, and the node's 308 for a non-canonical spelling (what a
     client that follows it pays once more);
-then a Zipf workload of canonical URLs through Varnish with short lifetimes (s-maxage of a
-few seconds, so the run spans several), counting the requests that reach the node per
-1,000 client requests (the shield ratio) and Varnish's hit-for-miss objects.
+then, once every prompt of it has been asked, a Zipf workload of canonical URLs through
+Varnish with short lifetimes (s-maxage of a few seconds, so the run spans several),
+counting the requests that reach the node per 1,000 client requests (the shield ratio) and
+Varnish's hit-for-miss objects.
 """
 
 from __future__ import annotations
@@ -56,14 +57,15 @@ def _node_requests(port: int) -> float:
     return sum(float(v) for v in re.findall(pattern, text, re.M))
 
 
-def _zipf_script(folder: Path, requests: int, prompts: int) -> Path:
+def _zipf_paths(requests: int, prompts: int) -> list[str]:
     raw = [f"q={quote(p)}".encode() for p in zipf_workload(requests, prompts, seed=11)]
-    paths = ",\n".join(
-        '"/v1/playlists?' + canonical_query(r, default_length=30).decode() + '"' for r in raw
-    )
+    return ["/v1/playlists?" + canonical_query(r, default_length=30).decode() for r in raw]
+
+
+def _zipf_script(folder: Path, paths: list[str]) -> Path:
     script = folder / "zipf.lua"
     script.write_text(
-        "paths = {\n" + paths + "\n}\ncounter = 0\n"
+        "paths = {\n" + ",\n".join(f'"{p}"' for p in paths) + "\n}\ncounter = 0\n"
         "request = function()\n  counter = counter + 1\n"
         "  return wrk.format('GET', paths[(counter - 1) % #paths + 1])\nend\n"
     )
@@ -120,7 +122,10 @@ def bench_cdn(
                     results[f"{name}_p99_ms"] = median(r["p99"] for r in rs)
                     results[f"{name}_non2xx"] = sum(r["non2xx"] for r in rs)
                 print(f"  Zipf workload through Varnish, {shield_seconds:g} s ...", flush=True)
-                script = _zipf_script(Path(tmp), 20_000, 300)
+                paths = _zipf_paths(20_000, 300)
+                for path in dict.fromkeys(paths):  # steady state: every prompt computed once
+                    _fetch(varnish.url + path)
+                script = _zipf_script(Path(tmp), paths)
                 before, stats = _node_requests(port), varnish.stats()
                 zipf = wrk(
                     varnish.url, seconds=shield_seconds, connections=connections, script=script
