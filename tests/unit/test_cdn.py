@@ -4,9 +4,11 @@ strings, the keys refreshed ahead of expiry, and purges delivered with retries."
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
 import httpx
 import pytest
+import yaml
 from prometheus_client import CollectorRegistry, Counter
 
 from cache.base import Entry
@@ -188,3 +190,19 @@ async def test_a_refused_purge_is_not_retried_and_one_never_delivered_gives_up()
     assert _value(counter, "http://b", "failed") == 1
     assert await purger.purge([]) == {}
     await purger.close()
+
+
+def test_compose_puts_a_varnish_in_front_of_each_region() -> None:
+    """Each region's Varnish balances that region's edges, and those edges purge through it."""
+    root = Path(__file__).parents[2]
+    services = yaml.safe_load((root / "docker-compose.yml").read_text())["services"]
+    for region in ("r1", "r2"):
+        varnish = services[f"varnish-{region}"]
+        backends = varnish["volumes"][0].split(":")[0]
+        text = (root / backends).read_text()
+        edges = sorted(name for name in services if name.startswith(f"edge-{region}-"))
+        assert edges == [f"edge-{region}-1", f"edge-{region}-2"]
+        assert all(f'.host = "{edge}"' in text for edge in edges)
+        for edge in edges:
+            env = services[edge]["environment"]
+            assert env["EDGE_CDN_PURGE_URLS"] == f"http://varnish-{region}:6081"
