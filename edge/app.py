@@ -95,7 +95,9 @@ class EdgeApp(Litestar):
             ):
                 raw = scope["query_string"]
                 try:
-                    hit = service.redirect(raw) or service.fresh_hit(raw, _if_none_match(scope))
+                    # Only canonical query strings are ever memoised for hits (with redirects
+                    # on, others stop at the redirect), so a hit needs no canonical check.
+                    hit = service.fresh_hit(raw, _if_none_match(scope)) or service.redirect(raw)
                 except (EdgeError, IntentError):
                     hit = None  # a bad query: the routed way answers with its problem
                 if hit is not None:
