@@ -436,15 +436,24 @@ class PlaylistService:
         await self.cache.set(key, entry)
         return entry
 
-    def _revalidate(self, key: str, intent: Intent, n: int, outcome: str = "revalidated") -> None:
+    def _revalidate(self, key: str, intent: Intent, n: int, seen: Entry | None = None) -> None:
+        """Replace `key`'s entry in the background; `seen`: ahead of its expiry, unless
+        another edge of the region has already put a younger one in L2."""
         if key in self._flights:
             return
         if self.compute.overloaded:
             self.metrics.rejections.labels("revalidate-overload").inc()
             return
-        task, _ = self._flights.start(
-            key, lambda: self._produce(key, intent, n, {}, replacing=True)
-        )
+        outcome = "revalidated" if seen is None else "refreshed"
+
+        async def replace() -> tuple[Entry, str]:
+            if seen is not None:
+                younger = await self._younger_in_region(key, seen)
+                if younger is not None:
+                    return younger, "HIT-L2"
+            return await self._produce(key, intent, n, {}, replacing=True)
+
+        task, _ = self._flights.start(key, replace)
         self._background.add(task)
         task.add_done_callback(self._background.discard)
         self.metrics.cache_outcome("compute", outcome)
@@ -468,9 +477,26 @@ class PlaylistService:
                 continue
             if same != key:  # another version's key
                 continue
-            self._revalidate(key, intent, wanted.n, "refreshed")
+            self._revalidate(key, intent, wanted.n, seen=entry)
             started += 1
         return started
+
+    async def _younger_in_region(self, key: str, seen: Entry) -> Entry | None:
+        """An entry for `key` in L2 that another edge made after `seen` and that is not due
+        for refreshing yet, now also in L1."""
+        if self.lease_tier is None:
+            return None
+        try:
+            shared = await self.lease_tier.get(key)
+        except TierUnavailable:
+            return None
+        now = self._clock()
+        if shared is None or shared.created <= seen.created:
+            return None
+        if now >= self.headers.refresh_due(shared):
+            return None
+        await self.l1.set(key, shared, shared.ttl(now))
+        return shared
 
     # -- responses -----------------------------------------------------------------------
 

@@ -8,9 +8,10 @@ from pathlib import Path
 
 import pytest
 
+from loadtest.redis_server import RedisServer
 from tests.clock import FakeClock
 
-from .conftest import ClientFactory, service_of, settle
+from .conftest import ClientFactory, break_encoder, service_of, settle
 
 URL = "/v1/playlists?q=rainy%20sunday%20morning%20jazz"
 ADMIN = {"authorization": "Bearer admin-key"}
@@ -94,3 +95,25 @@ async def test_keyed_nodes_vary_on_the_key(edge: ClientFactory, tmp_path: Path, 
     assert again.status_code == 304
     assert refused.status_code == 401
     assert "no-store" in refused.headers["cache-control"]
+
+
+async def test_an_edge_takes_a_refresh_the_region_already_made(
+    edge: ClientFactory, clock: FakeClock, redis_server: RedisServer
+) -> None:
+    """Two edges of a region refresh the same popular answer: the first computes it, the
+    second finds the younger entry in L2 and computes nothing."""
+    async with (
+        edge(l2_url=redis_server.url, ttl=100, ttl_jitter=0) as one,
+        edge(l2_url=redis_server.url, ttl=100, ttl_jitter=0) as two,
+    ):
+        await one.get(URL)
+        assert (await two.get(URL)).headers["x-cache"] == "HIT-L2"
+        calls = break_encoder(service_of(two))
+        clock.advance(26)
+        assert service_of(one).refresh_ahead() == 1
+        await settle()
+        service_of(two).refresh_ahead()
+        await settle()
+        again = await two.get(URL)
+    assert calls == []
+    assert again.headers["age"] == "0"
