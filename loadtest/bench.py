@@ -200,6 +200,11 @@ def main(argv: list[str] | None = None) -> int:
     quality.add_argument("--seed", type=int, default=0, help="sample shuffle and random method")
     quality.add_argument("--out", default="bench-out/quality")
     quality.add_argument("--url", help="ask a running node over HTTP instead of in process")
+    quality.add_argument(
+        "--learn",
+        action="store_true",
+        help="with --catalog: the built artifacts learn from the playlists outside the split",
+    )
     hidden = commands.add_parser("_probe")
     hidden.add_argument("artifacts")
     hidden.add_argument("queries", type=int)
@@ -222,6 +227,7 @@ def main(argv: list[str] | None = None) -> int:
                 seed=args.seed,
                 out=Path(args.out),
                 url=args.url,
+                learn=args.learn,
             )
         except (ModelError, ValueError) as exc:
             print(f"quality: {exc}", file=sys.stderr)

@@ -21,6 +21,7 @@ outside the judged split.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -41,10 +42,12 @@ from tqdm import tqdm
 
 from models import artifacts
 from models.catalog import PROFILE_FEATURES, Catalog
-from models.corpus import CorpusPlaylist, in_split, load_playlists
+from models.corpus import CorpusPlaylist, Selection, in_split, load_playlists
+from models.descriptors import embed_texts
 from models.errors import ArtifactError, IntentError
 from models.intent import Slots
 from models.songs import song_key
+from models.titles import catalog_rows
 
 matplotlib.use("Agg")  # files only, no display
 import matplotlib.pyplot as plt
@@ -184,9 +187,12 @@ def _track_matrix(setup: Setup) -> np.ndarray:
     return matrix
 
 
-def model_method(setup: Setup) -> Method:
-    """The node's miss path in process: parse the title, then `PlaylistGenerator.generate`."""
+def model_method(setup: Setup, learned: bool = True) -> Method:
+    """The node's miss path in process: parse the title, then `PlaylistGenerator.generate`;
+    `learned=False` leaves out what the artifacts learned from playlists (content only)."""
     parser, generator = setup.loaded.parser, setup.loaded.generator()
+    if not learned:
+        generator = dataclasses.replace(setup.loaded, titles=None).generator()
     if generator.params.max_length < DEPTH:
         raise ValueError(f"the generator's max_length {generator.params.max_length} < {DEPTH}")
 
@@ -221,10 +227,39 @@ def http_method(client: httpx.Client, url: str) -> Method:
     return answer
 
 
+def title_knn_method(setup: Setup, neighbours: int = 50) -> Method:
+    """Plain title-kNN: the `neighbours` training playlists whose encoded titles are nearest
+    the encoded prompt (brute force), their catalog tracks voted by squared similarity."""
+    catalog, encoder = setup.loaded.catalog, setup.loaded.encoder
+    lookup = catalog_rows(catalog)
+    members = [rows[rows >= 0] for rows in (lookup(p.tracks) for p in setup.train)]
+    titles = sorted({p.name for p in setup.train})
+    vectors = embed_texts(encoder, titles, batch_size=1, desc="title-knn: titles")
+    at = {title: i for i, title in enumerate(titles)}
+    matrix = vectors[[at[p.name] for p in setup.train]] if setup.train else vectors
+
+    def answer(title: str) -> Sequence[str]:
+        if not len(members):
+            return ()
+        sims = matrix @ encoder.encode([title])[0]
+        k = min(neighbours, len(sims))
+        near = np.argpartition(-sims, k - 1)[:k]
+        votes: dict[int, float] = {}
+        for i in near.tolist():
+            weight = float(max(sims[i], 0.0)) ** 2
+            for row in members[i].tolist():
+                votes[row] = votes.get(row, 0.0) + weight
+        best = sorted(votes, key=lambda r: (-votes[r], r))[:DEPTH]
+        return catalog.id_strings.get(best)
+
+    return answer
+
+
 BASELINES: dict[str, Callable[[Setup], Method]] = {
     "random": random_method,
     "popular": popular_method,
     "naive": naive_method,
+    "title-knn": title_knn_method,
 }
 
 
@@ -373,20 +408,31 @@ def run(
     seed: int,
     out: Path,
     url: str | None = None,
+    learn: bool = False,
 ) -> dict[str, Any]:
-    """Load (or build) the artifacts and the corpus, judge every method, write the report."""
+    """Load (or build) the artifacts and the corpus, judge every method, write the report.
+
+    With `learn`, artifacts built from `catalog` also learn from the playlists outside the
+    judged split; artifacts given that learned from the judged split are refused."""
     if not 1 <= n <= DEPTH:
         raise ValueError(f"-n must be 1..{DEPTH}, got {n}")
     out.mkdir(parents=True, exist_ok=True)
     if artifacts_dir is None and catalog is None:
         raise ValueError("give the artifacts folder or a catalog to build them from")
-    folder = artifacts_dir if artifacts_dir is not None else _built(str(catalog), out)
+    learn_from: Selection = "train" if split == "validation" else "train+validation"
+    if artifacts_dir is not None:
+        folder = artifacts_dir
+    else:
+        folder = _built(str(catalog), out, playlists if learn else [], learn_from)
     loaded = artifacts.load(folder, encoder_threads=2)  # a node's default encoder threads
+    _refuse_leaks(loaded.manifest, split)
     corpus = load_playlists(playlists)
     judged = sample(corpus, split, size, seed)
-    train = in_split(corpus, "train" if split == "validation" else "train+validation")
+    train = in_split(corpus, learn_from)
     setup = Setup(loaded, seed, out, train)
     methods = {name: factory(setup) for name, factory in BASELINES.items()}
+    if loaded.titles is not None and not url:
+        methods["content"] = model_method(setup, learned=False)
     with httpx.Client(timeout=30.0) as client:
         methods["model"] = http_method(client, url) if url else model_method(setup)
         results = evaluate(setup, judged, methods, n)
@@ -403,21 +449,46 @@ def run(
     return results
 
 
-def _built(catalog: str, out: Path) -> Path:
-    """Artifacts built from `catalog` into out/artifacts, reusing a build of that source."""
+def _refuse_leaks(manifest: artifacts.Manifest, split: Literal["test", "validation"]) -> None:
+    """Artifacts that learned from the judged split would be judged on what they saw."""
+    learned = manifest.training.get("split")
+    if (
+        learned is not None
+        and learned != "train"
+        and not (split == "test" and learned == "train+validation")
+    ):
+        raise ValueError(
+            f"the artifacts learned from the {learned!r} playlists, which hold the judged "
+            f"{split!r} split; build them with --split "
+            f"{'train' if split == 'validation' else 'train+validation'}"
+        )
+
+
+def _built(catalog: str, out: Path, playlists: list[str], learn_from: Selection) -> Path:
+    """Artifacts built from `catalog` into out/artifacts (learning from `playlists`' split
+    `learn_from` if any), reusing a build of that source and training data."""
     source = catalog if catalog.startswith("synthetic:") else str(Path(catalog).resolve())
     folder = out / "artifacts"
+    wanted = {
+        "sources": [str(Path(p).resolve()) for p in playlists],
+        "split": learn_from if playlists else None,
+    }
     if (folder / artifacts.MANIFEST).exists():
         try:
-            built_from = artifacts.read_manifest(folder).source
+            built = artifacts.read_manifest(folder)
         except ArtifactError as exc:  # e.g. an older artifact format
             print(f"cannot reuse {folder} ({exc}); rebuilding from {source}")
         else:
-            if built_from == source:
+            had = {
+                "sources": built.training.get("sources", []),
+                "split": built.training.get("split"),
+            }
+            if built.source == source and had == wanted:
                 print(f"reusing the artifacts in {folder} (built from {source})")
                 return folder
-            print(f"{folder} was built from {built_from}; rebuilding from {source}")
-    artifacts.build(source, folder)
+            print(f"{folder} was built from other data; rebuilding from {source}")
+    settings = artifacts.BuildSettings(split=learn_from if playlists else "all")
+    artifacts.build(source, folder, settings, playlists=playlists)
     return folder
 
 
@@ -451,9 +522,10 @@ def _rows(results: dict[str, Any]) -> list[list[str]]:
 
 def _ratios(results: dict[str, Any]) -> list[str]:
     methods, n, lines = results["methods"], results["n"], []
-    if "model" in methods and "naive" in methods and methods["naive"]["recall"] > 0:
-        ratio = methods["model"]["recall"] / methods["naive"]["recall"]
-        lines.append(f"model ÷ naive recall@{n}: {ratio:.2f}")
+    for baseline in ("naive", "title-knn", "content"):
+        if "model" in methods and baseline in methods and methods[baseline]["recall"] > 0:
+            ratio = methods["model"]["recall"] / methods[baseline]["recall"]
+            lines.append(f"model ÷ {baseline} recall@{n}: {ratio:.2f}")
     if "model" in methods:
         lines.append(f"model feature distance ÷ random's: {methods['model']['feature_ratio']:.2f}")
     return lines

@@ -23,10 +23,16 @@ from models.synthetic import synthetic_catalog
 def _build(args: argparse.Namespace) -> None:
     index = IndexParams(m=args.m, ef_construction=args.ef_construction, threads=args.threads)
     settings = artifacts.BuildSettings(
-        index=index, seed=args.seed, strict=args.strict, encoder_threads=args.threads
+        index=index,
+        seed=args.seed,
+        strict=args.strict,
+        encoder_threads=args.threads,
+        split=args.split,
     )
     start = time.perf_counter()
-    manifest = artifacts.build(args.catalog, Path(args.out), settings, progress=not args.quiet)
+    manifest = artifacts.build(
+        args.catalog, Path(args.out), settings, progress=not args.quiet, playlists=args.playlists
+    )
     print(
         f"built {manifest.version} ({manifest.tracks} tracks) in {args.out} "
         f"in {time.perf_counter() - start:.1f}s"
@@ -122,6 +128,19 @@ def main(argv: list[str] | None = None) -> int:
     build.add_argument("--seed", type=int, default=7)
     build.add_argument("--strict", action="store_true", help="fail on any bad catalog row")
     build.add_argument("--quiet", action="store_true", help="no progress output")
+    build.add_argument(
+        "--playlists",
+        nargs="+",
+        default=[],
+        metavar="PATH",
+        help="listener playlists to learn a title model from: MPD slice files or folders, JSONL",
+    )
+    build.add_argument(
+        "--split",
+        choices=("all", "train", "train+validation"),
+        default="all",
+        help="learn only from this split of the playlists (by pid hash; see models/corpus.py)",
+    )
     build.set_defaults(run=_build)
 
     query = commands.add_parser("query", help="answer a prompt with a playlist (JSON)")

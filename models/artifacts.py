@@ -11,17 +11,19 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any, Literal
 
 import msgspec
 import numpy as np
 from threadpoolctl import threadpool_limits
 
 from models.catalog import Catalog, LoadReport, load_rows, table_from_rows
+from models.corpus import Selection, in_selection, iter_playlists
 from models.descriptors import (
     DEFAULT_PART_WEIGHTS,
     descriptor_parts,
@@ -37,6 +39,7 @@ from models.index import STORE_DTYPE, IndexParams, TrackIndex, choose_ef, fit_pr
 from models.intent import IntentParser, parser_for
 from models.ranker import RankParams
 from models.synthetic import synthetic_catalog
+from models.titles import TITLE_FILES, Example, TitleModel, TitleSettings, catalog_rows, learn
 
 # 2: track vectors projected before indexing; 3: stored as int16, not float16; 4: the catalog
 # holds editorial tags and track vectors are composed from artist, tags, words, style and era.
@@ -78,6 +81,11 @@ class BuildSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """Tracks per precomputed fallback playlist."""
     strict: bool = False
     """Fail the build on any bad catalog row instead of skipping and reporting it."""
+    titles: TitleSettings = TitleSettings()
+    """How the title model learns from training playlists, and how its votes are read."""
+    split: Selection | Literal["all"] = "all"
+    """Which playlists of the corpus to learn from (`models.corpus` split by pid); `all` for
+    production, `train` or `train+validation` when the rest is kept for judging."""
 
 
 class FileEntry(msgspec.Struct, frozen=True):
@@ -103,6 +111,11 @@ class Manifest(msgspec.Struct, frozen=True):
     files: dict[str, FileEntry]
     recall_strict: dict[str, float] = {}
     """recall@k as plain set overlap with brute force (`recall` counts near-ties)."""
+    training: dict[str, Any] = {}
+    """What the learned parts were learned from (sources, split, counts); empty when the
+    artifact is content only."""
+    titles: TitleSettings | None = None
+    """The title model's settings; None when the artifact has none."""
 
 
 @dataclass(frozen=True)
@@ -116,6 +129,7 @@ class Artifacts:
     encoder: PromptEncoder
     fallbacks: FallbackPlaylists
     parser: IntentParser
+    titles: TitleModel | None = None
 
     @property
     def version(self) -> str:
@@ -130,6 +144,7 @@ class Artifacts:
             fallbacks=self.fallbacks,
             version=self.version,
             params=params,
+            titles=self.titles,
         )
 
 
@@ -157,9 +172,14 @@ def _catalog_from(source: str, settings: BuildSettings) -> tuple[Catalog, LoadRe
 
 
 def build(
-    source: str, out: Path, settings: BuildSettings = BuildSettings(), progress: bool = True
+    source: str,
+    out: Path,
+    settings: BuildSettings = BuildSettings(),
+    progress: bool = True,
+    playlists: Sequence[str | os.PathLike[str]] = (),
 ) -> Manifest:
-    """Build an artifact folder at `out` from `synthetic:N`, a .csv or a .jsonl catalog.
+    """Build an artifact folder at `out` from `synthetic:N`, a .csv or a .jsonl catalog,
+    learning a title model from `playlists` (MPD slices, folders of them, or JSONL) if any.
 
     Everything is written to a temporary sibling folder first and moved into place at the
     end, so a failed build never leaves a half-written `out`.
@@ -169,14 +189,20 @@ def build(
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     try:
-        manifest = _build_into(tmp, source, settings, progress)
+        manifest = _build_into(tmp, source, settings, progress, playlists)
         _replace_dir(tmp, out)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return manifest
 
 
-def _build_into(tmp: Path, source: str, settings: BuildSettings, progress: bool) -> Manifest:
+def _build_into(
+    tmp: Path,
+    source: str,
+    settings: BuildSettings,
+    progress: bool,
+    playlists: Sequence[str | os.PathLike[str]],
+) -> Manifest:
     say = print if progress else (lambda *_: None)
     catalog, report = _catalog_from(source, settings)
     for line, why in report.skipped[:20]:
@@ -242,7 +268,16 @@ def _build_into(tmp: Path, source: str, settings: BuildSettings, progress: bool)
         tmp / FILES["fallbacks"]
     )
 
-    digests = _digests(tmp, list(FILES.values()))
+    training: dict[str, Any] = {}
+    names = list(FILES.values())
+    if playlists:
+        titles, training = _learn_titles(catalog, encoder, settings, playlists, progress)
+        names += titles.save(tmp)
+        say(
+            f"titles: {training['titles']} distinct titles from {training['playlists_used']} "
+            f"playlists ({training['split']}), {training['title_tracks']} title-track weights"
+        )
+    digests = _digests(tmp, names)
     files = {
         name: FileEntry(digest, (tmp / name).stat().st_size) for name, digest in digests.items()
     }
@@ -278,9 +313,50 @@ def _build_into(tmp: Path, source: str, settings: BuildSettings, progress: bool)
             "genres": list(catalog.genre_names),
         },
         files=files,
+        training=training,
+        titles=settings.titles if playlists else None,
     )
     (tmp / MANIFEST).write_bytes(msgspec.json.format(msgspec.json.encode(manifest)))
     return manifest
+
+
+def _learn_titles(
+    catalog: Catalog,
+    encoder: PromptEncoder,
+    settings: BuildSettings,
+    playlists: Sequence[str | os.PathLike[str]],
+    progress: bool,
+) -> tuple[TitleModel, dict[str, Any]]:
+    lookup = catalog_rows(catalog)
+    counts = {"read": 0, "used": 0, "entries": 0, "in_catalog": 0}
+
+    def examples() -> Iterator[Example]:
+        for playlist in iter_playlists(playlists):
+            counts["read"] += 1
+            if settings.split != "all" and not in_selection(playlist.pid, settings.split):
+                continue
+            rows = lookup(playlist.tracks)
+            known = rows[rows >= 0]
+            counts["used"] += 1
+            counts["entries"] += len(rows)
+            counts["in_catalog"] += len(known)
+            yield Example(playlist.name, known)
+
+    def embed(keys: list[str]) -> np.ndarray:
+        return embed_texts(encoder, keys, settings.embed_batch, progress, desc="titles")
+
+    model = learn(examples(), len(catalog), embed, settings.titles, progress=progress)
+    training = {
+        "sources": [str(Path(p).resolve()) for p in playlists],
+        "split": settings.split,
+        "playlists_read": counts["read"],
+        "playlists_used": counts["used"],
+        "track_entries": counts["entries"],
+        "track_entries_in_catalog": counts["in_catalog"],
+        "titles": len(model),
+        "title_tracks": len(model.rows),
+    }
+    return model, training
 
 
 def _replace_dir(new: Path, target: Path) -> None:
@@ -311,7 +387,7 @@ def read_manifest(path: Path) -> Manifest:
 
 def verify(path: Path, manifest: Manifest) -> None:
     """Check that every file the manifest lists exists with its size and sha256."""
-    expected = set(FILES.values())
+    expected = set(FILES.values()) | (set(TITLE_FILES) if manifest.titles else set())
     if set(manifest.files) != expected:
         raise ArtifactError(
             f"{path}: manifest lists {sorted(manifest.files)}, expected {sorted(expected)}"
@@ -360,6 +436,11 @@ def load(
             intra_op_threads=encoder_threads,
         )
         fallbacks = FallbackPlaylists.load(path / FILES["fallbacks"])
+        titles = (
+            None
+            if manifest.titles is None
+            else TitleModel.load(path, manifest.dim, manifest.titles, manifest.tracks)
+        )
     except (ModelError, msgspec.DecodeError, OSError, KeyError, ValueError, TypeError) as exc:
         raise ArtifactError(f"{path}: cannot load: {exc}") from exc
     if len(catalog) != manifest.tracks or len(index) != manifest.tracks:
@@ -375,4 +456,4 @@ def load(
     # ~1.7 s at a million tracks, longer than a miss may take.
     catalog.prepare()
     parser = parser_for(catalog)
-    return Artifacts(path, manifest, catalog, index, encoder, fallbacks, parser)
+    return Artifacts(path, manifest, catalog, index, encoder, fallbacks, parser, titles)

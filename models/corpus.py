@@ -86,10 +86,15 @@ def split_of(pid: int) -> Split:
     return "validation" if bucket < 60 else "train"
 
 
+def in_selection(pid: int, split: Selection) -> bool:
+    """Whether a playlist's pid falls in the selection."""
+    found = split_of(pid)
+    return found in ("train", "validation") if split == "train+validation" else found == split
+
+
 def in_split(playlists: Iterable[CorpusPlaylist], split: Selection) -> list[CorpusPlaylist]:
     """The playlists of one split; `train+validation` is train with validation put back."""
-    wanted = {"train", "validation"} if split == "train+validation" else {split}
-    return [p for p in playlists if split_of(p.pid) in wanted]
+    return [p for p in playlists if in_selection(p.pid, split)]
 
 
 def iter_playlists(paths: PathArg | Iterable[PathArg]) -> Iterator[CorpusPlaylist]:

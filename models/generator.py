@@ -15,6 +15,7 @@ from models.fallback import FallbackPlaylists
 from models.index import TrackIndex
 from models.intent import Intent
 from models.ranker import Playlist, Ranker, RankParams
+from models.titles import TitleModel, Votes, playlist_prior
 
 Timings = dict[str, float]  # stage → milliseconds
 
@@ -40,6 +41,7 @@ class PlaylistGenerator:
         fallbacks: FallbackPlaylists,
         version: str,
         params: RankParams = RankParams(),
+        titles: TitleModel | None = None,
         clock: Callable[[], float] = time.perf_counter,
     ) -> None:
         self.catalog = catalog
@@ -47,7 +49,9 @@ class PlaylistGenerator:
         self.fallbacks = fallbacks
         self.version = version
         self.params = params
-        self.ranker = Ranker(catalog, index, params)
+        self.titles = titles
+        prior = playlist_prior(titles) if titles is not None else None
+        self.ranker = Ranker(catalog, index, params, prior)
         self._clock = clock
 
     def embed(self, texts: list[str], timings: Timings) -> np.ndarray:
@@ -68,12 +72,20 @@ class PlaylistGenerator:
         timings: Timings = {}
         if vector is None:
             vector = self.embed([intent.query_text], timings)[0]
+        votes = self.votes(vector[None, :], timings)[0]
         with _stage(timings, "search", self._clock):
-            rows, sims = self.ranker.candidates(vector, intent.slots, n)
+            rows, sims = self.ranker.candidates(vector, intent.slots, n, votes)
         with _stage(timings, "rank", self._clock):
-            ranked, scores = self.ranker.rank(rows, sims, intent.slots, n)
+            ranked, scores = self.ranker.rank(rows, sims, intent.slots, n, votes)
             playlist = Playlist.of(self.catalog, ranked, scores, self.version)
         return playlist, timings
+
+    def votes(self, vectors: np.ndarray, timings: Timings) -> list[Votes]:
+        """The title model's votes for a batch of prompt vectors (none without the model)."""
+        if self.titles is None or not self.params.title_weight:
+            return [Votes.none()] * len(vectors)
+        with _stage(timings, "titles", self._clock):
+            return self.titles.votes(vectors)
 
     def fallback(self, intent: Intent, n: int | None = None) -> Playlist:
         """A degraded playlist from the precomputed lists; needs neither encoder nor index."""

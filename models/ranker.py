@@ -23,6 +23,7 @@ from models.catalog import Catalog
 from models.errors import CatalogError, IntentError
 from models.index import TrackIndex
 from models.intent import Slots
+from models.titles import Votes
 
 _TIER_PENALTY = 1e3  # larger than any MMR value difference: tiers never interleave
 
@@ -69,6 +70,21 @@ class RankParams(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     artist_pull: float = 1.0
     """Weight of the named artists' centroid added to the query: their tracks and those of
     the nearest artists come first."""
+    title_weight: float = 3.0
+    """Weight of the title model's vote score (0..1, times how far the votes are trusted)
+    added to a track's relevance; 0 ranks by the content model alone. This and the other
+    title settings were chosen by 4-fold cross-validation on the dev corpus's train and
+    validation splits."""
+    title_candidates: int = 300
+    """Best-voted tracks that join the content model's candidates."""
+    title_preferred: float = 0.5
+    """Voted tracks scoring at least this (times trust) count as preferred even when they
+    miss a soft slot: listeners' own "chill" playlists are the better judge of chill."""
+    title_profile: float = 0.0
+    """How far trusted title votes lift the catalog prior off the target profile (0..1)."""
+    playlist_weight: float = 0.3
+    """Bonus for the track most held by training playlists (log scale), faded like
+    `popularity_weight`."""
 
 
 class Playlist(msgspec.Struct, frozen=True):
@@ -265,22 +281,47 @@ def _has_exclusions(slots: Slots) -> bool:
 class Ranker:
     """Finds candidate tracks for a query vector and slots, then orders them."""
 
-    def __init__(self, catalog: Catalog, index: TrackIndex, params: RankParams) -> None:
+    def __init__(
+        self,
+        catalog: Catalog,
+        index: TrackIndex,
+        params: RankParams,
+        playlist_prior: np.ndarray | None = None,
+    ) -> None:
         self.catalog = catalog
         self.index = index
         self.params = params
+        self.playlist_prior = playlist_prior
 
-    def candidates(self, query: np.ndarray, slots: Slots, n: int) -> tuple[np.ndarray, np.ndarray]:
+    def candidates(
+        self, query: np.ndarray, slots: Slots, n: int, votes: Votes | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Rows and cosines of tracks worth ranking; hard constraints already applied.
 
         `query` is the encoder's vector; search and scoring happen in the index's projection.
+        The content model's candidates are joined by the `title_candidates` best-voted
+        tracks that meet the hard constraints.
+        """
+        projected = self._pull(self.index.project(query), slots)
+        rows, sims = self._content(projected, slots, n)
+        if votes is None or not votes.trust or not self.params.title_candidates:
+            return rows, sims
+        extra = votes.top(self.params.title_candidates)
+        extra = extra[hard_mask(self.catalog, slots, extra)]
+        extra = extra[~np.isin(extra, rows, kind="sort")]
+        if not len(extra):
+            return rows, sims
+        extra_sims = self.index.vectors(extra) @ projected
+        return np.concatenate([rows, extra]), np.concatenate([sims, extra_sims])
+
+    def _content(self, query: np.ndarray, slots: Slots, n: int) -> tuple[np.ndarray, np.ndarray]:
+        """The content model's candidates for a projected query.
 
         With filters, the share of the catalog they keep decides the plan: a small share is
         scored exactly (over-fetching would need most of the index), a large one is found by
         over-fetching from the index in proportion to how much the filters throw away.
         """
         p = self.params
-        query = self._pull(self.index.project(query), slots)
         # hnswlib's cost follows its beam width (ef), not k: asking for up to ef neighbours
         # costs about what `candidates` does, and finds matches for more slot sets at once.
         rows, sims = self.index.search(query, max(p.candidates, self.index.ef_search))
@@ -335,18 +376,25 @@ class Ranker:
         moved: np.ndarray = pulled.astype(np.float32)
         return moved
 
-    def relevance(self, rows: np.ndarray, sims: np.ndarray, slots: Slots) -> np.ndarray:
-        """Cosine plus a popularity prior that fades with specificity, plus a theme bonus."""
+    def relevance(
+        self, rows: np.ndarray, sims: np.ndarray, slots: Slots, votes: Votes | None = None
+    ) -> np.ndarray:
+        """Cosine plus a popularity prior that fades with specificity, plus a theme bonus,
+        plus the title model's trusted vote."""
         p = self.params
         catalog = self.catalog
-        pop_weight = p.popularity_weight / (1.0 + p.popularity_fade * specificity(slots))
-        relevance = sims + pop_weight * catalog.popularity[rows] / 100.0
+        fade = 1.0 + p.popularity_fade * specificity(slots)
+        relevance = sims + (p.popularity_weight / fade) * catalog.popularity[rows] / 100.0
+        if p.playlist_weight and self.playlist_prior is not None:
+            relevance = relevance + (p.playlist_weight / fade) * self.playlist_prior[rows]
         for theme in slots.themes:
             relevance = relevance + p.theme_weight * catalog.theme_set(theme).contains(rows)
+        if votes is not None and votes.trust:
+            relevance = relevance + p.title_weight * votes.trust * votes.at(rows)
         return np.asarray(relevance, dtype=np.float32)
 
     def rank(
-        self, rows: np.ndarray, sims: np.ndarray, slots: Slots, n: int
+        self, rows: np.ndarray, sims: np.ndarray, slots: Slots, n: int, votes: Votes | None = None
     ) -> tuple[list[int], list[float]]:
         """MMR over candidates, preferred tracks first, one version of a song, at most
         `max_per_artist` per artist (the artists a prompt names are not capped), and a list
@@ -354,12 +402,16 @@ class Ranker:
         p = self.params
         if len(rows) == 0:
             return [], []
-        tier = (~soft_mask(self.catalog, slots, rows)).astype(np.float32)
-        relevance = self.relevance(rows, sims, slots)
+        preferred = soft_mask(self.catalog, slots, rows)
+        if votes is not None and votes.trust:
+            preferred |= votes.trust * votes.at(rows) >= p.title_preferred
+        tier = (~preferred).astype(np.float32)
+        relevance = self.relevance(rows, sims, slots, votes)
         uncapped = _artist_codes(self.catalog, slots.artists)
         # Preferred first, then by relevance (|relevance| is far below the tier penalty).
         order = np.argsort(_TIER_PENALTY * tier - relevance.astype(np.float64), kind="stable")
-        target = self.target_profile(rows[order[: p.profile_pool]])
+        trust = votes.trust if votes is not None else 0.0
+        target = self.target_profile(rows[order[: p.profile_pool]], trust)
         # Diversity looks at a bounded pool first; wider pools, then a relaxed artist cap,
         # are only for lists that would otherwise come out short.
         # The wide pool is bounded too: over-fetching can bring thousands of candidates, and
@@ -382,10 +434,11 @@ class Ranker:
         picked = pool.top[chosen]
         return rows[picked].tolist(), sims[picked].tolist()
 
-    def target_profile(self, best: np.ndarray) -> np.ndarray:
+    def target_profile(self, best: np.ndarray, trust: float = 0.0) -> np.ndarray:
         """The sound a list should have: the best candidates' mean audio features, drawn
-        towards the catalog's popularity-weighted mean by `profile_prior`."""
-        prior = self.params.profile_prior
+        towards the catalog's popularity-weighted mean by `profile_prior` (less so as far
+        as listeners' own playlists, trusted `trust`, chose those candidates)."""
+        prior = self.params.profile_prior * (1.0 - self.params.title_profile * trust)
         own = self.catalog.profile[best].mean(axis=0) if len(best) else self.catalog.profile_mean
         target: np.ndarray = (1 - prior) * own + prior * self.catalog.profile_mean
         return target.astype(np.float64)

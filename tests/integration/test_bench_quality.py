@@ -1,5 +1,6 @@
-"""`python -m loadtest.bench quality` end to end: real artifacts over a small synthetic catalog,
-synthetic MPD slices, every method, the files it writes; and the HTTP method on a fake node."""
+"""`python -m loadtest.bench quality` end to end: real artifacts over a small synthetic catalog
+that learn from synthetic MPD slices outside the judged split, every method, the files it
+writes; and the HTTP method on a fake node."""
 
 from __future__ import annotations
 
@@ -10,10 +11,19 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import msgspec
 import pytest
 
 from loadtest import bench
-from loadtest.bench_quality import DEPTH, KINDS, Setup, evaluate, http_method, random_method
+from loadtest.bench_quality import (
+    DEPTH,
+    KINDS,
+    Setup,
+    _refuse_leaks,
+    evaluate,
+    http_method,
+    random_method,
+)
 from models import artifacts
 from models.corpus import in_split, load_playlists
 from models.synth_playlists import synthetic_playlists, write_slices
@@ -40,12 +50,14 @@ def _args(corpus: Path, out: Path) -> list[str]:
         "quality",
         *("--catalog", f"synthetic:{TRACKS}", "--playlists", str(corpus)),
         *("--split", "test", "--sample", str(SAMPLE), "-n", str(N), "--out", str(out)),
+        "--learn",
     ]
 
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory: pytest.TempPathFactory) -> Run:
-    """The bench with artifacts built from `synthetic:3000` into its output folder, run once."""
+    """The bench with artifacts built from `synthetic:3000` into its output folder, learning
+    from the corpus's train and validation playlists, run once."""
     root = tmp_path_factory.mktemp("quality")
     # The build makes synthetic_catalog(TRACKS, seed=BuildSettings().seed): these tracks, so
     # the playlists are over the catalog the bench builds.
@@ -63,10 +75,15 @@ def test_writes_results_report_and_plots(run: Run) -> None:
     for name in ("recall_at_k.png", "recall_by_kind.png"):
         assert (run.out / name).read_bytes().startswith(PNG)
     report = (run.out / "report.md").read_text()
-    for method in ("random", "popular", "naive", "model"):
+    methods = ["random", "popular", "naive", "title-knn", "content", "model"]
+    for method in methods:
         assert f"| {method} |" in report
-    assert list(run.results["methods"]) == ["random", "popular", "naive", "model"]
-    assert (run.out / "artifacts" / artifacts.MANIFEST).is_file()
+    assert list(run.results["methods"]) == methods
+    built = artifacts.read_manifest(run.out / "artifacts")
+    assert built.training["split"] == "train+validation"
+    assert built.training["playlists_used"] == len(
+        in_split(load_playlists(run.corpus), "train+validation")
+    )
 
 
 @pytest.mark.slow
@@ -113,10 +130,37 @@ def test_model_recall_beats_random(run: Run) -> None:
 
 
 @pytest.mark.slow
-def test_model_recall_beats_the_naive_encoder_baseline(run: Run) -> None:
-    """The node's answers beat brute-force cosine over one encoded text per track."""
+def test_content_model_recall_beats_the_naive_encoder_baseline(run: Run) -> None:
+    """The content model alone beats brute-force cosine over one encoded text per track."""
     methods = run.results["methods"]
-    assert methods["model"]["recall"] > methods["naive"]["recall"]
+    assert methods["content"]["recall"] > methods["naive"]["recall"]
+
+
+@pytest.mark.slow
+def test_learned_model_beats_random_and_naive(run: Run) -> None:
+    """The node with a title model learned from synthetic playlists still beats random and
+    the naive encoder baseline; its content-only answers are reported beside it."""
+    methods = run.results["methods"]
+    for baseline in ("random", "naive"):
+        assert methods["model"]["recall"] > methods[baseline]["recall"]
+        assert methods["model"]["ndcg"] > methods[baseline]["ndcg"]
+
+
+@pytest.mark.slow
+def test_artifacts_that_learned_from_the_judged_split_are_refused(run: Run) -> None:
+    """Judging a split the artifacts learned from would measure memory, not relevance."""
+    built = artifacts.read_manifest(run.out / "artifacts")
+    for learned, judged in (
+        ("all", "test"),
+        ("all", "validation"),
+        ("train+validation", "validation"),
+    ):
+        leaky = msgspec.structs.replace(built, training={"split": learned})
+        with pytest.raises(ValueError, match="hold the judged"):
+            _refuse_leaks(leaky, judged)
+    _refuse_leaks(built, "test")
+    _refuse_leaks(msgspec.structs.replace(built, training={"split": "train"}), "validation")
+    _refuse_leaks(msgspec.structs.replace(built, training={}), "test")  # content only
 
 
 @pytest.mark.slow
