@@ -21,6 +21,8 @@ from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
 
 from cache.redis_tier import REDIS_FAILURES
+from models.listening import ACCEPTING, EARLY_SKIPPING, REJECTING
+from models.listening import LABEL_RULES_VERSION as LABEL_RULES_VERSION
 from regional.connections import run_script
 from regional.events import Delivery, Event, EventLog
 
@@ -253,16 +255,14 @@ def session_handler(store: SessionStore, early_skip_ms: int = 30_000) -> Handler
 
 # -- prompt-quality labels ---------------------------------------------------------------
 
-LABEL_RULES_VERSION = 1
-"""Version of `label_of`; counters of different versions are kept apart."""
-
 
 def label_of(event: Event, early_skip_ms: int = 30_000) -> str | None:
     """Rules v1: a complete, save or thumb-up accepts the prompt's playlist; a skip within
-    `early_skip_ms` or a thumb-down rejects it; plays and later skips say nothing."""
-    if event.type in ("complete", "save", "thumb_up"):
+    `early_skip_ms` or a thumb-down rejects it; plays and later skips say nothing. The rules
+    and their version (`LABEL_RULES_VERSION`) are the ones training reads the archive with."""
+    if event.type in ACCEPTING:
         return "accept"
-    if event.type == "thumb_down" or (event.type == "skip" and event.dwell_ms < early_skip_ms):
+    if event.type in REJECTING or (event.type == EARLY_SKIPPING and event.dwell_ms < early_skip_ms):
         return "reject"
     return None
 
