@@ -50,7 +50,11 @@ class AsyncPlaylistClient(ClientBase):
     ) -> None:
         headers = {"x-api-key": api_key} if api_key else {}
         self._http = httpx.AsyncClient(
-            base_url=base_url, headers=headers, timeout=timeout, transport=transport
+            base_url=base_url,
+            headers=headers,
+            timeout=timeout,
+            transport=transport,
+            follow_redirects=True,  # a node's 308 to a URL's canonical form
         )
         super().__init__(retry=retry, batch=batch, buffer=buffer, rng=rng)
         self._sleep = sleep

@@ -6,8 +6,10 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
+import httpx
 import pytest
 
+from client import AsyncPlaylistClient
 from loadtest.redis_server import RedisServer
 from tests.clock import FakeClock
 
@@ -117,3 +119,16 @@ async def test_an_edge_takes_a_refresh_the_region_already_made(
         again = await two.get(URL)
     assert calls == []
     assert again.headers["age"] == "0"
+
+
+async def test_the_sdk_follows_the_canonical_redirect(edge: ClientFactory) -> None:
+    """The client SDK's URLs need not be canonical: it follows the 308 and reads the cache
+    tier and age from the headers."""
+    async with edge(canonical_redirect=True) as client:
+        transport = httpx.ASGITransport(app=client.app)
+        async with AsyncPlaylistClient("http://edge", transport=transport) as sdk:
+            first = await sdk.playlist("Rainy Sunday morning jazz", n=30)
+            again = await sdk.playlist("Rainy Sunday morning jazz", n=30)
+    assert len(first.tracks) == 30
+    assert first.cache.tier == "MISS"
+    assert again.not_modified
