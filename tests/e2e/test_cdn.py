@@ -156,7 +156,7 @@ def test_no_hit_for_miss_over_five_lifetimes(stack: Stack) -> None:
     assert end["MAIN.cache_hitmiss"] == start["MAIN.cache_hitmiss"]
     assert stack.node_metric('kind="stale"') == stale_before
     fetched = end["MAIN.backend_req"] - start["MAIN.backend_req"]
-    assert 0 < fetched <= len(paths) * 8, fetched
+    assert 0 < fetched <= len(paths) * 12, fetched  # a copy lives 1 to 2 s
     assert sent > 10 * fetched
 
 
@@ -191,10 +191,15 @@ def test_soft_purge_serves_stale_while_both_refresh(stack: Stack) -> None:
     )
     assert purged.status_code == 200
     assert purged.json()["softened"]["l1"] == 1
+    assert purged.json()["cdn"] == {stack.varnish.url: "ok"}
+    fetched = stack.stats()["MAIN.backend_req"]
     stale = _get(stack.varnish.url, path)
     assert stale.status_code == 200
-    assert _cdn(stale) == "HIT"  # from grace, while Varnish refetches
+    assert _cdn(stale) == "HIT"  # from grace, while Varnish refetches in the background
     deadline = time.monotonic() + 3
+    while stack.stats()["MAIN.backend_req"] == fetched:  # a fresh copy needs no fetch
+        assert time.monotonic() < deadline, "the soft purge did not reach Varnish"
+        time.sleep(0.05)
     while True:
         fresh = _get(stack.varnish.url, path)
         if fresh.headers["x-cache"] != "STALE" and int(fresh.headers["age"]) < 2:
