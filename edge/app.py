@@ -1,9 +1,10 @@
 """`create_app(settings)`: the Litestar application of an edge node.
 
 `EdgeApp` answers `GET /v1/playlists` before routing. A fresh L1 hit of a query string
-already validated costs a dict lookup, an L1 peek and one `send`; any other valid query
-(first sight, stale entry, miss) runs the service's full path, whose parsers validate as the
-routed handler does. Headers, problem documents and metrics are those of the routed path.
+already validated costs a dict lookup, an L1 peek and one `send`; with canonical redirects
+on, a query string not in canonical form gets its 308; any other valid query (first sight,
+stale entry, miss) runs the service's full path, whose parsers validate as the routed
+handler does. Headers, problem documents and metrics are those of the routed path.
 Bad queries, other routes, a version split, a caller without a good key, and misses while
 tracing is on go through Litestar as usual.
 """
