@@ -69,7 +69,7 @@ class EdgeSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_o
     copies run out."""
     refresh_ahead: float = 0.5
     """Share of the shared lifetime (s-maxage) after which an answer asked for lately is
-    recomputed in the background, still fresh (0: at once; 1: only on demand)."""
+    recomputed in the background, still fresh, in (0, 1]."""
     refresh_ahead_top: int = 1000
     """Most keys per shared lifetime refreshed ahead of expiry (0: none)."""
     cdn_purge_urls: str = ""
@@ -309,8 +309,8 @@ class EdgeSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_o
             problems.append("user_hash_key must have at least 16 characters")
         if not 0 < self.shared_max_age <= 1:
             problems.append("shared_max_age must be in (0, 1]")
-        if not 0 <= self.refresh_ahead <= 1:
-            problems.append("refresh_ahead must be in [0, 1]")
+        if not 0 < self.refresh_ahead <= 1:
+            problems.append("refresh_ahead must be in (0, 1]")
         if self.refresh_ahead_top < 0 or self.cdn_purge_retries < 0:
             problems.append("refresh_ahead_top and cdn_purge_retries must not be negative")
         for url in filter(None, (u.strip() for u in self.cdn_purge_urls.split(","))):

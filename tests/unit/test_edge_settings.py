@@ -30,6 +30,9 @@ def test_overrides_win_over_env() -> None:
         {"EDGE_WORKERS": "0"},
         {"EDGE_TTL_JITTER": "1.5"},
         {"EDGE_DEFAULT_LENGTH": "500"},
+        {"EDGE_SHARED_MAX_AGE": "0"},
+        {"EDGE_REFRESH_AHEAD": "0"},
+        {"EDGE_CDN_PURGE_URLS": "varnish:6081"},
     ],
 )
 def test_bad_values_are_refused(env: dict[str, str]) -> None:
