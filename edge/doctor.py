@@ -4,7 +4,8 @@ It reads the same EDGE_* settings as the node and checks, a line each: the artif
 manifest and every file's checksum), each Redis role's round trip, that the global store
 takes a write, the event streams' lag and pending entries, the clock against Redis, and,
 when the node answers at its address, the state of its cache tiers (circuit breakers) and
-compute. Each line gets OK, WARN, FAIL or SKIP; the exit status is 1 when any line FAILs.
+compute, and that each shared cache of EDGE_CDN_PURGE_URLS takes a purge. Each line gets
+OK, WARN, FAIL or SKIP; the exit status is 1 when any line FAILs.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from cache.redis_tier import REDIS_FAILURES
+from edge.cdn import CdnPurger
 from edge.settings import EdgeSettings
 from models import artifacts as model_artifacts
 from models.errors import ArtifactError
@@ -190,6 +192,27 @@ def check_node(url: str, api_key: str | None) -> list[Line]:
     return lines
 
 
+def check_cdn(target: str) -> Line:
+    """A PURGE of a tag no answer carries: the cache in front must take it (200)."""
+    request = urllib.request.Request(
+        target.rstrip("/") + "/",
+        method="PURGE",
+        headers={"xkey": f"doctor-probe-{uuid.uuid4().hex}"},
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=3) as response:
+            status = response.status
+    except urllib.error.HTTPError as exc:
+        status = exc.code
+    except OSError as exc:
+        return Line(f"cdn {target}", "FAIL", f"does not answer ({_reason(exc)})")
+    if status == 200:
+        return Line(f"cdn {target}", "OK", "takes xkey purges")
+    if status == 403:
+        return Line(f"cdn {target}", "FAIL", "refuses purges from this address (its ACL)")
+    return Line(f"cdn {target}", "FAIL", f"answered a PURGE with {status}: not the shipped VCL?")
+
+
 async def diagnose(
     settings: EdgeSettings, node_url: str | None, api_key: str | None = None
 ) -> list[Line]:
@@ -209,6 +232,8 @@ async def diagnose(
     finally:
         for client in clients.values():
             await client.aclose()
+    for target in CdnPurger.parse(settings.cdn_purge_urls):
+        lines.append(await asyncio.to_thread(check_cdn, target))
     if node_url:
         lines += await asyncio.to_thread(check_node, node_url, api_key)
     return lines

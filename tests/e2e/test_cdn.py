@@ -14,6 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from edge.doctor import check_cdn
 from loadtest.cdn_servers import NginxServer, VarnishServer, installed
 from loadtest.net import free_port
 
@@ -234,6 +235,14 @@ def test_equivalent_urls_share_one_cached_answer(stack: Stack, cache: str) -> No
     moved = httpx.get(base + variants[0], timeout=10)
     assert moved.status_code == 308
     assert moved.headers["location"] == canonical
+
+
+def test_doctor_checks_that_each_cdn_takes_purges(stack: Stack) -> None:
+    """`python -m edge doctor` sends each EDGE_CDN_PURGE_URLS target a harmless PURGE."""
+    assert check_cdn(stack.varnish.url).verdict == "OK"
+    assert check_cdn(f"http://127.0.0.1:{free_port()}").verdict == "FAIL"
+    refused = check_cdn(stack.nginx.url)  # nginx has no purge
+    assert refused.verdict == "FAIL"
 
 
 @pytest.fixture(scope="module")
