@@ -6,8 +6,8 @@ import asyncio
 import threading
 
 import msgspec
-import xxhash
 import numpy as np
+import xxhash
 
 from models.errors import EncoderError
 from tests.clock import FakeClock
