@@ -5,6 +5,7 @@
     python -m loadtest.bench http --cdn varnish [--shield-seconds 20] [--cdn-ttl 6]
     python -m loadtest.bench encoder [--artifacts DIR[,DIR]] [--threads 1,2]
     python -m loadtest.bench quality --artifacts DIR --playlists MPD... [--split test] [-n 30]
+    python -m loadtest.bench loop [--catalog synthetic:3000] [--prompts 12] [--listeners 6]
 
 `models` builds an artifact per catalog size in a child process (build time, peak RSS),
 then loads it in another child (load time, peak RSS) that times the encoder, the ANN search
@@ -205,6 +206,13 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="with --catalog: the built artifacts learn from the playlists outside the split",
     )
+    loop = commands.add_parser("loop", help="listeners' events -> retrain -> rollout: recall")
+    loop.add_argument("--catalog", default="synthetic:3000")
+    loop.add_argument("--prompts", type=int, default=12)
+    loop.add_argument("--listeners", type=int, default=6, help="listeners per prompt")
+    loop.add_argument("-n", type=int, default=30, help="recall@n")
+    loop.add_argument("--seed", type=int, default=0)
+    loop.add_argument("--root", default="bench-out/loop")
     hidden = commands.add_parser("_probe")
     hidden.add_argument("artifacts")
     hidden.add_argument("queries", type=int)
@@ -233,6 +241,20 @@ def main(argv: list[str] | None = None) -> int:
             print(f"quality: {exc}", file=sys.stderr)
             return 2
         bench_quality.report(results, Path(args.out))
+        return 0
+    if args.command == "loop":
+        from loadtest import bench_loop
+
+        bench_loop.report(
+            bench_loop.run(
+                args.catalog,
+                prompts=args.prompts,
+                listeners=args.listeners,
+                n=args.n,
+                seed=args.seed,
+                root=Path(args.root),
+            )
+        )
         return 0
     if args.command == "tiers":
         from loadtest import bench_tiers
