@@ -24,6 +24,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import httpx
 import numpy as np
 
 from loadtest.prompts import sample_prompts
@@ -244,9 +245,10 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.command == "loop":
         from loadtest import bench_loop
+        from models.errors import ModelError
 
-        bench_loop.report(
-            bench_loop.run(
+        try:
+            loop_figures = bench_loop.run(
                 args.catalog,
                 prompts=args.prompts,
                 listeners=args.listeners,
@@ -254,7 +256,10 @@ def main(argv: list[str] | None = None) -> int:
                 seed=args.seed,
                 root=Path(args.root),
             )
-        )
+        except (ModelError, RuntimeError, ValueError, httpx.HTTPError) as exc:
+            print(f"loop: {exc}", file=sys.stderr)
+            return 2
+        bench_loop.report(loop_figures)
         return 0
     if args.command == "tiers":
         from loadtest import bench_tiers

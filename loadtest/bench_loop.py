@@ -277,7 +277,14 @@ async def _drive(
         figures = await roll_out(
             client, Admin(client, key), candidate, tastes, n=args["n"], shadow_n=args["n"] - 1
         )
-    return {**figures, "events": sent, "archived": held, "listen_s": listened, "build_s": built}
+    return {
+        **figures,
+        "prompts": len(prompts),
+        "events": sent,
+        "archived": held,
+        "listen_s": listened,
+        "build_s": built,
+    }
 
 
 def run(
@@ -285,6 +292,9 @@ def run(
 ) -> dict[str, Any]:
     """The whole loop on a served node; the figures `report` prints."""
     from models import artifacts
+
+    if not 1 <= prompts <= 200 or not 1 <= listeners <= 50 or not 1 <= n <= 30:
+        raise ValueError("use 1-200 prompts, 1-50 listeners per prompt and n in 1-30")
 
     root.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=root) as tmp:
@@ -344,7 +354,6 @@ def run(
     return {
         **figures,
         "catalog": catalog,
-        "prompts": prompts,
         "listeners": listeners,
         "n": n,
         "first_build_s": first_build,
