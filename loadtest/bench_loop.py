@@ -197,11 +197,22 @@ class Admin:
 
 
 def comparisons(doc: dict[str, Any]) -> tuple[int, float]:
-    """Shadow comparisons made so far and their mean overlap, over every slot kind."""
+    """Shadow comparisons made so far and the sum of their overlaps, over every slot kind."""
     kinds = doc["agreement"].values()
     count = sum(k["count"] for k in kinds)
-    overlap = sum(k["overlap_mean"] * k["count"] for k in kinds if k["count"]) / max(count, 1)
-    return count, overlap
+    return count, sum(k["overlap_mean"] * k["count"] for k in kinds if k["count"])
+
+
+async def shadow_overlap(
+    client: httpx.AsyncClient, admin: Admin, prompts: Sequence[str], n: int
+) -> tuple[int, float]:
+    """Misses of `prompts` (at a length not asked yet) answered by the current version and
+    shadowed by the candidate: how many were compared, and their mean overlap."""
+    count, total = comparisons(await admin.versions())
+    await answers(client, prompts, n)
+    after = await admin.until(lambda d: comparisons(d)[0] >= count + len(prompts), 60)
+    more, more_total = comparisons(after)
+    return more - count, (more_total - total) / max(more - count, 1)
 
 
 async def roll_out(
@@ -212,28 +223,34 @@ async def roll_out(
     *,
     n: int,
     shadow_n: int,
+    untaught: Sequence[str] = (),
 ) -> dict[str, Any]:
-    """Load `candidate`, shadow the current version's misses, split 50 %, measure both
-    versions against the tastes, promote, roll back; the figures."""
+    """Load `candidate`, shadow the current version's misses (the listeners' prompts, then
+    `untaught` ones), split 50 %, measure both versions against the tastes, promote, roll
+    back; the figures."""
     before = (await admin.versions())["primary"]
     await admin.act(action="load", artifacts=str(candidate))
     loaded = await admin.until(lambda d: d["state"] == "ready", 120)
     await admin.act(action="shadow", ratio=1.0)
-    await answers(client, tastes.prompts, shadow_n)  # misses of a length not asked yet
-    shadowed = await admin.until(lambda d: comparisons(d)[0] >= len(tastes.prompts), 60)
+    count, overlap = await shadow_overlap(client, admin, tastes.prompts, shadow_n)
+    others, other_overlap = (
+        await shadow_overlap(client, admin, untaught, shadow_n) if untaught else (0, float("nan"))
+    )
+    await admin.act(action="shadow", ratio=0.0)
     await admin.act(action="split", percent=50)
     by_variant = await answers_by_variant(client, tastes.prompts, n)
     await admin.act(action="promote")
     promoted = (await playlist(client, tastes.prompts[0], n))["version"]
     await admin.act(action="rollback")
     rolled_back = (await playlist(client, tastes.prompts[0], n))["version"]
-    count, overlap = comparisons(shadowed)
     current, learned = (recall(by_variant[v], tastes, n) for v in ("primary", "candidate"))
     return {
         "current_version": before,
         "candidate_version": loaded["candidate"],
         "shadow_comparisons": count,
         "shadow_overlap": overlap,
+        "untaught_comparisons": others,
+        "untaught_overlap": other_overlap,
         "recall_current": current,
         "recall_candidate": learned,
         "ratio": learned / current if current else float("inf"),
@@ -266,6 +283,9 @@ async def _drive(
 
     async with httpx.AsyncClient(base_url=base, timeout=60) as client:
         prompts = unique_prompts(args["prompts"], seed=args["seed"])
+        untaught = [
+            p for p in unique_prompts(args["prompts"], seed=args["seed"] + 1) if p not in prompts
+        ]
         tastes = hidden_tastes(await answers(client, prompts, LONG), seed=args["seed"])
         started = time.perf_counter()
         sent = await listen(client, tastes, listeners=args["listeners"], seed=args["seed"])
@@ -275,7 +295,13 @@ async def _drive(
         candidate = await asyncio.to_thread(build)
         built = time.perf_counter() - started
         figures = await roll_out(
-            client, Admin(client, key), candidate, tastes, n=args["n"], shadow_n=args["n"] - 1
+            client,
+            Admin(client, key),
+            candidate,
+            tastes,
+            n=args["n"],
+            shadow_n=args["n"] - 1,
+            untaught=untaught,
         )
     return {
         **figures,
@@ -371,8 +397,9 @@ def report(r: dict[str, Any]) -> None:
         f"(current {r['current_version']} in {r['first_build_s']:.1f} s) from "
         f"{learned.get('accepts')} accepts and {learned.get('rejects')} rejects over "
         f"{learned.get('prompts')} prompts\n"
-        f"  shadow: {r['shadow_comparisons']} comparisons, mean overlap "
-        f"{r['shadow_overlap']:.2f} (share of the current answers the candidate keeps)\n"
+        f"  shadow: mean overlap (share of the current answer the candidate keeps) "
+        f"{r['shadow_overlap']:.2f} over the listeners' {r['shadow_comparisons']} prompts, "
+        f"{r['untaught_overlap']:.2f} over {r['untaught_comparisons']} prompts nobody taught\n"
         f"  recall@{r['n']} against the listeners' preferred tracks, 50 % split, same run: "
         f"current {r['recall_current']:.3f}, candidate {r['recall_candidate']:.3f}, "
         f"ratio {r['ratio']:.2f} (target >= 2)\n"
