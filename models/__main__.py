@@ -31,7 +31,12 @@ def _build(args: argparse.Namespace) -> None:
     )
     start = time.perf_counter()
     manifest = artifacts.build(
-        args.catalog, Path(args.out), settings, progress=not args.quiet, playlists=args.playlists
+        args.catalog,
+        Path(args.out),
+        settings,
+        progress=not args.quiet,
+        playlists=args.playlists,
+        events=args.events,
     )
     print(
         f"built {manifest.version} ({manifest.tracks} tracks) in {args.out} "
@@ -81,12 +86,14 @@ def _verify(args: argparse.Namespace) -> None:
     print(f"{path}: {manifest.version} ok ({len(manifest.files)} files verified)")
 
 
-def _playlist_catalog(source: str, seed: int) -> Catalog:
+def _playlist_catalog(source: str) -> Catalog:
+    # synthetic:N is the catalog `models build --catalog synthetic:N` makes (the build's seed,
+    # not the playlists' one), so the playlists are over the tracks of that build.
     if source.startswith("synthetic:"):
         count = source.removeprefix("synthetic:")
         if not count.isdigit() or int(count) < 1:
             raise CatalogError(f"bad catalog source {source!r}: use synthetic:N with N ≥ 1")
-        return synthetic_catalog(int(count), seed)
+        return synthetic_catalog(int(count), artifacts.BuildSettings().seed)
     path = Path(source)
     if path.is_dir():
         return artifacts.load(path, check=False).catalog
@@ -96,7 +103,7 @@ def _playlist_catalog(source: str, seed: int) -> Catalog:
 
 def _synth_playlists(args: argparse.Namespace) -> None:
     start = time.perf_counter()
-    catalog = _playlist_catalog(args.catalog, args.seed)
+    catalog = _playlist_catalog(args.catalog)
     playlists = synth_playlists.synthetic_playlists(catalog, args.playlists, args.seed)
     bar = tqdm(playlists, total=args.playlists, unit="playlist", disable=args.quiet)
     with bar:
@@ -134,6 +141,13 @@ def main(argv: list[str] | None = None) -> int:
         default=[],
         metavar="PATH",
         help="listener playlists to learn a title model from: MPD slice files or folders, JSONL",
+    )
+    build.add_argument(
+        "--events",
+        nargs="+",
+        default=[],
+        metavar="ARCHIVE_DIR",
+        help="listener events to learn from: the region archiver's Parquet folders",
     )
     build.add_argument(
         "--split",

@@ -37,6 +37,7 @@ from models.fallback import FallbackPlaylists
 from models.generator import PlaylistGenerator
 from models.index import STORE_DTYPE, IndexParams, TrackIndex, choose_ef, fit_projection
 from models.intent import IntentParser, parser_for
+from models.listening import event_examples
 from models.ranker import RankParams
 from models.synthetic import synthetic_catalog
 from models.titles import TITLE_FILES, Example, TitleModel, TitleSettings, catalog_rows, learn
@@ -177,9 +178,11 @@ def build(
     settings: BuildSettings = BuildSettings(),
     progress: bool = True,
     playlists: Sequence[str | os.PathLike[str]] = (),
+    events: Sequence[str | os.PathLike[str]] = (),
 ) -> Manifest:
     """Build an artifact folder at `out` from `synthetic:N`, a .csv or a .jsonl catalog,
-    learning a title model from `playlists` (MPD slices, folders of them, or JSONL) if any.
+    learning a title model from `playlists` (MPD slices, folders of them, or JSONL) and
+    from the listener events in `events` (Parquet archive folders), if any.
 
     Everything is written to a temporary sibling folder first and moved into place at the
     end, so a failed build never leaves a half-written `out`.
@@ -189,7 +192,7 @@ def build(
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     try:
-        manifest = _build_into(tmp, source, settings, progress, playlists)
+        manifest = _build_into(tmp, source, settings, progress, playlists, events)
         _replace_dir(tmp, out)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -202,6 +205,7 @@ def _build_into(
     settings: BuildSettings,
     progress: bool,
     playlists: Sequence[str | os.PathLike[str]],
+    events: Sequence[str | os.PathLike[str]] = (),
 ) -> Manifest:
     say = print if progress else (lambda *_: None)
     catalog, report = _catalog_from(source, settings)
@@ -270,8 +274,8 @@ def _build_into(
 
     training: dict[str, Any] = {}
     names = list(FILES.values())
-    if playlists:
-        titles, training = _learn_titles(catalog, encoder, settings, playlists, progress)
+    if playlists or events:
+        titles, training = _learn_titles(catalog, encoder, settings, playlists, events, progress)
         names += titles.save(tmp)
         say(
             f"titles: {training['titles']} distinct titles from {training['playlists_used']} "
@@ -314,7 +318,7 @@ def _build_into(
         },
         files=files,
         training=training,
-        titles=settings.titles if playlists else None,
+        titles=settings.titles if training else None,
     )
     (tmp / MANIFEST).write_bytes(msgspec.json.format(msgspec.json.encode(manifest)))
     return manifest
@@ -325,9 +329,11 @@ def _learn_titles(
     encoder: PromptEncoder,
     settings: BuildSettings,
     playlists: Sequence[str | os.PathLike[str]],
+    events: Sequence[str | os.PathLike[str]],
     progress: bool,
 ) -> tuple[TitleModel, dict[str, Any]]:
     lookup = catalog_rows(catalog)
+    labelled, listening = event_examples(events, lookup, progress=progress) if events else ([], {})
     counts = {"read": 0, "used": 0, "entries": 0, "in_catalog": 0}
 
     def examples() -> Iterator[Example]:
@@ -341,6 +347,7 @@ def _learn_titles(
             counts["entries"] += len(rows)
             counts["in_catalog"] += len(known)
             yield Example(playlist.name, known)
+        yield from labelled
 
     def embed(keys: list[str]) -> np.ndarray:
         return embed_texts(encoder, keys, settings.embed_batch, progress, desc="titles")
@@ -355,6 +362,7 @@ def _learn_titles(
         "track_entries_in_catalog": counts["in_catalog"],
         "titles": len(model),
         "title_tracks": len(model.rows),
+        "events": listening,
     }
     return model, training
 

@@ -14,6 +14,7 @@ import pytest
 
 from models import vocab
 from models.__main__ import main
+from models.artifacts import BuildSettings
 from models.catalog import Catalog
 from models.synth_playlists import synthetic_playlists, write_slices
 from models.synthetic import synthetic_catalog
@@ -206,6 +207,10 @@ def test_cli_writes_a_corpus_from_a_synthetic_catalog(
     assert [f.name for f in sorted(out.iterdir())] == ["mpd.slice.0-149.json"]
     assert len(_read_folder(out)) == 150
     assert "wrote 150 playlists" in capsys.readouterr().out
+    # Over the catalog `models build --catalog synthetic:2000` makes, whatever the seed.
+    built = synthetic_catalog(2000, seed=BuildSettings().seed)
+    expected = [p["name"] for p in synthetic_playlists(built, 150, seed=5)]
+    assert [p["name"] for p in _read_folder(out)] == expected
 
 
 @pytest.mark.parametrize(
