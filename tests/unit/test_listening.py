@@ -4,6 +4,7 @@ catalog track, with a summary that holds counts and a time range and nothing per
 
 from __future__ import annotations
 
+import itertools
 import json
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -276,3 +277,21 @@ def test_an_archive_without_labels_gives_no_examples(tmp_path: Path) -> None:
     examples, summary = event_examples([tmp_path], lookup, progress=False)
     assert examples == []
     assert (summary["events"], summary["accepts"], summary["rejects"]) == (2, 0, 0)
+
+
+def test_seen_ids_keep_the_first_of_each_id_over_many_batches() -> None:
+    """The sorted runs answer like a set: batches of repeats, whole batches seen before."""
+    rng = np.random.default_rng(5)
+    seen, reference = listening._SeenIds(), set()
+    for size in [50, 50, 0, 120, 7, 300, 1, 64]:
+        codes = rng.integers(0, 400, size).astype(np.uint64)
+        expected = []
+        for code in codes.tolist():
+            expected.append(code not in reference)
+            reference.add(code)
+        assert seen.add(codes).tolist() == expected
+        repeated = np.array(sorted(reference), dtype=np.uint64)
+        assert not seen.add(repeated).any()  # all seen before: nothing new, nothing kept
+    runs = [len(r) for r in seen.runs]
+    assert sum(runs) == len(reference)
+    assert all(2 * b <= a for a, b in itertools.pairwise(runs))
