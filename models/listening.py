@@ -233,8 +233,10 @@ class _SeenIds:
 
 def _folder(path: str | os.PathLike[str]) -> Path:
     folder = Path(path).resolve()
-    if not folder.is_dir():
+    if not folder.exists():
         raise CorpusError(f"{folder}: no such event archive folder")
+    if not folder.is_dir():
+        raise CorpusError(f"{folder}: not a folder (give the archive's folder, not a file in it)")
     return folder
 
 

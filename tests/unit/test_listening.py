@@ -195,7 +195,7 @@ def test_archives_read_in_batches_give_the_same_sums(
     whole, _ = event_examples([tmp_path], lookup, progress=False)
     monkeypatch.setattr(listening, "BATCH_ROWS", 7)
     monkeypatch.setattr(listening._Tally, "COMPACT", 5)
-    cut, _ = event_examples([tmp_path], lookup, progress=False)
+    cut, _ = event_examples([tmp_path], lookup, progress=True)  # the bar changes nothing
     assert by_title(cut) == by_title(whole)
 
 
@@ -234,6 +234,8 @@ def test_bad_archives_are_refused_naming_the_file(tmp_path: Path) -> None:
         event_examples([tmp_path / "nowhere"], lookup, progress=False)
     with pytest.raises(CorpusError, match="no event archive given"):
         event_examples([], lookup, progress=False)
+    with pytest.raises(CorpusError, match="not a folder"):
+        event_examples([write(tmp_path / "f", "a.parquet", [row("e1", "save", "t1", "x")])], lookup)
     empty = tmp_path / "empty"
     (empty / "region=r1" / "date=2026-11-23").mkdir(parents=True)
     with pytest.raises(CorpusError, match="no Parquet files"):
