@@ -192,7 +192,7 @@ def model_method(setup: Setup, learned: bool = True) -> Method:
     `learned=False` leaves out what the artifacts learned from playlists (content only)."""
     parser, generator = setup.loaded.parser, setup.loaded.generator()
     if not learned:
-        generator = dataclasses.replace(setup.loaded, titles=None).generator()
+        generator = dataclasses.replace(setup.loaded, titles=None, cooccur=None).generator()
     if generator.params.max_length < DEPTH:
         raise ValueError(f"the generator's max_length {generator.params.max_length} < {DEPTH}")
 

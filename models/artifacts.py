@@ -23,6 +23,7 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from models.catalog import Catalog, LoadReport, load_rows, table_from_rows
+from models.cooccur import CooccurSettings, fit_track_factors
 from models.corpus import Selection, in_selection, iter_playlists
 from models.descriptors import (
     DEFAULT_PART_WEIGHTS,
@@ -47,6 +48,7 @@ from models.titles import TITLE_FILES, Example, TitleModel, TitleSettings, catal
 FORMAT = 4
 READABLE = (4,)
 MANIFEST = "manifest.json"
+COOCCUR_FILE = "cooccur.npy"
 FILES = {
     "encoder": "encoder.onnx",
     "tokenizer": "tokenizer.json",
@@ -84,6 +86,8 @@ class BuildSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """Fail the build on any bad catalog row instead of skipping and reporting it."""
     titles: TitleSettings = TitleSettings()
     """How the title model learns from training playlists, and how its votes are read."""
+    cooccur: CooccurSettings | None = CooccurSettings()
+    """How track co-occurrence vectors are learned from the same playlists (None: not)."""
     split: Selection | Literal["all"] = "all"
     """Which playlists of the corpus to learn from (`models.corpus` split by pid); `all` for
     production, `train` or `train+validation` when the rest is kept for judging."""
@@ -117,6 +121,8 @@ class Manifest(msgspec.Struct, frozen=True):
     artifact is content only."""
     titles: TitleSettings | None = None
     """The title model's settings; None when the artifact has none."""
+    cooccur: CooccurSettings | None = None
+    """The co-occurrence vectors' settings; None when the artifact has none."""
 
 
 @dataclass(frozen=True)
@@ -131,6 +137,8 @@ class Artifacts:
     fallbacks: FallbackPlaylists
     parser: IntentParser
     titles: TitleModel | None = None
+    cooccur: np.ndarray | None = None
+    """Unit track co-occurrence vectors (float16, one row per catalog track), if learned."""
 
     @property
     def version(self) -> str:
@@ -146,6 +154,7 @@ class Artifacts:
             version=self.version,
             params=params,
             titles=self.titles,
+            cooccur=self.cooccur,
         )
 
 
@@ -275,8 +284,13 @@ def _build_into(
     training: dict[str, Any] = {}
     names = list(FILES.values())
     if playlists or events:
-        titles, training = _learn_titles(catalog, encoder, settings, playlists, events, progress)
+        titles, training, factors = _learn_titles(
+            catalog, encoder, settings, playlists, events, progress
+        )
         names += titles.save(tmp)
+        if factors is not None:
+            np.save(tmp / COOCCUR_FILE, factors.astype(np.float16))
+            names.append(COOCCUR_FILE)
         say(
             f"titles: {training['titles']} distinct titles from {training['playlists_used']} "
             f"playlists ({training['split']}), {training['title_tracks']} title-track weights"
@@ -319,6 +333,7 @@ def _build_into(
         files=files,
         training=training,
         titles=settings.titles if training else None,
+        cooccur=settings.cooccur if COOCCUR_FILE in names else None,
     )
     (tmp / MANIFEST).write_bytes(msgspec.json.format(msgspec.json.encode(manifest)))
     return manifest
@@ -331,10 +346,13 @@ def _learn_titles(
     playlists: Sequence[str | os.PathLike[str]],
     events: Sequence[str | os.PathLike[str]],
     progress: bool,
-) -> tuple[TitleModel, dict[str, Any]]:
+) -> tuple[TitleModel, dict[str, Any], np.ndarray | None]:
+    """The title model, what it learned from, and co-occurrence vectors over the same
+    playlists (listeners' accepted tracks joining as weighted pseudo-playlists)."""
     lookup = catalog_rows(catalog)
     labelled, listening = event_examples(events, lookup, progress=progress) if events else ([], {})
     counts = {"read": 0, "used": 0, "entries": 0, "in_catalog": 0}
+    together: list[np.ndarray] = []  # each playlist's rows, for co-occurrence
 
     def examples() -> Iterator[Example]:
         for playlist in iter_playlists(playlists):
@@ -346,6 +364,7 @@ def _learn_titles(
             counts["used"] += 1
             counts["entries"] += len(rows)
             counts["in_catalog"] += len(known)
+            together.append(known)
             yield Example(playlist.name, known)
         yield from labelled
 
@@ -364,7 +383,25 @@ def _learn_titles(
         "title_tracks": len(model.rows),
         "events": listening,
     }
-    return model, training
+    factors = None
+    if settings.cooccur is not None:
+        weights = [np.ones(len(rows)) for rows in together]
+        for example in labelled:  # accepted tracks only: ALS weights must be positive
+            if example.weights is not None:
+                liked = example.weights > 0
+                together.append(example.rows[liked])
+                weights.append(example.weights[liked])
+        kept = [i for i, rows in enumerate(together) if len(rows)]
+        if kept:
+            factors = fit_track_factors(
+                [together[i] for i in kept],
+                len(catalog),
+                settings.cooccur,
+                progress,
+                [weights[i] for i in kept],
+            )
+        training["cooccur_playlists"] = len(kept)
+    return model, training, factors
 
 
 def _replace_dir(new: Path, target: Path) -> None:
@@ -396,6 +433,7 @@ def read_manifest(path: Path) -> Manifest:
 def verify(path: Path, manifest: Manifest) -> None:
     """Check that every file the manifest lists exists with its size and sha256."""
     expected = set(FILES.values()) | (set(TITLE_FILES) if manifest.titles else set())
+    expected |= {COOCCUR_FILE} if manifest.cooccur else set()
     if set(manifest.files) != expected:
         raise ArtifactError(
             f"{path}: manifest lists {sorted(manifest.files)}, expected {sorted(expected)}"
@@ -449,6 +487,7 @@ def load(
             if manifest.titles is None
             else TitleModel.load(path, manifest.dim, manifest.titles, manifest.tracks)
         )
+        cooccur = None if manifest.cooccur is None else _load_cooccur(path, manifest)
     except (ModelError, msgspec.DecodeError, OSError, KeyError, ValueError, TypeError) as exc:
         raise ArtifactError(f"{path}: cannot load: {exc}") from exc
     if len(catalog) != manifest.tracks or len(index) != manifest.tracks:
@@ -464,4 +503,14 @@ def load(
     # ~1.7 s at a million tracks, longer than a miss may take.
     catalog.prepare()
     parser = parser_for(catalog)
-    return Artifacts(path, manifest, catalog, index, encoder, fallbacks, parser, titles)
+    return Artifacts(path, manifest, catalog, index, encoder, fallbacks, parser, titles, cooccur)
+
+
+def _load_cooccur(path: Path, manifest: Manifest) -> np.ndarray:
+    factors: np.ndarray = np.load(path / COOCCUR_FILE, allow_pickle=False)
+    if factors.dtype != np.float16 or factors.ndim != 2 or len(factors) != manifest.tracks:
+        raise ArtifactError(
+            f"{path}: {COOCCUR_FILE} is {factors.dtype} {factors.shape}, expected "
+            f"float16 with {manifest.tracks} rows"
+        )
+    return factors

@@ -42,6 +42,7 @@ class PlaylistGenerator:
         version: str,
         params: RankParams = RankParams(),
         titles: TitleModel | None = None,
+        cooccur: np.ndarray | None = None,
         clock: Callable[[], float] = time.perf_counter,
     ) -> None:
         self.catalog = catalog
@@ -51,7 +52,7 @@ class PlaylistGenerator:
         self.params = params
         self.titles = titles
         prior = playlist_prior(titles) if titles is not None else None
-        self.ranker = Ranker(catalog, index, params, prior)
+        self.ranker = Ranker(catalog, index, params, prior, cooccur)
         self._clock = clock
 
     def embed(self, texts: list[str], timings: Timings) -> np.ndarray:

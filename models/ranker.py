@@ -80,6 +80,10 @@ class RankParams(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     title_preferred: float = 0.5
     """Voted tracks scoring at least this (times trust) count as preferred even when they
     miss a soft slot: listeners' own "chill" playlists are the better judge of chill."""
+    cooccur_weight: float = 1.0
+    """Weight of a track's co-occurrence cosine to the best-voted tracks (times trust)."""
+    cooccur_seeds: int = 20
+    """Best-voted tracks whose co-occurrence vectors say what goes with the prompt."""
     title_profile: float = 0.0
     """How far trusted title votes lift the catalog prior off the target profile (0..1)."""
     playlist_weight: float = 0.3
@@ -287,11 +291,13 @@ class Ranker:
         index: TrackIndex,
         params: RankParams,
         playlist_prior: np.ndarray | None = None,
+        cooccur: np.ndarray | None = None,
     ) -> None:
         self.catalog = catalog
         self.index = index
         self.params = params
         self.playlist_prior = playlist_prior
+        self.cooccur = cooccur
 
     def candidates(
         self, query: np.ndarray, slots: Slots, n: int, votes: Votes | None = None
@@ -391,7 +397,22 @@ class Ranker:
             relevance = relevance + p.theme_weight * catalog.theme_set(theme).contains(rows)
         if votes is not None and votes.trust:
             relevance = relevance + p.title_weight * votes.trust * votes.at(rows)
+            if p.cooccur_weight and self.cooccur is not None:
+                together = self._together(self.cooccur, rows, votes)
+                relevance = relevance + p.cooccur_weight * votes.trust * together
         return np.asarray(relevance, dtype=np.float32)
+
+    def _together(self, factors: np.ndarray, rows: np.ndarray, votes: Votes) -> np.ndarray:
+        """Each row's co-occurrence cosine to the vote-weighted mean of the best-voted tracks:
+        how often listeners put it beside what they chose for such titles."""
+        top = votes.top(self.params.cooccur_seeds)
+        seeds = factors[top].astype(np.float32) * votes.at(top)[:, None]
+        centre = seeds.sum(axis=0)
+        norm = float(np.linalg.norm(centre))
+        if not norm:
+            return np.zeros(len(rows), dtype=np.float32)
+        together: np.ndarray = factors[rows].astype(np.float32) @ (centre / norm)
+        return together
 
     def rank(
         self, rows: np.ndarray, sims: np.ndarray, slots: Slots, n: int, votes: Votes | None = None

@@ -81,6 +81,9 @@ def test_writes_results_report_and_plots(run: Run) -> None:
     assert list(run.results["methods"]) == methods
     built = artifacts.read_manifest(run.out / "artifacts")
     assert built.training["split"] == "train+validation"
+    assert built.cooccur is not None
+    assert built.training["cooccur_playlists"] > 0
+    assert artifacts.COOCCUR_FILE in built.files
     assert built.training["playlists_used"] == len(
         in_split(load_playlists(run.corpus), "train+validation")
     )

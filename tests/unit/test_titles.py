@@ -226,3 +226,27 @@ def test_hard_constraints_hold_for_voted_tracks(
     assert len(playlist.rows) == 20
     assert parser.parse("clean party").slots.explicit is False
     assert not catalog.explicit[list(playlist.rows)].any()
+
+
+def test_co_occurrence_lifts_what_listeners_put_beside_the_voted_tracks(
+    fake_generator: PlaylistGenerator, parser: IntentParser
+) -> None:
+    """With votes trusted, a candidate whose co-occurrence vector matches the best-voted
+    tracks' gains relevance; one with an orthogonal vector does not."""
+    catalog = fake_generator.catalog
+    voted = np.arange(10)
+    titles = learn([Example("sunday brunch", voted)], len(catalog), ENCODER.encode, progress=False)
+    factors = np.zeros((len(catalog), 2), dtype=np.float16)
+    factors[voted] = (1.0, 0.0)
+    factors[100] = (1.0, 0.0)  # goes with the voted tracks
+    factors[200] = (0.0, 1.0)  # does not
+    learned = _with_titles(fake_generator, titles)
+    ranker = type(learned.ranker)(
+        catalog, learned.ranker.index, learned.params, learned.ranker.playlist_prior, factors
+    )
+    [votes] = titles.votes(ENCODER.encode(["sunday brunch"]))
+    rows, sims = _rows(100, 200), np.zeros(2, dtype=np.float32)
+    plain = learned.ranker.relevance(rows, sims, parser.parse("sunday brunch").slots, votes)
+    lifted = ranker.relevance(rows, sims, parser.parse("sunday brunch").slots, votes)
+    assert lifted[0] - plain[0] == pytest.approx(learned.params.cooccur_weight, rel=1e-3)
+    assert lifted[1] == pytest.approx(plain[1])
