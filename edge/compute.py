@@ -5,7 +5,8 @@ raises `Overloaded` at once, so a burst of misses turns into fast 503s while hit
 never come here, keep flowing. Prompts waiting for the encoder are gathered into one batch
 (up to `batch_size`, waiting at most `window` seconds for the first one to get company):
 onnxruntime releases the GIL, and a batch of 32 encodes ~2x faster per prompt than one by
-one on two cores. Search and ranking then run per request on their own small pool.
+one on two cores. The title model's searches run per batch too (one hnswlib query for all
+of its vectors); search and ranking then run per request on their own small pool.
 
 With the int8 encoder a prompt's vector depends slightly on its batch mates (activations
 share one quantization scale per batch: cosine ≥ 0.96 to its batch-1 vector), so the first
@@ -32,8 +33,11 @@ from models.errors import EncoderError
 from models.generator import PlaylistGenerator, Timings
 from models.intent import Intent
 from models.ranker import Playlist
+from models.titles import Votes
 
-EmbedFn = Callable[[list[str], Timings], np.ndarray]
+Encoded = tuple[np.ndarray, Votes]
+"""A prompt's unit vector and the title model's votes for it."""
+EmbedFn = Callable[[list[str], Timings], Sequence[Any]]  # one result per text, in order
 EncoderFault = Literal["raise", "hang"]
 T = TypeVar("T")
 HANG_LIMIT = 120.0
@@ -57,14 +61,14 @@ class MicroBatcher:
         self.window = window
         self.batch_size = batch_size
         self._on_batch = on_batch
-        self._pending: list[tuple[str, asyncio.Future[tuple[np.ndarray, Timings]]]] = []
+        self._pending: list[tuple[str, asyncio.Future[tuple[Any, Timings]]]] = []
         self._timer: asyncio.TimerHandle | None = None
         self._busy = False
 
-    async def embed(self, text: str) -> tuple[np.ndarray, Timings]:
-        """The text's vector and the timings of the batch that computed it."""
+    async def embed(self, text: str) -> tuple[Any, Timings]:
+        """The text's result (its row of the batch) and the timings of the batch."""
         loop = asyncio.get_running_loop()
-        future: asyncio.Future[tuple[np.ndarray, Timings]] = loop.create_future()
+        future: asyncio.Future[tuple[Any, Timings]] = loop.create_future()
         self._pending.append((text, future))
         if not self._busy:
             if len(self._pending) >= self.batch_size or self.window <= 0:
@@ -94,8 +98,8 @@ class MicroBatcher:
 
     def _finish(
         self,
-        batch: Sequence[tuple[str, asyncio.Future[tuple[np.ndarray, Timings]]]],
-        done: Future[np.ndarray],
+        batch: Sequence[tuple[str, asyncio.Future[tuple[Any, Timings]]]],
+        done: Future[Sequence[Any]],
         timings: Timings,
     ) -> None:
         self._busy = False
@@ -173,7 +177,7 @@ class ComputePool:
         else:
             self._fault_cleared.clear()
 
-    def _embed(self, texts: list[str], timings: Timings) -> np.ndarray:
+    def _embed(self, texts: list[str], timings: Timings) -> list[Encoded]:
         fault = self.encoder_fault
         if fault == "hang":
             # Hold the encoder thread as a stuck model would, until the fault is cleared or
@@ -182,7 +186,8 @@ class ComputePool:
             raise EncoderError("injected fault: the encoder hung")
         if fault == "raise":
             raise EncoderError("injected fault: the encoder failed")
-        return self.generator.embed(texts, timings)
+        vectors = self.generator.embed(texts, timings)
+        return list(zip(vectors, self.generator.votes(vectors, timings), strict=True))
 
     @contextmanager
     def admit(self) -> Iterator[None]:
@@ -202,22 +207,26 @@ class ComputePool:
     def overloaded(self) -> bool:
         return self.in_flight >= self.queue_limit
 
-    async def embed(self, text: str) -> tuple[np.ndarray, Timings]:
-        """The text's unit vector (batched with other callers'); call inside `admit`."""
-        return await self._batcher.embed(text)
+    async def embed(self, text: str) -> tuple[Encoded, Timings]:
+        """The text's unit vector and title votes (batched with other callers'); call
+        inside `admit`."""
+        encoded: Encoded
+        encoded, timings = await self._batcher.embed(text)
+        return encoded, timings
 
     async def generate(
-        self, intent: Intent, n: int, vector: np.ndarray | None = None
+        self, intent: Intent, n: int, encoded: Encoded | None = None
     ) -> tuple[Playlist, Timings]:
-        """Encode (batched) unless `vector` is given, then search and rank on the rank pool;
+        """Encode (batched) unless `encoded` is given, then search and rank on the rank pool;
         call inside `admit`."""
         start = time.perf_counter()
         batch_timings: Timings = {}
-        if vector is None:
-            vector, batch_timings = await self._batcher.embed(intent.query_text)
+        if encoded is None:
+            encoded, batch_timings = await self.embed(intent.query_text)
+        vector, votes = encoded
         loop = asyncio.get_running_loop()
         playlist, timings = await loop.run_in_executor(
-            self._rank_threads, self.generator.generate, intent, n, vector
+            self._rank_threads, self.generator.generate, intent, n, vector, votes
         )
         timings.update(batch_timings)
         timings["compute"] = (time.perf_counter() - start) * 1000

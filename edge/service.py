@@ -325,14 +325,14 @@ class PlaylistService:
         try:
             with self._span("compute"):
                 async with asyncio.timeout(self.settings.compute_timeout):
-                    vector, embedded = None, Timings()
+                    encoded, embedded = None, Timings()
                     if semantic is not None:  # encoded first, to look for a neighbour's answer
                         with self._span("encode"):
-                            vector, embedded = await self.compute.embed(intent.query_text)
-                        alias = await self._semantic_hit(semantic, vector, signature, key)
+                            encoded, embedded = await self.compute.embed(intent.query_text)
+                        alias = await self._semantic_hit(semantic, encoded[0], signature, key)
                         if alias is not None:
                             return alias, "SEMANTIC"
-                    playlist, stage_ms = await self.compute.generate(intent, n, vector)
+                    playlist, stage_ms = await self.compute.generate(intent, n, encoded)
                     # Encoding is drawn here only if it ran inside `generate`.
                     if self.tracer is not telemetry.NO_TRACER:
                         telemetry.stage_spans(self.tracer, _stages(stage_ms), time.time_ns())
@@ -353,8 +353,8 @@ class PlaylistService:
         await self.cache.set(key, entry)
         if replacing and self.bus is not None:  # on the request path: a short wait at most
             await self.bus.publish(keys=(key,), timeout=self.settings.remote_timeout_ms / 1000)
-        if semantic is not None and vector is not None:
-            semantic.add(vector, key, signature, intent.text)
+        if semantic is not None and encoded is not None:
+            semantic.add(encoded[0], key, signature, intent.text)
         if self.on_miss is not None:
             self.on_miss(intent, n, playlist)
         timings.update(_stages(stage_ms))

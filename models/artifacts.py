@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
+import time
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -284,9 +285,11 @@ def _build_into(
     training: dict[str, Any] = {}
     names = list(FILES.values())
     if playlists or events:
+        started = time.perf_counter()
         titles, training, factors = _learn_titles(
             catalog, encoder, settings, playlists, events, progress
         )
+        training["seconds"] = round(time.perf_counter() - started, 1)
         names += titles.save(tmp)
         if factors is not None:
             np.save(tmp / COOCCUR_FILE, factors.astype(np.float16))

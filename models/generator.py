@@ -66,14 +66,20 @@ class PlaylistGenerator:
             return self.encoder.encode(texts)
 
     def generate(
-        self, intent: Intent, n: int | None = None, vector: np.ndarray | None = None
+        self,
+        intent: Intent,
+        n: int | None = None,
+        vector: np.ndarray | None = None,
+        votes: Votes | None = None,
     ) -> tuple[Playlist, Timings]:
-        """Rank `n` tracks for the intent; pass `vector` when the prompt is already encoded."""
+        """Rank `n` tracks for the intent; pass `vector` when the prompt is already encoded
+        (and `votes` when the title model has already voted for it, batched)."""
         n = self._length(n)
         timings: Timings = {}
         if vector is None:
             vector = self.embed([intent.query_text], timings)[0]
-        votes = self.votes(vector[None, :], timings)[0]
+        if votes is None:
+            votes = self.votes(vector[None, :], timings)[0]
         with _stage(timings, "search", self._clock):
             rows, sims = self.ranker.candidates(vector, intent.slots, n, votes)
         with _stage(timings, "rank", self._clock):

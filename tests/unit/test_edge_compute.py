@@ -6,6 +6,8 @@ import asyncio
 import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
+from types import SimpleNamespace
+from typing import Any
 
 import numpy as np
 import pytest
@@ -13,6 +15,10 @@ import pytest
 from edge.compute import ComputePool, MicroBatcher, run_lowered
 from edge.errors import Overloaded
 from models.generator import PlaylistGenerator, Timings
+from models.intent import IntentParser
+from models.titles import Example, learn
+
+TITLES = ("sunday brunch", "heavy metal gym", "rainy jazz night", "summer road trip")
 
 
 def _recording_embed(batches: list[list[str]], gate: threading.Event | None = None):
@@ -122,3 +128,41 @@ async def test_threads_made_by_a_lowered_call_inherit_its_priority() -> None:
     base = _niceness()
     assert await run_lowered(3, spawn_and_read) == (base + 3, base + 3)
     assert _niceness() == base
+
+
+async def test_title_votes_are_searched_once_per_encoder_batch(
+    fake_generator: PlaylistGenerator, parser: IntentParser
+) -> None:
+    """Misses that share an encoder batch share one title-index query; each gets its own
+    votes, the same as a miss computed alone."""
+    catalog = fake_generator.catalog
+    examples = [Example(title, np.arange(i * 10, i * 10 + 10)) for i, title in enumerate(TITLES)]
+    titles = learn(examples, len(catalog), fake_generator.encoder.encode, progress=False)
+    queries: list[int] = []
+    search = titles.index.knn_query
+
+    def counted(vectors: np.ndarray, *args: Any, **kwargs: Any) -> Any:
+        queries.append(len(vectors))
+        return search(vectors, *args, **kwargs)
+
+    titles.index = SimpleNamespace(knn_query=counted, dim=titles.index.dim)  # type: ignore[assignment]
+    generator = PlaylistGenerator(
+        catalog=catalog,
+        index=fake_generator.ranker.index,
+        encoder=fake_generator.encoder,
+        fallbacks=fake_generator.fallbacks,
+        version="vtitles",
+        titles=titles,
+    )
+    pool = ComputePool(
+        generator, threads=2, queue_limit=8, window=0.05, batch_size=8, retry_after=1
+    )
+    try:
+        intents = [parser.parse(title) for title in TITLES]
+        batched = await asyncio.gather(*(pool.generate(i, 10) for i in intents))
+    finally:
+        pool.close()
+    assert queries == [len(TITLES)]
+    for intent, (playlist, timings) in zip(intents, batched, strict=True):
+        assert timings["batch"] == len(TITLES)
+        assert playlist.rows == generator.generate(intent, 10)[0].rows
