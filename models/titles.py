@@ -165,10 +165,13 @@ class TitleModel:
         if trust == 0.0:
             return Votes.none()
         starts, stops = self.indptr[titles], self.indptr[titles + 1]
-        spans = [np.arange(a, b) for a, b in zip(starts.tolist(), stops.tolist(), strict=True)]
-        at = np.concatenate(spans)
+        lengths = stops - starts
+        # Every title's span of entries at once: entry j of the concatenation sits at its
+        # title's start plus its place within that title.
+        first = np.cumsum(lengths) - lengths
+        at = np.arange(int(lengths.sum())) + np.repeat(starts - first, lengths)
         per_title = np.maximum(sims, 0.0) ** s.power * self._scale[titles]
-        weight = self.weights[at] * np.repeat(per_title, stops - starts)
+        weight = self.weights[at] * np.repeat(per_title, lengths)
         rows, inverse = np.unique(self.rows[at], return_inverse=True)
         scores = np.bincount(inverse, weights=weight, minlength=len(rows))
         top = scores.max(initial=0.0)
