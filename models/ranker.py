@@ -84,8 +84,6 @@ class RankParams(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """Weight of a track's co-occurrence cosine to the best-voted tracks (times trust)."""
     cooccur_seeds: int = 20
     """Best-voted tracks whose co-occurrence vectors say what goes with the prompt."""
-    title_profile: float = 0.0
-    """How far trusted title votes lift the catalog prior off the target profile (0..1)."""
     playlist_weight: float = 0.3
     """Bonus for the track most held by training playlists (log scale), faded like
     `popularity_weight`."""
@@ -431,8 +429,7 @@ class Ranker:
         uncapped = _artist_codes(self.catalog, slots.artists)
         # Preferred first, then by relevance (|relevance| is far below the tier penalty).
         order = np.argsort(_TIER_PENALTY * tier - relevance.astype(np.float64), kind="stable")
-        trust = votes.trust if votes is not None else 0.0
-        target = self.target_profile(rows[order[: p.profile_pool]], trust)
+        target = self.target_profile(rows[order[: p.profile_pool]])
         # Diversity looks at a bounded pool first; wider pools, then a relaxed artist cap,
         # are only for lists that would otherwise come out short.
         # The wide pool is bounded too: over-fetching can bring thousands of candidates, and
@@ -455,11 +452,10 @@ class Ranker:
         picked = pool.top[chosen]
         return rows[picked].tolist(), sims[picked].tolist()
 
-    def target_profile(self, best: np.ndarray, trust: float = 0.0) -> np.ndarray:
+    def target_profile(self, best: np.ndarray) -> np.ndarray:
         """The sound a list should have: the best candidates' mean audio features, drawn
-        towards the catalog's popularity-weighted mean by `profile_prior` (less so as far
-        as listeners' own playlists, trusted `trust`, chose those candidates)."""
-        prior = self.params.profile_prior * (1.0 - self.params.title_profile * trust)
+        towards the catalog's popularity-weighted mean by `profile_prior`."""
+        prior = self.params.profile_prior
         own = self.catalog.profile[best].mean(axis=0) if len(best) else self.catalog.profile_mean
         target: np.ndarray = (1 - prior) * own + prior * self.catalog.profile_mean
         return target.astype(np.float64)
