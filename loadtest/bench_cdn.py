@@ -21,11 +21,10 @@ import sys
 import tempfile
 import urllib.request
 from pathlib import Path
-from statistics import median
 from urllib.parse import quote
 
 from edge.query import canonical_query
-from loadtest.bench_http import _server, wrk
+from loadtest.bench_http import _server, medians, wrk, wrk_rounds
 from loadtest.cdn_servers import VarnishServer, installed
 from loadtest.net import free_port
 from loadtest.prompts import zipf_workload
@@ -107,20 +106,8 @@ def bench_cdn(
                 }
                 for url in urls.values():
                     _fetch(url.replace(MOVED, HIT))
-                runs: dict[str, list[dict[str, float]]] = {name: [] for name in urls}
-                for round_no in range(rounds):
-                    for name, url in urls.items():
-                        runs[name].append(wrk(url, seconds=seconds, connections=connections))
-                        print(
-                            f"  round {round_no + 1}/{rounds} {name:<8} "
-                            f"{runs[name][-1]['rps']:>9.0f} rps",
-                            flush=True,
-                        )
-                for name, rs in runs.items():
-                    results[f"{name}_rps"] = median(r["rps"] for r in rs)
-                    results[f"{name}_p50_ms"] = median(r["p50"] for r in rs)
-                    results[f"{name}_p99_ms"] = median(r["p99"] for r in rs)
-                    results[f"{name}_non2xx"] = sum(r["non2xx"] for r in rs)
+                runs = wrk_rounds(urls, rounds=rounds, seconds=seconds, connections=connections)
+                results.update(medians(runs))
                 print(f"  Zipf workload through Varnish, {shield_seconds:g} s ...", flush=True)
                 paths = _zipf_paths(20_000, 300)
                 for path in dict.fromkeys(paths):  # steady state: every prompt computed once

@@ -71,6 +71,35 @@ def _get(port: int, path: str) -> tuple[int, dict[str, str], bytes]:
     return response.status, {k.lower(): v for k, v in response.getheaders()}, response.read()
 
 
+def wrk_rounds(
+    urls: dict[str, str], *, rounds: int, seconds: float, connections: int
+) -> dict[str, list[dict[str, float]]]:
+    """wrk over each URL in turn, `rounds` times (interleaved, so machine noise hits all
+    alike); every run per URL name."""
+    runs: dict[str, list[dict[str, float]]] = {name: [] for name in urls}
+    width = max(len(name) for name in urls)
+    for round_no in range(rounds):
+        for name, url in urls.items():
+            runs[name].append(wrk(url, seconds=seconds, connections=connections))
+            print(
+                f"  round {round_no + 1}/{rounds} {name:<{width}} "
+                f"{runs[name][-1]['rps']:>9.0f} rps",
+                flush=True,
+            )
+    return runs
+
+
+def medians(runs: dict[str, list[dict[str, float]]]) -> dict[str, float]:
+    """`NAME_rps`, `NAME_p50_ms`, `NAME_p99_ms` and `NAME_non2xx` over each name's runs."""
+    results: dict[str, float] = {}
+    for name, rs in runs.items():
+        results[f"{name}_rps"] = median(r["rps"] for r in rs)
+        results[f"{name}_p50_ms"] = median(r["p50"] for r in rs)
+        results[f"{name}_p99_ms"] = median(r["p99"] for r in rs)
+        results[f"{name}_non2xx"] = sum(r["non2xx"] for r in rs)
+    return results
+
+
 def wrk(
     url: str, *, seconds: float, connections: int, script: Path | None = None
 ) -> dict[str, float]:
@@ -192,25 +221,14 @@ def bench_http(
         body_file = Path(tmp) / "body.json"
         body_file.write_bytes(body)
         raw_cmd = [sys.executable, "-c", _RAW_SERVE, server, str(raw_port)]
-        runs: dict[str, list[dict[str, float]]] = {"hit": [], "bare": [], "raw": []}
         with _server(raw_cmd, {"RAW_ASGI_BODY": str(body_file)}, raw_port, "/"):
             urls = {
                 "hit": f"http://127.0.0.1:{port}{HIT_QUERY}",
                 "bare": f"http://127.0.0.1:{port}{BARE_QUERY}",
                 "raw": f"http://127.0.0.1:{raw_port}/",
             }
-            for round_no in range(rounds):
-                for name, url in urls.items():
-                    runs[name].append(wrk(url, seconds=seconds, connections=connections))
-                    print(
-                        f"  round {round_no + 1}/{rounds} {name:<4} "
-                        f"{runs[name][-1]['rps']:>9.0f} rps",
-                        flush=True,
-                    )
-        for name, rs in runs.items():
-            results[f"{name}_rps"] = median(r["rps"] for r in rs)
-            results[f"{name}_p50_ms"] = median(r["p50"] for r in rs)
-            results[f"{name}_p99_ms"] = median(r["p99"] for r in rs)
+            runs = wrk_rounds(urls, rounds=rounds, seconds=seconds, connections=connections)
+        results.update(medians(runs))
         conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
         totals = []
         for _ in range(hits_sampled):
