@@ -8,7 +8,7 @@ CATALOG ?= synthetic:20000
 PROMPT ?= rainy sunday morning jazz, no vocals
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: setup run query test lint artifacts redis-server cdn-servers bench-deps settings-table
+.PHONY: setup run query test lint artifacts redis-server cdn-servers promtool chromium bench-deps settings-table
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -31,7 +31,31 @@ cdn-servers:
 	  $(SUDO) apt-get update -qq && \
 	  $(SUDO) apt-get install -y -qq varnish varnish-modules nginx >/dev/null; }
 
-setup: $(VENV)/.installed redis-server cdn-servers
+# Debian packages whose services must not start on install (prometheus listens on :9090):
+# a policy-rc.d answering 101 stops invoke-rc.d for the install; any unit the package enabled
+# anyway is stopped and disabled afterwards.
+APT_NO_START = sh -c 'set -e; made=; \
+  if [ ! -e /usr/sbin/policy-rc.d ]; then \
+    printf "\#!/bin/sh\nexit 101\n" | $(SUDO) tee /usr/sbin/policy-rc.d >/dev/null; \
+    $(SUDO) chmod +x /usr/sbin/policy-rc.d; made=1; fi; \
+  trap "[ -z \"$$made\" ] || $(SUDO) rm -f /usr/sbin/policy-rc.d" EXIT; \
+  $(SUDO) apt-get update -qq; $(SUDO) apt-get install -y -qq --no-install-recommends "$$@" >/dev/null' apt-no-start
+
+# promtool (from Debian's prometheus package) checks and unit-tests deploy/prometheus/.
+promtool:
+	@command -v promtool >/dev/null 2>&1 || { \
+	  echo "installing prometheus (for promtool) from Debian's packages"; \
+	  $(APT_NO_START) prometheus; \
+	  if command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then \
+	    $(SUDO) systemctl disable --now prometheus prometheus-node-exporter >/dev/null 2>&1 || true; fi; }
+
+# Headless Chromium and its driver, for the playground's browser test.
+chromium:
+	@{ command -v chromium && command -v chromedriver; } >/dev/null 2>&1 || { \
+	  echo "installing chromium and chromium-driver from Debian's packages"; \
+	  $(APT_NO_START) chromium chromium-driver; }
+
+setup: $(VENV)/.installed redis-server cdn-servers promtool chromium
 
 $(ARTIFACTS)/manifest.json: | $(VENV)/.installed
 	$(PY) -m models build --catalog $(CATALOG) --out $(ARTIFACTS)
