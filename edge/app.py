@@ -29,7 +29,7 @@ from litestar.routes import HTTPRoute
 from litestar.types import Message, Receive, ReceiveMessage, Scope
 from opentelemetry.sdk.trace import TracerProvider
 
-from edge import controllers, logs, problems, telemetry
+from edge import controllers, logs, playground, problems, telemetry
 from edge.errors import EdgeError, RequestTimeout
 from edge.node import EdgeNode
 from edge.problems import HANDLERS
@@ -115,13 +115,17 @@ class EdgeApp(Litestar):
                         await self._lean_get(service, prepared, scope, send, route, start)
                         return
         status = 500
+        tier: str | None = None
 
         served = self.node.metrics.served
 
         async def send_status(message: Message) -> None:
-            nonlocal status
+            nonlocal status, tier
             if message["type"] == "http.response.start":
                 status = message["status"]
+                for name, value in message.get("headers", ()):
+                    if name.lower() == b"x-cache":
+                        tier = value.decode("latin-1")
             elif message["type"] == "http.response.body":
                 served.inc(len(message.get("body", b"")))
             await send(message)
@@ -129,7 +133,7 @@ class EdgeApp(Litestar):
         try:
             await super().__call__(scope, self._body_deadline(receive), send_status)
         finally:
-            self._observe(route, status, start, scope)
+            self._observe(route, status, start, scope, tier)
 
     async def _lean_get(
         self,
@@ -144,6 +148,7 @@ class EdgeApp(Litestar):
         path's for a query already validated (`prepare_get`). Errors on the way (overload,
         no model) become the problem documents the routed way would send."""
         status = 500  # until something is sent: an unexpected error propagates
+        tier: str | None = None
         try:
             if isinstance(found, Answer):
                 answer = found
@@ -154,10 +159,10 @@ class EdgeApp(Litestar):
                     status, problem_headers, body = problems.problem(exc, scope["path"])
                     await self._send(send, status, problem_headers, body, _PROBLEM_JSON)
                     return
-            status = answer.status
+            status, tier = answer.status, answer.headers.get("x-cache")
             await self._send(send, status, answer.headers, answer.body, _JSON)
         finally:
-            self._observe(route, status, start, scope)
+            self._observe(route, status, start, scope, tier)
 
     async def _send(
         self, send: Any, status: int, fields: dict[str, str], body: bytes, content_type: bytes
@@ -225,9 +230,11 @@ class EdgeApp(Litestar):
             msgspec.json.encode(problem),
         )
 
-    def _observe(self, route: str, status: int, start: float, scope: Any) -> None:
+    def _observe(
+        self, route: str, status: int, start: float, scope: Any, tier: str | None = None
+    ) -> None:
         seconds = time.perf_counter() - start
-        self.node.metrics.request(route, status, seconds)
+        self.node.metrics.request(route, status, seconds, tier)
         if self.node.settings.access_log:
             # The path only: query strings carry unmasked prompts.
             log.info(
@@ -296,6 +303,7 @@ def create_app(
         controllers.admin_versions,
         controllers.admin_versions_change,
         controllers.events_route(settings.events_max_bytes),
+        *playground.routes(),
     ]
     if settings.bench_routes:
         handlers.append(controllers.bench_bare)

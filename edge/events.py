@@ -15,7 +15,7 @@ import asyncio
 import logging
 import sqlite3
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +30,7 @@ from regional.archive import Archiver
 from regional.connections import redis_client
 from regional.consumers import (
     Consumer,
+    Handler,
     LabelStore,
     MemoryLabelStore,
     MemorySessionStore,
@@ -40,6 +41,7 @@ from regional.consumers import (
     session_handler,
 )
 from regional.events import (
+    Delivery,
     EventIn,
     EventLog,
     LocalEventLog,
@@ -77,8 +79,10 @@ class EventsPipeline:
         metrics: Metrics,
         node_id: str,
         archiver: Archiver | None = None,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.log = log_
+        self._clock = clock
         self.pseudonymizer = pseudonymizer
         self.sessions = sessions
         self.labels = labels
@@ -89,20 +93,37 @@ class EventsPipeline:
         if settings.event_consumers:
             self.consumers = [
                 Consumer(
-                    log_, "session", node_id, session_handler(sessions, settings.early_skip_ms)
+                    log_,
+                    "session",
+                    node_id,
+                    self._timed("session", session_handler(sessions, settings.early_skip_ms)),
                 ),
                 Consumer(
                     log_,
                     "labels",
                     node_id,
-                    labels_handler(
-                        labels,
-                        settings.early_skip_ms,
-                        on_labels=metrics.event_labels.inc,
+                    self._timed(
+                        "labels",
+                        labels_handler(
+                            labels,
+                            settings.early_skip_ms,
+                            on_labels=metrics.event_labels.inc,
+                        ),
                     ),
                 ),
             ]
         self._tasks: list[asyncio.Task[None]] = []
+
+    def _timed(self, group: str, handle: Handler) -> Handler:
+        """`handle`, reporting how old the oldest event of each batch is when it is handled."""
+        gauge = self.metrics.event_lag.labels(group)
+
+        async def handled(deliveries: Sequence[Delivery]) -> None:
+            await handle(deliveries)
+            oldest = min(d.event.received_ms for d in deliveries)
+            gauge.set(max(0.0, self._clock() - oldest / 1000))
+
+        return handled
 
     @classmethod
     def build(
@@ -152,6 +173,7 @@ class EventsPipeline:
             metrics=metrics,
             node_id=node_id,
             archiver=archiver,
+            clock=clock,
         )
 
     def start(self) -> None:

@@ -50,6 +50,15 @@ class Metrics:
             buckets=_LATENCY_BUCKETS,
             registry=r,
         )
+        self.answer_latency = Histogram(
+            "edge_answer_seconds",
+            "Time from request to response body of each playlist answer, by its X-Cache "
+            "(HIT-L1, HIT-L2, HIT-GLOBAL, SEMANTIC, MISS, STALE, FALLBACK)",
+            ["tier"],
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self._answer_latency: dict[str, Histogram] = {}
         self.cache = Counter(
             "edge_cache",
             "Cache outcomes by tier and kind (hit, miss, stale, coalesced, "
@@ -67,6 +76,11 @@ class Metrics:
         self.queue_depth = Gauge(
             "edge_compute_queue_depth",
             "Misses admitted to compute (queued or running)",
+            registry=r,
+        )
+        self.compute_degraded = Gauge(
+            "edge_compute_degraded",
+            "1 while compute is at its queue limit and misses beyond it are shed (503)",
             registry=r,
         )
         self.batch_size = Histogram(
@@ -118,6 +132,13 @@ class Metrics:
             "Time to append one accepted batch to the region's event log",
             registry=r,
         )
+        self.event_lag = Gauge(
+            "edge_event_lag_seconds",
+            "Age of the oldest event in the last batch this node's consumer of each group "
+            "handled: how far the group runs behind the region's event stream",
+            ["group"],
+            registry=r,
+        )
         self.event_labels = Counter(
             "edge_event_labels",
             "Prompt-quality labels (accept or reject, rules v1) this node's consumer counted",
@@ -166,7 +187,8 @@ class Metrics:
         self._latency: dict[str, Histogram] = {}
         self._cache: dict[tuple[str, str], Counter] = {}
 
-    def request(self, route: str, status: int, seconds: float) -> None:
+    def request(self, route: str, status: int, seconds: float, tier: str | None = None) -> None:
+        """One request's status and duration; `tier` is the X-Cache of a playlist answer."""
         counter = self._requests.get((route, status))
         if counter is None:
             counter = self._requests[route, status] = self.requests.labels(route, str(status))
@@ -175,6 +197,11 @@ class Metrics:
         if histogram is None:
             histogram = self._latency[route] = self.latency.labels(route)
         histogram.observe(seconds)
+        if tier is not None:
+            by_tier = self._answer_latency.get(tier)
+            if by_tier is None:
+                by_tier = self._answer_latency[tier] = self.answer_latency.labels(tier)
+            by_tier.observe(seconds)
 
     def answered(self, variant: str, version: str) -> None:
         counter = self._variants.get((variant, version))

@@ -229,6 +229,9 @@ class EdgeNode:
             self.metrics.queue_depth.set_function(
                 lambda: self.service.compute.in_flight if self.service is not None else 0
             )
+            self.metrics.compute_degraded.set_function(
+                lambda: float(self.service is not None and self.service.compute.overloaded)
+            )
             l1 = MemoryTier(s.l1_bytes, clock=self._clock, max_ttl=s.l1_max_ttl or None)
             cache = TieredCache(
                 [l1, *self._remote_tiers()],
