@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import subprocess
@@ -47,9 +48,14 @@ def test_base_images_are_pinned_to_exact_versions() -> None:
     assert base is not None
     assert re.fullmatch(r"python:\d+\.\d+\.\d+-slim-\w+", base.group(1))
     doc = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    pinned = (
+        r"redis:\d+\.\d+\.\d+-\w+",
+        r"prom/prometheus:v\d+\.\d+\.\d+",
+        r"grafana/grafana:\d+\.\d+\.\d+",
+    )
     for name, service in doc["services"].items():
         if "image" in service:
-            assert re.fullmatch(r"redis:\d+\.\d+\.\d+-\w+", service["image"]), name
+            assert any(re.fullmatch(p, service["image"]) for p in pinned), name
 
 
 def test_the_image_holds_no_pip_and_writes_only_its_data_volume() -> None:
@@ -88,3 +94,61 @@ def test_compose_describes_two_regions_behind_sentinel() -> None:
         assert service["read_only"] is True
         assert service["tmpfs"] == ["/tmp"]
         assert service["volumes"] == [f"{name}:/var/lib/edge"]
+
+
+def test_compose_runs_prometheus_over_every_edge_and_a_provisioned_grafana() -> None:
+    """Prometheus mounts deploy/prometheus and scrapes each edge service on its port, with
+    its region; Grafana mounts the provisioning (that data source, the dashboards folder) and
+    the dashboard; both publish on loopback only."""
+    doc = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    services = doc["services"]
+    edges = sorted(name for name in services if name.startswith("edge-"))
+    prometheus, grafana = services["prometheus"], services["grafana"]
+    assert "./deploy/prometheus:/etc/prometheus:ro" in prometheus["volumes"]
+    assert "--config.file=/etc/prometheus/prometheus.yml" in prometheus["command"]
+    assert set(prometheus["depends_on"]) == set(edges)
+    config = yaml.safe_load((ROOT / "deploy" / "prometheus" / "prometheus.yml").read_text())
+    assert config["rule_files"] == ["edge-rules.yml"]
+    (job,) = [j for j in config["scrape_configs"] if j["job_name"] == "edge"]
+    scraped = {
+        target: group["labels"]["region"]
+        for group in job["static_configs"]
+        for target in group["targets"]
+    }
+    assert scraped == {
+        f"{name}:8000": services[name]["environment"]["EDGE_REGION"] for name in edges
+    }
+    assert grafana["depends_on"] == ["prometheus"]
+    assert "./deploy/grafana/provisioning:/etc/grafana/provisioning:ro" in grafana["volumes"]
+    assert "./deploy/grafana/dashboards:/etc/grafana/dashboards:ro" in grafana["volumes"]
+    provisioning = ROOT / "deploy" / "grafana" / "provisioning"
+    (source,) = yaml.safe_load((provisioning / "datasources" / "prometheus.yml").read_text())[
+        "datasources"
+    ]
+    assert source["url"] == "http://prometheus:9090"
+    assert source["uid"] == "prometheus"
+    (provider,) = yaml.safe_load((provisioning / "dashboards" / "edge.yml").read_text())[
+        "providers"
+    ]
+    assert provider["options"]["path"] == "/etc/grafana/dashboards"
+    dashboard = json.loads((ROOT / "deploy" / "grafana" / "dashboards" / "edge.json").read_text())
+    assert dashboard["uid"] == "playlist-edge"
+    titles = {panel["title"] for panel in dashboard["panels"]}
+    assert {
+        "Answers per second by X-Cache",
+        "Hit ratio",
+        "p50 by X-Cache",
+        "p99 by X-Cache",
+        "Breaker states",
+        "Write-behind pending",
+        "Write-behind dropped",
+        "Compute queue",
+        "Encoder batch sizes",
+        "Shed and refused requests",
+        "CPU per 1,000 prompts",
+        "Version split",
+    } <= titles
+    for service in (prometheus, grafana):
+        assert all(port.startswith("127.0.0.1:") for port in service["ports"])
+        assert service["read_only"] is True
+        assert service["cap_drop"] == ["ALL"]
