@@ -3,9 +3,10 @@
     python -m loadtest corpus --out bench-out/corpus.jsonl --prompts 2000 --exponent 1.0
     python -m loadtest run --scenario mixed --users 20 --duration 60 --host http://127.0.0.1:8000
 
-`run` writes locust's CSV stats and history, `tiers.csv`, `report.md`, `latency.png` and
-`tiers.png` into --out, prints the report, and exits 1 when the gate fails (failure ratio
-or p99 over budget), so CI or a person can use it as a release gate.
+`run` writes locust's CSV stats and history, `tiers.csv`, `latency.csv` (p50/p95/p99 of
+each second), `report.md`, `latency.png` (those per-second percentiles; a spike's window
+shaded) and `tiers.png` into --out, prints the report, and exits 1 when the gate fails
+(failure ratio or p99 over budget), so CI or a person can use it as a release gate.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import sys
 from pathlib import Path
 
 from loadtest import corpus, cost, report
+from loadtest.intervals import SPIKE_WINDOW
 
 SCENARIOS = {
     "mixed": "cdn=2,listener=5,picker=2,personal=1,events=1,sdk=1",
@@ -43,6 +45,7 @@ def run(args: argparse.Namespace) -> int:
         "LOADTEST_CORPUS": str(corpus_path),
         "LOADTEST_WEIGHTS": SCENARIOS[args.scenario],
         "LOADTEST_TIERS_CSV": str(out / "tiers.csv"),
+        "LOADTEST_LATENCY_CSV": str(out / "latency.csv"),
         "LOADTEST_SEED": str(args.seed),
         "LOADTEST_SHAPE": args.shape if args.shape != "constant" else "",
         "LOADTEST_USERS": str(args.users),
@@ -65,7 +68,10 @@ def run(args: argparse.Namespace) -> int:
         return 2
     gate = report.Gate(max_failure_ratio=args.max_failure_ratio, p99_budget_ms=args.p99_budget_ms)
     summary = report.summarize(out, gate)
-    report.plot(out)
+    window = None
+    if args.shape == "spike":
+        window = (SPIKE_WINDOW[0] * args.duration, SPIKE_WINDOW[1] * args.duration)
+    report.plot(out, window)
     spent = None
     if before and after and cost.same_process(before, after):
         spent = cost.between(before, after)

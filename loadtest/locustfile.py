@@ -10,7 +10,9 @@ Users (weights from LOADTEST_WEIGHTS, e.g. "cdn=2,listener=5,picker=2,personal=1
   SdkListener the same app built on the client SDK (client/): its retries, ETag
               revalidation and event batching under load (reported as "SDK ..." requests)
 The corpus comes from LOADTEST_CORPUS (`python -m loadtest corpus`). Each response's X-Cache
-is counted per second into LOADTEST_TIERS_CSV. LOADTEST_SHAPE=step|spike swaps the constant
+is counted per second into LOADTEST_TIERS_CSV, and every response time into the second it
+ended in, whose percentiles go to LOADTEST_LATENCY_CSV (`loadtest.intervals`: per second, not
+cumulative like locust's own history). LOADTEST_SHAPE=step|spike swaps the constant
 user count for a step or spike profile (LOADTEST_USERS peak, LOADTEST_DURATION seconds).
 """
 
@@ -28,6 +30,7 @@ from locust import HttpUser, LoadTestShape, User, between, events, task
 
 from client import ClientError, Event, Playlist, PlaylistClient
 from loadtest import corpus as corpus_file
+from loadtest.intervals import SPIKE_WINDOW, IntervalLatencies
 
 _ENTRIES = corpus_file.read(Path(os.environ.get("LOADTEST_CORPUS", "bench-out/corpus.jsonl")))
 _WEIGHTS = [e["weight"] for e in _ENTRIES]
@@ -49,12 +52,26 @@ _WEIGHT = _weights()
 # -- X-Cache per second -------------------------------------------------------------------
 
 _TIERS: Counter[tuple[int, str]] = Counter()
+_LATENCIES = IntervalLatencies(time.time())
+
+
+@events.test_start.add_listener
+def _start_clock(**_kwargs: Any) -> None:
+    global _LATENCIES
+    _LATENCIES = IntervalLatencies(time.time())
 
 
 @events.request.add_listener
 def _count_tier(
-    response: Any = None, exception: Any = None, context: Any = None, **_kwargs: Any
+    response: Any = None,
+    exception: Any = None,
+    context: Any = None,
+    response_time: float | None = None,
+    **_kwargs: Any,
 ) -> None:
+    now = time.time()
+    if response_time is not None:
+        _LATENCIES.add(now, response_time)
     if exception is None and context and "tier" in context:  # an SDK call
         tier = context["tier"]
     elif response is None or exception is not None:
@@ -63,11 +80,14 @@ def _count_tier(
         tier = response.headers.get("x-cache") or f"HTTP {response.status_code}"
         if response.status_code == 304:
             tier = "304"
-    _TIERS[int(time.time()), tier] += 1
+    _TIERS[int(now), tier] += 1
 
 
 @events.quitting.add_listener
 def _write_tiers(**_kwargs: Any) -> None:
+    latency = os.environ.get("LOADTEST_LATENCY_CSV")
+    if latency:
+        _LATENCIES.write(Path(latency))
     path = os.environ.get("LOADTEST_TIERS_CSV")
     if not path:
         return
@@ -288,5 +308,5 @@ elif _SHAPE == "spike":
             elapsed = self.get_run_time()
             if elapsed >= _DURATION:
                 return None
-            spiking = 0.4 * _DURATION <= elapsed < 0.6 * _DURATION
+            spiking = SPIKE_WINDOW[0] * _DURATION <= elapsed < SPIKE_WINDOW[1] * _DURATION
             return (_PEAK if spiking else max(1, _PEAK // 4)), float(_PEAK)

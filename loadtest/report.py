@@ -1,7 +1,10 @@
 """A load run's report: Markdown summary, PNG plots, and the pass/fail gate.
 
-Reads locust's CSV output (`<prefix>_stats.csv`, `<prefix>_stats_history.csv`) and the
-per-second X-Cache counts the locustfile writes (`tiers.csv`).
+Reads locust's CSV output (`<prefix>_stats.csv`, `<prefix>_stats_history.csv`) and what the
+locustfile writes beside it: per-second X-Cache counts (`tiers.csv`) and per-second latency
+percentiles (`latency.csv`, see `loadtest.intervals`). The latency plot draws the per-second
+percentiles, so a spike shows where it happened; locust's cumulative ones are only the
+fallback for a folder without `latency.csv`.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import matplotlib
 matplotlib.use("Agg")  # files only, no display
 import matplotlib.pyplot as plt
 
+from loadtest import intervals
 from loadtest.cost import Cost
 
 
@@ -71,26 +75,41 @@ def summarize(out: Path, gate: Gate) -> Summary:
     return summary
 
 
-def plot(out: Path) -> list[Path]:
-    history = [r for r in _read(out / "locust_stats_history.csv") if r["Name"] == "Aggregated"]
+def plot(out: Path, window: tuple[float, float] | None = None) -> list[Path]:
+    """latency.png and tiers.png; `window` (seconds from the start) is shaded, e.g. a spike."""
     made = []
-    if history:
-        start = int(history[0]["Timestamp"])
-        t = [int(r["Timestamp"]) - start for r in history]
-        fig, left = plt.subplots(figsize=(9, 4.5))
-        for pct, style in (("50%", "-"), ("95%", "--"), ("99%", ":")):
-            left.plot(t, [_ms(r[pct]) for r in history], style, label=f"p{pct[:-1]}")
+    fig, left = plt.subplots(figsize=(9, 4.5))
+    drawn = False
+    if (out / "latency.csv").exists() and (rows := intervals.read(out / "latency.csv")):
+        t = [row.second for row in rows]
+        for name, style in (("p50", "-"), ("p95", "--"), ("p99", ":")):
+            left.plot(t, [getattr(row, name) for row in rows], style, label=name)
+        right = left.twinx()
+        right.plot(t, [row.count for row in rows], color="grey", alpha=0.5)
+        left.set_title("Latency percentiles per second, and throughput")
+        drawn = True
+    else:
+        history = [r for r in _read(out / "locust_stats_history.csv") if r["Name"] == "Aggregated"]
+        if history:
+            start = int(history[0]["Timestamp"])
+            t = [int(r["Timestamp"]) - start for r in history]
+            for pct, style in (("50%", "-"), ("95%", "--"), ("99%", ":")):
+                left.plot(t, [_ms(r[pct]) for r in history], style, label=f"p{pct[:-1]}")
+            right = left.twinx()
+            right.plot(t, [float(r["Requests/s"]) for r in history], color="grey", alpha=0.5)
+            left.set_title("Latency percentiles since the start (cumulative), and throughput")
+            drawn = True
+    if drawn:
+        if window is not None:
+            left.axvspan(*window, color="orange", alpha=0.15, label="spike")
         left.set_xlabel("seconds")
         left.set_ylabel("latency (ms)")
-        right = left.twinx()
-        right.plot(t, [float(r["Requests/s"]) for r in history], color="grey", alpha=0.5)
         right.set_ylabel("requests/s (grey)")
         left.legend(loc="upper left")
-        left.set_title("Latency percentiles and throughput")
         fig.tight_layout()
         fig.savefig(out / "latency.png", dpi=110)
-        plt.close(fig)
         made.append(out / "latency.png")
+    plt.close(fig)
     if (out / "tiers.csv").exists():
         per_second: dict[int, dict[str, int]] = defaultdict(lambda: defaultdict(int))
         for row in _read(out / "tiers.csv"):
@@ -140,6 +159,14 @@ def write_markdown(out: Path, summary: Summary, title: str, spent: Cost | None =
         lines += ["", "| X-Cache | answers | share |", "|---|---|---|"]
         for tier, count in sorted(summary.tiers.items(), key=lambda kv: -kv[1]):
             lines.append(f"| {tier} | {count} | {count / answered:.1%} |")
+    if (out / "latency.csv").exists():
+        top = intervals.peak(intervals.read(out / "latency.csv"))
+        if top is not None:
+            lines += [
+                "",
+                f"Highest p99 of any second: {top.p99:.1f} ms, {top.second} s into the run "
+                f"({top.count} responses that second; p50 {top.p50:.1f} ms).",
+            ]
     if spent is not None and spent.prompts:
         lines += ["", *spent.markdown()]
     lines += ["", "![latency](latency.png)", "", "![tiers](tiers.png)", ""]

@@ -5,12 +5,13 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from loadtest import corpus
+from loadtest import corpus, intervals
 from loadtest.net import free_port, wait_ready
 
 
@@ -82,3 +83,39 @@ def test_corpus_is_seeded_zipf_and_servable() -> None:
     kinds = {e["kind"] for e in first}
     assert kinds == {"text", "slots"}
     assert any(e["variants"] for e in first if e["kind"] == "text")
+
+
+def test_a_spike_run_peaks_inside_its_spike_in_the_per_second_p99(
+    edge_url: str, tmp_path: Path
+) -> None:
+    """`--shape spike` (a quarter of the users, all of them for the middle fifth, a quarter
+    again): the report's per-second p99 series is highest inside the spike's window, which a
+    cumulative series would not show; the plot and the report are made from that series."""
+    entries = corpus.build(200, seed=5)
+    corpus.write(tmp_path / "corpus.jsonl", entries)
+    for entry in entries[:20]:  # the hits scenario's prompts, cached first: no misses inside
+        url = f"{edge_url}/v1/playlists?{corpus.query(entry)}"
+        with urllib.request.urlopen(url, timeout=30) as answer:
+            assert answer.status == 200
+    duration = 10
+    done = _run(
+        edge_url,
+        tmp_path,
+        *("--scenario", "hits", "--shape", "spike", "--users", "40"),
+        *("--duration", str(duration), "--corpus", str(tmp_path / "corpus.jsonl")),
+        *("--spawn-rate", "40", "--p99-budget-ms", "60000"),
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    rows = intervals.read(tmp_path / "latency.csv")
+    assert len(rows) >= duration - 1
+    assert all(row.p50 <= row.p95 <= row.p99 <= row.max for row in rows)
+    top = intervals.peak(rows, min_count=20)
+    assert top is not None
+    start, end = (share * duration for share in intervals.SPIKE_WINDOW)
+    series = [(row.second, round(row.p99, 1), row.count) for row in rows]
+    assert start <= top.second <= end, series  # inside the spike (its last second included)
+    inside = [row.count for row in rows if start <= row.second < end]
+    outside = [row.count for row in rows if row.second < start - 1 or row.second > end + 1]
+    assert min(inside) > max(outside[1:-1]), series  # more users, more requests per second
+    assert "Highest p99 of any second" in (tmp_path / "report.md").read_text()
+    assert (tmp_path / "latency.png").stat().st_size > 0
