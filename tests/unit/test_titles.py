@@ -18,6 +18,7 @@ from models.titles import (
     TitleModel,
     TitleSettings,
     Votes,
+    catalog_rows,
     learn,
     playlist_prior,
     title_key,
@@ -250,3 +251,13 @@ def test_co_occurrence_lifts_what_listeners_put_beside_the_voted_tracks(
     lifted = ranker.relevance(rows, sims, parser.parse("sunday brunch").slots, votes)
     assert lifted[0] - plain[0] == pytest.approx(learned.params.cooccur_weight, rel=1e-3)
     assert lifted[1] == pytest.approx(plain[1])
+
+
+def test_catalog_rows_maps_ids_in_order_and_unknown_ids_to_minus_one(
+    fake_generator: PlaylistGenerator,
+) -> None:
+    catalog = fake_generator.catalog
+    lookup = catalog_rows(catalog)
+    ids = catalog.id_strings.get([5, 0, 17])
+    assert lookup([*ids, "no-such-track"]).tolist() == [5, 0, 17, -1]
+    assert lookup([]).tolist() == []
