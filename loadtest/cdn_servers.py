@@ -138,13 +138,7 @@ class VarnishServer:
 
     def stop(self) -> None:
         """Stop this varnishd (by its PID; its worker child ends with it) and wait."""
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
+        _stop(self.proc)
         self.proc = None
 
 
@@ -207,11 +201,16 @@ class NginxServer:
         return self
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
+        _stop(self.proc)
         self.proc = None
+
+
+def _stop(proc: subprocess.Popen[bytes] | None) -> None:
+    """Terminate a server we started (by its PID), killing it if it does not go in 10 s."""
+    if proc is not None and proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(10)
