@@ -62,10 +62,12 @@ $(ARTIFACTS)/manifest.json: | $(VENV)/.installed
 
 artifacts: $(ARTIFACTS)/manifest.json
 
-run: setup artifacts
+# Serving needs only the virtualenv: the test tools (Redis, Varnish, nginx, promtool, Chromium)
+# come with `setup`, which `test` runs.
+run: $(VENV)/.installed artifacts
 	$(PY) -m edge --artifacts $(ARTIFACTS)
 
-query: setup artifacts
+query: $(VENV)/.installed artifacts
 	$(PY) -m models query --artifacts $(ARTIFACTS) "$(PROMPT)" -n 10
 
 bench-deps: setup
