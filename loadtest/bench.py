@@ -322,7 +322,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "events":
         from loadtest import bench_events
 
-        bench_events.run(Path(args.artifacts), args.seconds, args.clients, args.samples)
+        try:
+            bench_events.run(Path(args.artifacts), args.seconds, args.clients, args.samples)
+        except RuntimeError as exc:  # the edge never became ready
+            print(f"events: {exc}", file=sys.stderr)
+            return 2
         return 0
     if args.command == "semantic":
         from loadtest import semantic

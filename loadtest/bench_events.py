@@ -21,9 +21,6 @@ import hmac
 import itertools
 import os
 import secrets
-import signal
-import subprocess
-import sys
 import tempfile
 import time
 from datetime import UTC, datetime
@@ -34,7 +31,7 @@ import httpx
 import numpy as np
 from redis.asyncio import Redis
 
-from loadtest.net import free_port, wait_ready
+from loadtest.net import free_port, served_edge
 from loadtest.redis_server import RedisServer
 from regional.events import EventIn, Pseudonymizer, RedisEventLog
 
@@ -163,31 +160,20 @@ def run(artifacts: Path, seconds: float, clients: int, samples: int) -> dict[str
             "EDGE_USER_HASH_KEY": key,
             "EDGE_WARMUP": "false",
         }
-        edge = subprocess.Popen(
-            [sys.executable, "-m", "edge"],
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            start_new_session=True,
-        )
         try:
-            if not wait_ready(port, timeout=120):
-                raise SystemExit("edge did not become ready")
-            base = f"http://127.0.0.1:{port}"
-            print(f"  raw append, {clients} clients, {seconds:g} s ...", flush=True)
-            raw = asyncio.run(_raw_append(redis.url, key.encode(), seconds, clients))
-            print(f"  HTTP ingest, {clients} clients, {seconds:g} s ...", flush=True)
-            http, latencies = asyncio.run(_http_ingest(base, seconds, clients))
-            print("  waiting for the session consumer to catch up ...", flush=True)
-            began = time.monotonic()
-            # Sentinels for 64 users reach every partition: all seen means all drained.
-            caught_up = asyncio.run(_lag(base, redis.url, key.encode(), 64, wait=120))
-            drain = time.monotonic() - began if len(caught_up) == 64 else float("nan")
-            print(f"  lag, {samples} single events ...", flush=True)
-            lags = asyncio.run(_lag(base, redis.url, key.encode(), samples))
+            with served_edge(env, port) as base:
+                print(f"  raw append, {clients} clients, {seconds:g} s ...", flush=True)
+                raw = asyncio.run(_raw_append(redis.url, key.encode(), seconds, clients))
+                print(f"  HTTP ingest, {clients} clients, {seconds:g} s ...", flush=True)
+                http, latencies = asyncio.run(_http_ingest(base, seconds, clients))
+                print("  waiting for the session consumer to catch up ...", flush=True)
+                began = time.monotonic()
+                # Sentinels for 64 users reach every partition: all seen means all drained.
+                caught_up = asyncio.run(_lag(base, redis.url, key.encode(), 64, wait=120))
+                drain = time.monotonic() - began if len(caught_up) == 64 else float("nan")
+                print(f"  lag, {samples} single events ...", flush=True)
+                lags = asyncio.run(_lag(base, redis.url, key.encode(), samples))
         finally:
-            os.killpg(edge.pid, signal.SIGTERM)
-            edge.wait(30)
             redis.stop()
     result = {
         "raw_append_eps": raw,

@@ -22,9 +22,6 @@ from __future__ import annotations
 import asyncio
 import os
 import secrets
-import signal
-import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -35,7 +32,7 @@ from typing import Any
 import httpx
 import numpy as np
 
-from loadtest.net import free_port, wait_ready
+from loadtest.net import free_port, served_edge
 from loadtest.prompts import unique_prompts
 from loadtest.redis_server import RedisServer
 
@@ -347,34 +344,24 @@ def run(
             "EDGE_WARMUP": "false",
             "EDGE_WORKERS": "1",
         }
-        edge = subprocess.Popen(
-            [sys.executable, "-m", "edge"],
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            start_new_session=True,
-        )
+
+        def build() -> Path:
+            artifacts.build(catalog, candidate, progress=False, events=[archive])
+            return candidate
+
         try:
-            if not wait_ready(port, timeout=120):
-                raise RuntimeError("the edge did not become ready within 120 s")
-
-            def build() -> Path:
-                artifacts.build(catalog, candidate, progress=False, events=[archive])
-                return candidate
-
-            figures = asyncio.run(
-                _drive(
-                    f"http://127.0.0.1:{port}",
-                    key,
-                    archive,
-                    build,
-                    {"prompts": prompts, "listeners": listeners, "n": n, "seed": seed},
+            with served_edge(env, port) as base:
+                figures = asyncio.run(
+                    _drive(
+                        base,
+                        key,
+                        archive,
+                        build,
+                        {"prompts": prompts, "listeners": listeners, "n": n, "seed": seed},
+                    )
                 )
-            )
             manifest = artifacts.read_manifest(candidate)
         finally:
-            os.killpg(edge.pid, signal.SIGTERM)
-            edge.wait(30)
             redis.stop()
     learned = manifest.training.get("events", {})
     return {
