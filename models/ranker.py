@@ -381,10 +381,15 @@ class Ranker:
         return moved
 
     def relevance(
-        self, rows: np.ndarray, sims: np.ndarray, slots: Slots, votes: Votes | None = None
+        self,
+        rows: np.ndarray,
+        sims: np.ndarray,
+        slots: Slots,
+        votes: Votes | None = None,
+        voted: np.ndarray | None = None,
     ) -> np.ndarray:
         """Cosine plus a popularity prior that fades with specificity, plus a theme bonus,
-        plus the title model's trusted vote."""
+        plus the title model's trusted vote (`voted`: `votes.at(rows)`, if already known)."""
         p = self.params
         catalog = self.catalog
         fade = 1.0 + p.popularity_fade * specificity(slots)
@@ -394,7 +399,8 @@ class Ranker:
         for theme in slots.themes:
             relevance = relevance + p.theme_weight * catalog.theme_set(theme).contains(rows)
         if votes is not None and votes.trust:
-            relevance = relevance + p.title_weight * votes.trust * votes.at(rows)
+            voted = votes.at(rows) if voted is None else voted
+            relevance = relevance + p.title_weight * votes.trust * voted
             if p.cooccur_weight and self.cooccur is not None:
                 together = self._together(self.cooccur, rows, votes)
                 relevance = relevance + p.cooccur_weight * votes.trust * together
@@ -422,10 +428,11 @@ class Ranker:
         if len(rows) == 0:
             return [], []
         preferred = soft_mask(self.catalog, slots, rows)
-        if votes is not None and votes.trust:
-            preferred |= votes.trust * votes.at(rows) >= p.title_preferred
+        voted = votes.at(rows) if votes is not None and votes.trust else None
+        if votes is not None and voted is not None:
+            preferred |= votes.trust * voted >= p.title_preferred
         tier = (~preferred).astype(np.float32)
-        relevance = self.relevance(rows, sims, slots, votes)
+        relevance = self.relevance(rows, sims, slots, votes, voted)
         uncapped = _artist_codes(self.catalog, slots.artists)
         # Preferred first, then by relevance (|relevance| is far below the tier penalty).
         order = np.argsort(_TIER_PENALTY * tier - relevance.astype(np.float64), kind="stable")
