@@ -15,7 +15,7 @@ from models.fallback import FallbackPlaylists
 from models.index import TrackIndex
 from models.intent import Intent
 from models.ranker import Playlist, Ranker, RankParams
-from models.titles import TitleModel, Votes, playlist_prior
+from models.titles import TitleModel, Votes
 
 Timings = dict[str, float]  # stage → milliseconds
 
@@ -51,7 +51,7 @@ class PlaylistGenerator:
         self.version = version
         self.params = params
         self.titles = titles
-        prior = playlist_prior(titles) if titles is not None else None
+        prior = titles.playlist_prior if titles is not None else None
         self.ranker = Ranker(catalog, index, params, prior, cooccur)
         self._clock = clock
 

@@ -16,6 +16,7 @@ prompt no listener wrote falls back smoothly to the content model.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -144,6 +145,16 @@ class TitleModel:
 
     def __len__(self) -> int:
         return len(self.keys)
+
+    @functools.cached_property
+    def playlist_prior(self) -> np.ndarray:
+        """log(1 + playlists holding the track) / log(1 + the most held track's), per row;
+        made once per loaded model, however many generators share it."""
+        top = float(self.track_playlists.max(initial=0.0))
+        if top <= 0:
+            return np.zeros(len(self.track_playlists), dtype=np.float32)
+        prior: np.ndarray = (np.log1p(self.track_playlists) / math.log1p(top)).astype(np.float32)
+        return prior
 
     def votes(self, vectors: np.ndarray, threads: int = 1) -> list[Votes]:
         """Votes for each of a batch of unit prompt vectors (one hnswlib query per batch)."""
@@ -327,12 +338,3 @@ def learn(
         index,
         settings,
     )
-
-
-def playlist_prior(model: TitleModel) -> np.ndarray:
-    """log(1 + playlists holding the track) / log(1 + the most held track's), per row."""
-    top = float(model.track_playlists.max(initial=0.0))
-    if top <= 0:
-        return np.zeros(len(model.track_playlists), dtype=np.float32)
-    prior: np.ndarray = (np.log1p(model.track_playlists) / math.log1p(top)).astype(np.float32)
-    return prior

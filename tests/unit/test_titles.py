@@ -20,7 +20,6 @@ from models.titles import (
     Votes,
     catalog_rows,
     learn,
-    playlist_prior,
     title_key,
 )
 
@@ -168,7 +167,7 @@ def test_saved_models_load_the_same_and_corrupt_ones_are_refused(tmp_path: Path)
 
 def test_playlist_prior_is_log_scaled_to_one() -> None:
     model = _model([Example("a", _rows(1, 2)), Example("b", _rows(1)), Example("c", _rows(1))])
-    prior = playlist_prior(model)
+    prior = model.playlist_prior
     assert prior[1] == pytest.approx(1.0)
     assert 0 < prior[2] < prior[1]
     assert prior[3] == 0
