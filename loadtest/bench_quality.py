@@ -452,11 +452,8 @@ def run(
 def _refuse_leaks(manifest: artifacts.Manifest, split: Literal["test", "validation"]) -> None:
     """Artifacts that learned from the judged split would be judged on what they saw."""
     learned = manifest.training.get("split")
-    if (
-        learned is not None
-        and learned != "train"
-        and not (split == "test" and learned == "train+validation")
-    ):
+    clean = ("train",) if split == "validation" else ("train", "train+validation")
+    if learned is not None and learned not in clean:
         raise ValueError(
             f"the artifacts learned from the {learned!r} playlists, which hold the judged "
             f"{split!r} split; build them with --split "
