@@ -469,17 +469,24 @@ class PlaylistService:
                 continue
             if now < self.headers.refresh_due(entry) or key in self._flights:
                 continue
-            try:
-                wanted = msgspec.json.decode(spec, type=PromptSpec)
-                request = PlaylistRequest(prompt=wanted.prompt, slots=wanted.slots, n=wanted.n)
-                intent, same = self.intent(request)
-            except (msgspec.DecodeError, msgspec.ValidationError, IntentError, BadRequest):
+            parsed = self._spec_intent(spec)
+            if parsed is None or parsed[2] != key:  # unreadable, or another version's key
                 continue
-            if same != key:  # another version's key
-                continue
+            wanted, intent, _same = parsed
             self._revalidate(key, intent, wanted.n, seen=entry)
             started += 1
         return started
+
+    def _spec_intent(self, raw: bytes) -> tuple[PromptSpec, Intent, str] | None:
+        """A recorded prompt spec, its intent and key under this version; None if the spec
+        no longer reads or parses."""
+        try:
+            spec = msgspec.json.decode(raw, type=PromptSpec)
+            request = PlaylistRequest(prompt=spec.prompt, slots=spec.slots, n=spec.n)
+            intent, key = self.intent(request)
+        except (msgspec.DecodeError, msgspec.ValidationError, IntentError, BadRequest):
+            return None
+        return spec, intent, key
 
     async def _younger_in_region(self, key: str, seen: Entry) -> Entry | None:
         """An entry for `key` in L2 that another edge made after `seen` and that is not due
@@ -602,13 +609,11 @@ class PlaylistService:
         for _key, raw in wanted:
             if loop.time() >= deadline:
                 break
-            try:
-                spec = msgspec.json.decode(raw, type=PromptSpec)
-                request = PlaylistRequest(prompt=spec.prompt, slots=spec.slots, n=spec.n)
-                intent, key = self.intent(request)
-            except (msgspec.DecodeError, msgspec.ValidationError, IntentError, BadRequest):
+            parsed = self._spec_intent(raw)
+            if parsed is None:
                 done["skipped"] += 1
                 continue
+            spec, intent, key = parsed
             if await self._mostly_rejected(intent.prompt_key()):
                 done["rejected"] += 1  # listeners skip its playlists: not worth a warm slot
                 continue
