@@ -52,9 +52,42 @@ def _tail(log: Path) -> str:
     return log.read_text(errors="replace")[-2000:] if log.exists() else ""
 
 
-class VarnishServer:
+class _Cache:
+    """What both caches share: the binary, the origins, a loopback port and the process."""
+
+    binary_name = ""
+
+    def __init__(self, workdir: Path, origins: list[int], port: int | None) -> None:
+        binary = _which(self.binary_name)
+        if binary is None:
+            raise RuntimeError(f"{self.binary_name} is not installed: run `make cdn-servers`")
+        self.binary = binary
+        self.workdir = workdir
+        self.origins = origins
+        self.port = port or free_port()
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def stop(self) -> None:
+        """Stop the server (by its PID; worker children end with it) and wait."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+        self.proc = None
+
+
+class VarnishServer(_Cache):
     """One varnishd on 127.0.0.1 with deploy/varnish/default.vcl, in front of `origins`
     (loopback ports of edge nodes)."""
+
+    binary_name = "varnishd"
 
     def __init__(
         self,
@@ -65,20 +98,9 @@ class VarnishServer:
         probe_interval: str = "1s",
         storage: str = "malloc,64m",
     ) -> None:
-        binary = _which("varnishd")
-        if binary is None:
-            raise RuntimeError("varnishd is not installed: run `make cdn-servers`")
-        self.binary = binary
-        self.workdir = workdir
-        self.origins = origins
-        self.port = port or free_port()
+        super().__init__(workdir, origins, port)
         self.probe_interval = probe_interval
         self.storage = storage
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
 
     def _backends(self) -> str:
         lines = []
@@ -136,28 +158,14 @@ class VarnishServer:
         counters = json.loads(done.stdout)["counters"]
         return {name: int(c.get("value", 0)) for name, c in counters.items()}
 
-    def stop(self) -> None:
-        """Stop this varnishd (by its PID; its worker child ends with it) and wait."""
-        _stop(self.proc)
-        self.proc = None
 
-
-class NginxServer:
+class NginxServer(_Cache):
     """One nginx on 127.0.0.1 with deploy/nginx/edge-cache.conf in front of `origins`."""
 
-    def __init__(self, workdir: Path, origins: list[int], *, port: int | None = None) -> None:
-        binary = _which("nginx")
-        if binary is None:
-            raise RuntimeError("nginx is not installed: run `make cdn-servers`")
-        self.binary = binary
-        self.workdir = workdir
-        self.origins = origins
-        self.port = port or free_port()
-        self.proc: subprocess.Popen[bytes] | None = None
+    binary_name = "nginx"
 
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+    def __init__(self, workdir: Path, origins: list[int], *, port: int | None = None) -> None:
+        super().__init__(workdir, origins, port)
 
     def start(self) -> NginxServer:
         work = self.workdir
@@ -199,18 +207,3 @@ class NginxServer:
             )
         _wait_for_port(self.proc, self.port, "nginx", work / "error.log")
         return self
-
-    def stop(self) -> None:
-        _stop(self.proc)
-        self.proc = None
-
-
-def _stop(proc: subprocess.Popen[bytes] | None) -> None:
-    """Terminate a server we started (by its PID), killing it if it does not go in 10 s."""
-    if proc is not None and proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(10)
