@@ -293,7 +293,7 @@ def evaluate(
 ) -> dict[str, Any]:
     """Ask every method every title; return the averaged metrics and the run's counts."""
     catalog, parser = setup.loaded.catalog, setup.loaded.parser
-    row_of = {track: row for row, track in enumerate(catalog.table.column("id").to_pylist())}
+    row_of = catalog.row_of
     profile = catalog.profile.astype(np.float64)
     keys: dict[int, str] = {}
     tallies = {name: _Tally() for name in methods}

@@ -442,6 +442,11 @@ class Catalog:
         return order, bounds
 
     @functools.cached_property
+    def row_of(self) -> dict[str, int]:
+        """Track id → row, made on first use (training and benchmarks; not the miss path)."""
+        return {track: row for row, track in enumerate(self.table.column("id").to_pylist())}
+
+    @functools.cached_property
     def artist_index(self) -> dict[str, int]:
         """Artist name → code (index into `artist_names`)."""
         return {name: code for code, name in enumerate(self.artist_names)}

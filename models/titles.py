@@ -239,9 +239,9 @@ class TitleModel:
 def catalog_rows(catalog: Catalog) -> Callable[[Sequence[str]], np.ndarray]:
     """A lookup from track ids to catalog rows (-1 for ids not in the catalog).
 
-    A dict built once: Arrow's `index_in` hashes its whole value set on every call, which
-    at a million tracks costs ~90 ms a playlist."""
-    rows = {track: row for row, track in enumerate(catalog.table.column("id").to_pylist())}
+    Through the catalog's id dict, made once: Arrow's `index_in` hashes its whole value set
+    on every call, which at a million tracks costs ~90 ms a playlist."""
+    rows = catalog.row_of
 
     def lookup(track_ids: Sequence[str]) -> np.ndarray:
         return np.fromiter((rows.get(t, -1) for t in track_ids), np.int64, len(track_ids))
