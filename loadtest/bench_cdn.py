@@ -24,8 +24,9 @@ from pathlib import Path
 from urllib.parse import quote
 
 from edge.query import canonical_query
-from loadtest.bench_http import _server, medians, wrk, wrk_rounds
+from loadtest.bench_http import medians, wrk, wrk_rounds
 from loadtest.cdn_servers import VarnishServer, installed
+from loadtest.launch import started
 from loadtest.net import free_port
 from loadtest.prompts import zipf_workload
 
@@ -93,8 +94,8 @@ def bench_cdn(
         env = _node_env(artifacts, f"{tmp}/a", port, EDGE_CANONICAL_REDIRECT="true", **lifetimes)
         plain = _node_env(artifacts, f"{tmp}/b", plain_port, EDGE_CANONICAL_REDIRECT="false")
         with (
-            _server(cmd, env, port, "/readyz"),
-            _server(cmd, plain, plain_port, "/readyz"),
+            started(cmd, env, port, name="edge"),
+            started(cmd, plain, plain_port, name="plain edge"),
         ):
             varnish = VarnishServer(Path(tmp) / "varnish", [port], storage="malloc,256m").start()
             try:

@@ -31,7 +31,8 @@ import httpx
 import numpy as np
 from redis.asyncio import Redis
 
-from loadtest.net import free_port, served_edge
+from loadtest.launch import served_edge
+from loadtest.net import free_port
 from loadtest.redis_server import RedisServer
 from regional.events import EventIn, Pseudonymizer, RedisEventLog
 

@@ -23,8 +23,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from pathlib import Path
 from statistics import median
 from urllib.parse import urlencode
@@ -32,36 +31,13 @@ from urllib.parse import urlencode
 import numpy as np
 import psutil
 
-from loadtest.net import free_port, wait_ready
+from loadtest.launch import started
+from loadtest.net import free_port
 from loadtest.prompts import unique_prompts
 
 HIT_QUERY = "/v1/playlists?" + urlencode({"q": "rainy sunday morning jazz", "n": 30})
 BARE_QUERY = HIT_QUERY.replace("/v1/playlists", "/_bench/bare")
 _UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3}
-
-
-@contextmanager
-def _server(
-    cmd: list[str], env: dict[str, str], port: int, ready: str
-) -> Iterator[subprocess.Popen[bytes]]:
-    proc = subprocess.Popen(
-        cmd,
-        env={**os.environ, **env},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    try:
-        if not wait_ready(port, ready):
-            raise SystemExit(f"server on port {port} not ready within 120 s")
-        yield proc
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 def _get(port: int, path: str) -> tuple[int, dict[str, str], bytes]:
@@ -213,7 +189,7 @@ def bench_http(
     env = _node_env(artifacts, tmp_dir.name, port, connections)
     cmd = [sys.executable, "-m", "edge", "--server", server]
     results: dict[str, float] = {}
-    with tmp_dir as tmp, _server(cmd, env, port, "/readyz") as node:
+    with tmp_dir as tmp, started(cmd, env, port, name="edge") as node:
         status, _headers, body = _get(port, HIT_QUERY)
         _get(port, BARE_QUERY)
         assert status == 200
@@ -221,7 +197,9 @@ def bench_http(
         body_file = Path(tmp) / "body.json"
         body_file.write_bytes(body)
         raw_cmd = [sys.executable, "-c", _RAW_SERVE, server, str(raw_port)]
-        with _server(raw_cmd, {"RAW_ASGI_BODY": str(body_file)}, raw_port, "/"):
+        with started(
+            raw_cmd, {"RAW_ASGI_BODY": str(body_file)}, raw_port, name="raw server", path="/"
+        ):
             urls = {
                 "hit": f"http://127.0.0.1:{port}{HIT_QUERY}",
                 "bare": f"http://127.0.0.1:{port}{BARE_QUERY}",
@@ -253,7 +231,7 @@ def bench_http(
             env.update(
                 EDGE_WORKERS=str(workers), EDGE_ENCODER_THREADS=str(max(1, cores // workers))
             )
-            with _server(cmd, env, port, "/readyz") as node:
+            with started(cmd, env, port, name="edge") as node:
                 miss = _uncached(
                     port, node.pid, Path(tmp), seconds=miss_seconds, connections=connections
                 )

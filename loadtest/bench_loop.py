@@ -32,7 +32,8 @@ from typing import Any
 import httpx
 import numpy as np
 
-from loadtest.net import free_port, served_edge
+from loadtest.launch import served_edge
+from loadtest.net import free_port
 from loadtest.prompts import unique_prompts
 from loadtest.redis_server import RedisServer
 

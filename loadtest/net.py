@@ -3,14 +3,8 @@
 from __future__ import annotations
 
 import http.client
-import os
-import signal
 import socket
-import subprocess
-import sys
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 
 def free_port() -> int:
@@ -40,23 +34,3 @@ def wait_ready(port: int, path: str = "/readyz", timeout: float = 120.0) -> bool
             return True
         time.sleep(0.1)
     return False
-
-
-@contextmanager
-def served_edge(env: dict[str, str], port: int, timeout: float = 120.0) -> Iterator[str]:
-    """`python -m edge` with `env` in a session of its own, ready on `port`; yields its base
-    URL and stops the whole session (by the edge's PID) on the way out."""
-    edge = subprocess.Popen(
-        [sys.executable, "-m", "edge"],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    try:
-        if not wait_ready(port, timeout=timeout):
-            raise RuntimeError(f"the edge did not become ready within {timeout:g} s")
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        os.killpg(edge.pid, signal.SIGTERM)
-        edge.wait(30)

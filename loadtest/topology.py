@@ -32,27 +32,17 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from loadtest.launch import check_running, require_artifacts, spawn
 from loadtest.net import free_port, is_ready
 from loadtest.redis_server import RedisServer
 
 DEFAULT_STATE = Path("bench-out/topology/state.json")
 
 
-def spawn(cmd: list[str], env: dict[str, str], log: Path) -> int:
-    with log.open("ab") as out:
-        proc = subprocess.Popen(
-            cmd,
-            env={**os.environ, **env},
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,  # outlives `up`; `down` ends it by PID
-        )
-    return proc.pid
-
-
 def up(
     regions: int, edges: int, artifacts: Path, state_file: Path, timeout: float
 ) -> dict[str, Any]:
+    require_artifacts(artifacts)  # before any process starts: a wrong path fails at once
     run = state_file.parent
     run.mkdir(parents=True, exist_ok=True)
     # Drills reach the edges' admin API (purges, injected encoder faults) with this key.
@@ -67,6 +57,7 @@ def up(
     def save() -> None:
         state_file.write_text(json.dumps(state, indent=2))
 
+    procs: dict[str, subprocess.Popen[bytes]] = {}  # edge name -> its process, while starting
     state["global"] = {}
     _redis_behind_proxy(run / "global", state["global"], save, durable=True)
     for r in range(1, regions + 1):
@@ -94,11 +85,12 @@ def up(
                 "EDGE_ENCODER_THREADS": str(max(1, (os.cpu_count() or 1) // (regions * edges))),
             }
             log = run / name / f"edge{e}.log"
-            pid = spawn([sys.executable, "-m", "edge"], env, log)
+            proc = spawn([sys.executable, "-m", "edge"], env, log)
+            procs[f"{name}.edge{e}"] = proc
             url = f"http://127.0.0.1:{port}"
             region["edges"].append(
                 {
-                    "pid": pid,
+                    "pid": proc.pid,
                     "port": port,
                     "url": url,
                     "cmd": "-m edge",
@@ -107,15 +99,20 @@ def up(
                 }
             )
             save()
-    pending = [edge for region in state["regions"].values() for edge in region["edges"]]
+    starting = {name: part for name, part in named(state).items() if name in procs}
+    pending = list(starting)
     deadline = time.monotonic() + timeout
     last_report = 0.0
     while pending:
-        pending = [edge for edge in pending if not is_ready(edge["port"])]
+        pending = [name for name in pending if not is_ready(starting[name]["port"])]
         if not pending:
             break
+        for name in pending:  # an edge that exited will never be ready: say why now
+            check_running(procs[name], name, Path(starting[name]["log"]))
         if time.monotonic() > deadline:
-            raise SystemExit(f"edges not ready after {timeout:.0f} s: {pending}; see {run}/*/")
+            raise SystemExit(
+                f"edges not ready after {timeout:.0f} s: {', '.join(pending)}; see {run}/*/"
+            )
         if time.monotonic() - last_report > 5:
             print(f"  waiting for {len(pending)} edge(s) to be ready ...", flush=True)
             last_report = time.monotonic()
@@ -141,7 +138,7 @@ def _redis_behind_proxy(
     proxy_cmd = [sys.executable, "-m", "loadtest.faultproxy", "--listen", str(proxy_port)]
     proxy_cmd += ["--target", f"127.0.0.1:{redis.port}", "--control", str(control_port)]
     part["proxy"] = {
-        "pid": spawn(proxy_cmd, {}, workdir / "proxy.log"),
+        "pid": spawn(proxy_cmd, {}, workdir / "proxy.log").pid,
         "port": proxy_port,
         "control": control_port,
         "cmd": "loadtest.faultproxy",

@@ -8,7 +8,7 @@ from pathlib import Path
 
 
 def test_redis_kill_drill_passes(artifact_dir: Path, tmp_path: Path) -> None:
-    cmd = [sys.executable, "-m", "loadtest.drill", "redis-kill", "--duration", "15"]
+    cmd = [sys.executable, "-m", "loadtest.drills", "redis-kill", "--duration", "15"]
     cmd += ["--concurrency", "4", "--artifacts", str(artifact_dir), "--out", str(tmp_path)]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=240, check=False)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]

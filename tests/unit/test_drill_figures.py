@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from loadtest.drill import detection
+from loadtest.drills.verdicts import detection
 
 
 def test_detect_and_recover_are_measured_from_the_faults_start_and_end() -> None:
