@@ -50,7 +50,7 @@ class RankParams(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """MMR weight of novelty against relevance (0 = pure relevance)."""
     max_per_artist: int = 2
     """Most tracks by one artist in a playlist (relaxed only if the list would be short)."""
-    popularity_weight: float = 0.15
+    popularity_weight: float = 0.3
     """Bonus for a track of popularity 100, added to its cosine (chosen on a train split)."""
     popularity_fade: float = 0.5
     """How fast that bonus fades as a prompt gets specific: it is divided by 1 + this times
@@ -58,7 +58,7 @@ class RankParams(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     artist, theme)."""
     theme_weight: float = 0.1
     """Bonus for a track whose title, album or tags name a theme the prompt asks for."""
-    profile_weight: float = 2.0
+    profile_weight: float = 4.0
     """Penalty per unit of mean absolute distance between the list's mean energy, valence,
     danceability and acousticness and the target profile (see `profile_prior`)."""
     profile_pool: int = 30
