@@ -258,11 +258,11 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(probe(Path(args.artifacts), args.queries, seed=1)))
         return 0
     if args.command == "quality":
-        from loadtest import bench_quality
+        from loadtest.quality import report, run
         from models.errors import ModelError
 
         try:
-            results = bench_quality.run(
+            results = run.run(
                 artifacts_dir=Path(args.artifacts) if args.artifacts else None,
                 catalog=args.catalog,
                 playlists=args.playlists,
@@ -277,7 +277,7 @@ def main(argv: list[str] | None = None) -> int:
         except (ModelError, ValueError) as exc:
             print(f"quality: {exc}", file=sys.stderr)
             return 2
-        bench_quality.report(results, Path(args.out))
+        report.report(results, Path(args.out))
         return 0
     if args.command == "loop":
         from loadtest import bench_loop

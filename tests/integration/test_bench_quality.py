@@ -15,15 +15,9 @@ import msgspec
 import pytest
 
 from loadtest import bench
-from loadtest.bench_quality import (
-    DEPTH,
-    KINDS,
-    Setup,
-    _refuse_leaks,
-    evaluate,
-    http_method,
-    random_method,
-)
+from loadtest.quality.methods import Setup, http_method, random_method
+from loadtest.quality.metrics import DEPTH, KINDS
+from loadtest.quality.run import _refuse_leaks, evaluate
 from models import artifacts
 from models.corpus import in_split, load_playlists
 from models.synth_playlists import synthetic_playlists, write_slices

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 import xxhash
 
-from loadtest.bench_quality import hit_vector, ndcg_at, r_precision, recall_at, title_kind
+from loadtest.quality.metrics import hit_vector, ndcg_at, r_precision, recall_at, title_kind
 from models.corpus import (
     CorpusPlaylist,
     in_split,
