@@ -486,32 +486,42 @@ class Ranker:
         to the closest chosen track), minus `profile_weight` times how far the list's mean
         audio features would lie from `target` with it. Judging the list's mean rather than
         each track lets a relevant track that sounds unlike the target in, balanced by
-        others. A chosen track, every other version of its song, and an artist at its cap
-        (`caps`, per candidate) drop out of the pool at once (relevance -inf) rather than
-        being skipped pick by pick.
+        others. A chosen track and every other version of its song (penalty +inf), and an
+        artist at its cap (`caps`, per candidate; relevance -inf), drop out of the pool at
+        once rather than being skipped pick by pick.
         """
         relevance = base.astype(np.float64)  # -inf once out
+        # A pick's penalty row is +inf at every version of its song (itself included), so
+        # the running maximum drops them with the novelty penalty, in the same operation.
         weighted = self.params.diversity * pool.pairwise.astype(np.float64)
+        weighted[pool.songs[:, None] == pool.songs[None, :]] = np.inf
         penalty = np.zeros(len(base), dtype=np.float64)
         profile_weight = self.params.profile_weight
         width = pool.profile.shape[1]
         total = np.zeros(width, dtype=np.float64)
+        # Each step's arrays are written in place: at ~60 candidates a step costs a dozen
+        # numpy calls, and allocating their results is a good part of each.
+        score = np.empty_like(relevance)
+        spread = np.empty_like(pool.profile)
+        gap = np.empty_like(relevance)
         owners = pool.artists.tolist()
         limits = caps.tolist()
         per_artist: dict[int, int] = {}
         chosen: list[int] = []
         while len(chosen) < n:
-            score = relevance - penalty
+            np.subtract(relevance, penalty, out=score)
             if profile_weight:
                 # |(profile + total) / (k + 1) - target| summed, scaled once at the end.
-                gap = np.abs(pool.profile + (total - (len(chosen) + 1) * target)).sum(axis=1)
-                score -= (profile_weight / (width * (len(chosen) + 1))) * gap
+                np.add(pool.profile, total - (len(chosen) + 1) * target, out=spread)
+                np.abs(spread, out=spread)
+                spread.sum(axis=1, out=gap)
+                gap *= profile_weight / (width * (len(chosen) + 1))
+                score -= gap
             pick = int(score.argmax())
             if score[pick] == -np.inf:
                 break
             chosen.append(pick)
             total += pool.profile[pick]
-            relevance[pool.songs == pool.songs[pick]] = -np.inf
             artist = owners[pick]
             per_artist[artist] = per_artist.get(artist, 0) + 1
             if per_artist[artist] >= limits[pick]:
