@@ -80,7 +80,8 @@ class BuildSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     a text's vector depends on its batch mates; 1 keeps every vector independent (and equal
     to what a prompt gets at serve time) for ~20 % of throughput."""
     encoder_threads: int = 2
-    """onnxruntime intra-op threads while embedding descriptors."""
+    """Threads embedding descriptors and titles: each runs batch-1 calls on one intra-op
+    thread of a shared session (see `embed_texts`)."""
     fallback_length: int = 100
     """Tracks per precomputed fallback playlist."""
     strict: bool = False
@@ -238,13 +239,15 @@ def _build_into(
         tmp / FILES["encoder"],
         tmp / FILES["tokenizer"],
         max_tokens=built.max_tokens,
-        intra_op_threads=settings.encoder_threads,
+        intra_op_threads=1,
         batch_size=settings.embed_batch,
     )
 
     parts = descriptor_parts(catalog)
     part_vectors = {
-        part: embed_texts(encoder, texts, settings.embed_batch, progress, desc=part)
+        part: embed_texts(
+            encoder, texts, settings.embed_batch, progress, part, settings.encoder_threads
+        )
         for part, texts in parts.texts.items()
         if settings.parts.get(part)
     }
@@ -372,7 +375,9 @@ def _learn_titles(
         yield from labelled
 
     def embed(keys: list[str]) -> np.ndarray:
-        return embed_texts(encoder, keys, settings.embed_batch, progress, desc="titles")
+        return embed_texts(
+            encoder, keys, settings.embed_batch, progress, "titles", settings.encoder_threads
+        )
 
     model = learn(examples(), len(catalog), embed, settings.titles, progress=progress)
     training = {

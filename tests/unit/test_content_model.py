@@ -249,3 +249,12 @@ def test_no_title_crashes_or_empties_the_answer(
     playlist, _ = fake_generator.generate(parser_for(catalog).parse(title), 30)
     assert len(playlist.rows) == 30
     assert len(set(catalog.song_codes[list(playlist.rows)].tolist())) == 30
+
+
+def test_embedding_on_several_workers_keeps_every_text_in_its_row() -> None:
+    encoder = FakeEncoder()
+    texts = [f"artist {i} and band {i % 7}" for i in range(300)]  # three runs of 128 at batch 2
+    alone = embed_texts(encoder, texts, batch_size=2, progress=False)
+    shared = embed_texts(encoder, texts, batch_size=2, progress=False, workers=2)
+    assert np.array_equal(alone, shared)
+    assert np.array_equal(shared[123], encoder.encode([texts[123]])[0])
