@@ -502,7 +502,10 @@ class Ranker:
         # Each step's arrays are written in place: at ~60 candidates a step costs a dozen
         # numpy calls, and allocating their results is a good part of each.
         score = np.empty_like(relevance)
-        spread = np.empty_like(pool.profile)
+        # Features by row, so the per-candidate sum runs down four contiguous rows (numpy
+        # adds them in the same order as along a row, so the sums are bit-identical).
+        profile = np.ascontiguousarray(pool.profile.T)
+        spread = np.empty_like(profile)
         gap = np.empty_like(relevance)
         owners = pool.artists.tolist()
         limits = caps.tolist()
@@ -512,9 +515,9 @@ class Ranker:
             np.subtract(relevance, penalty, out=score)
             if profile_weight:
                 # |(profile + total) / (k + 1) - target| summed, scaled once at the end.
-                np.add(pool.profile, total - (len(chosen) + 1) * target, out=spread)
+                np.add(profile, (total - (len(chosen) + 1) * target)[:, None], out=spread)
                 np.abs(spread, out=spread)
-                spread.sum(axis=1, out=gap)
+                spread.sum(axis=0, out=gap)
                 gap *= profile_weight / (width * (len(chosen) + 1))
                 score -= gap
             pick = int(score.argmax())
