@@ -21,6 +21,7 @@ from typing import Any, Literal
 
 import msgspec
 import numpy as np
+import pyarrow as pa
 from threadpoolctl import threadpool_limits
 
 from models.catalog import Catalog, LoadReport, load_rows, table_from_rows
@@ -476,6 +477,12 @@ def load(
         verify(path, manifest)
     try:
         catalog = Catalog.load(path / FILES["catalog"])
+        # What every miss reads, made now rather than on the first request (song codes take
+        # ~1.7 s at a million tracks, longer than a miss may take), and before the index:
+        # Arrow's allocator keeps what its kernels freed (~160 MB at a million tracks), and
+        # handing that back before the index arrives keeps it out of the process's peak.
+        catalog.prepare()
+        pa.default_memory_pool().release_unused()
         index = TrackIndex.load(
             path / FILES["index"],
             path / FILES["vectors"],
@@ -507,9 +514,6 @@ def load(
         raise ArtifactError(
             f"{path}: encoder dim {encoder.dim} != projection input dim {index.input_dim}"
         )
-    # What every miss reads, made now rather than on the first request: song codes take
-    # ~1.7 s at a million tracks, longer than a miss may take.
-    catalog.prepare()
     parser = parser_for(catalog)
     return Artifacts(path, manifest, catalog, index, encoder, fallbacks, parser, titles, cooccur)
 
