@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from models.catalog import Catalog
 
 MAX_PROMPT_CHARS = 500
-INTENT_FORMAT = 2  # bump when the canonical form changes: it invalidates every cache key
+INTENT_FORMAT = 3  # bump when the canonical form changes: it invalidates every cache key
 
 _EMAIL = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
 _URL = re.compile(
@@ -55,6 +55,21 @@ _YEAR = re.compile(r"(?<![\w-])(?P<year>19[5-9]\d|20[0-4]\d)(?![\w-])")
 # "summer 16", "summer '16", "summer16", "summer2015": a season and its year.
 _SEASON_YEAR = re.compile(
     r"\b(?:summer|spring|fall|autumn|winter|sum|christmas|xmas)\s*'?(?:20)?(?P<yy>[0-4]\d)(?![\w-])"
+)
+_UNITS = ("one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
+_TEENS = ("ten", "eleven", "twelve", "thirteen", "fourteen", "fifteen", "sixteen", "seventeen",
+          "eighteen", "nineteen")  # fmt: skip
+_TENS = ("twenty", "thirty", "forty", "fifty", "sixty", "seventy", "eighty", "ninety")
+_NUMBER_WORD = {w: i + 1 for i, w in enumerate(_UNITS)} | {w: i + 10 for i, w in enumerate(_TEENS)}
+_NUMBER_WORD |= {w: 10 * (i + 2) for i, w in enumerate(_TENS)}
+_UNIT = "|".join(_UNITS)
+_TWO_DIGITS = (
+    rf"(?:{'|'.join(_TEENS)}|(?:{'|'.join(_TENS)})(?:[\s-](?:{_UNIT}))?|oh[\s-](?:{_UNIT}))"
+)
+# "nineteen ninety nine", "twenty sixteen", "two thousand and eight": a year in words.
+_SPELLED_YEAR = re.compile(
+    rf"\b(?:(?P<century>nineteen|twenty)\s+(?P<rest>{_TWO_DIGITS})"
+    rf"|two\s+thousand(?:\s+and)?(?:\s+(?P<after>{_TWO_DIGITS}|{_UNIT}))?)(?![\w-])"
 )
 _CLEAN_WORDS = (
     "clean",
@@ -97,10 +112,16 @@ class Intent(msgspec.Struct, frozen=True):
     text: str
     query_text: str
     slots: Slots
+    words: tuple[str, ...] | None = None
+    """The text's content words (`content_words`), when a parser made the intent."""
 
     def canonical(self) -> bytes:
-        """Stable bytes for cache keys: same meaning, same bytes."""
-        return msgspec.json.encode({"f": INTENT_FORMAT, "text": self.text, "slots": self.slots})
+        """Stable bytes for cache keys: same meaning, same bytes. A parsed intent is named
+        by its slots and content words, so wordings that differ only by order, fillers,
+        synonyms and plurals share one key; an intent made by hand, by its text."""
+        if self.words is None:
+            return msgspec.json.encode({"f": INTENT_FORMAT, "text": self.text, "slots": self.slots})
+        return msgspec.json.encode({"f": INTENT_FORMAT, "words": self.words, "slots": self.slots})
 
     def key(self, version: str, length: int | None = None) -> str:
         """xxh3-128 of the canonical intent, the artifact version and the playlist length."""
@@ -200,16 +221,17 @@ class IntentParser:
         if len(text) > MAX_PROMPT_CHARS:
             raise IntentError(f"prompt is {len(text)} characters; the limit is {MAX_PROMPT_CHARS}")
         text = mask_pii(text)
-        parsed, positive = self._parse_text(text)
+        parsed, positive, residue = self._parse_text(text)
         merged = self._merge(parsed, slots) if slots is not None else parsed
         self._validate(merged)
         if not text and merged.is_empty():
             raise IntentError("empty request: give a prompt or at least one slot")
         query = " ".join(_MASK.sub(" ", positive).split()).strip(" ,.;:!?-/&")
         query = query or describe_slots(merged) or "popular music"
-        return Intent(text=text, query_text=query, slots=merged)
+        return Intent(text=text, query_text=query, slots=merged, words=content_words(residue))
 
-    def _parse_text(self, text: str) -> tuple[Slots, str]:
+    def _parse_text(self, text: str) -> tuple[Slots, str, str]:
+        """Slots, the positive text (negated clauses out), and what no slot read in it."""
         excluded: dict[str, set[str]] = {"genre": set(), "mood": set(), "attribute": set()}
         explicit: bool | None = False if self._clean.search(text) else None
 
@@ -272,13 +294,18 @@ class IntentParser:
             artists=artists,
             themes=tuple(sorted(found["theme"])),
         )
-        return slots, positive
+        residue = self._lexicon.pattern.sub(" ", positive)
+        for pattern in (_BPM, _YEAR, _ERA, _SEASON_YEAR, _SPELLED_YEAR, _INSTRUMENTAL):
+            residue = pattern.sub(" ", residue)
+        return slots, positive, residue
 
     def _era(self, text: str, words: list[str]) -> tuple[int, int] | None:
         """The years a prompt names: a year, a season's year, a decade, or an era word."""
         # A year's playlist holds that year's hits, many released late in the year before.
         if year := _YEAR.search(text):
             return int(year.group("year")) - 1, int(year.group("year"))
+        if spelled := _spelled_year(text):
+            return spelled - 1, spelled
         if season := _SEASON_YEAR.search(text):
             return 2000 + int(season.group("yy")) - 1, 2000 + int(season.group("yy"))
         if decade := _ERA.search(text):
@@ -330,6 +357,44 @@ class IntentParser:
             start, end = slots.era
             if not (1900 <= start <= end <= 2100):
                 raise IntentError(f"era {start}-{end} is not within 1900-2100, start ≤ end")
+
+
+def _two_digits(words: str) -> int:
+    """15 from "fifteen", 99 from "ninety nine", 8 from "oh eight" or "eight"."""
+    return sum(_NUMBER_WORD.get(w, 0) for w in re.split(r"[\s-]+", words))
+
+
+def _spelled_year(text: str) -> int | None:
+    """The year a prompt spells out in words, within the years `_YEAR` reads in digits."""
+    found = _SPELLED_YEAR.search(text)
+    if found is None:
+        return None
+    if found.group("century"):
+        rest = _two_digits(found.group("rest"))
+        year = (1900 if found.group("century") == "nineteen" else 2000) + rest
+        if found.group("century") == "twenty" and rest < 10:
+            return None  # "twenty five" is a count, not a year
+    else:
+        year = 2000 + (_two_digits(found.group("after")) if found.group("after") else 0)
+    return year if 1950 <= year <= 2049 else None
+
+
+def content_words(text: str) -> tuple[str, ...]:
+    """The words of `text` that can change an answer, folded and sorted: fillers ("songs",
+    "playlist", "for a") go, synonyms become one word, a plural its singular.
+
+    With the slots, they make a prompt's canonical form: "ambient music for meditation"
+    and "meditation ambient" are one cache key.
+    """
+    words = set()
+    for word in re.findall(r"[\w'-]+", _MASK.sub(" ", text)):
+        word = word.strip("'-")
+        if not word or word in vocab.FILLER_WORDS or word.isdigit():
+            continue
+        if len(word) > 3 and word.endswith("s") and not word.endswith(("ss", "us", "is")):
+            word = word[:-1]
+        words.add(vocab.WORD_SYNONYMS.get(word, word))
+    return tuple(sorted(words))
 
 
 def parser_for(catalog: Catalog) -> IntentParser:

@@ -46,6 +46,10 @@ MOODS: tuple[SlotValue, ...] = (
             "melancholy",
             "heartbreak",
             "heartbroken",
+            "heartache",
+            "breakup",
+            "break up",
+            "break-up",
             "blue",
             "gloomy",
         ),
@@ -64,6 +68,8 @@ MOODS: tuple[SlotValue, ...] = (
             "mellow",
             "relaxing",
             "relaxed",
+            "relax",
+            "gentle",
             "peaceful",
             "soft",
             "laid back",
@@ -73,6 +79,7 @@ MOODS: tuple[SlotValue, ...] = (
             "low energy",
             "low-energy",
             "quiet",
+            "quietly",
         ),
         lambda c: _f(c, "energy") <= 0.4,
         "calm, mellow, relaxing",
@@ -137,6 +144,7 @@ ACTIVITIES: tuple[SlotValue, ...] = (
             "concentrate",
             "deep work",
             "work",
+            "working",
             "coding",
             "reading",
         ),
@@ -149,7 +157,7 @@ ACTIVITIES: tuple[SlotValue, ...] = (
     ),
     SlotValue(
         "sleep",
-        ("sleep", "sleeping", "bedtime", "lullaby", "insomnia", "nap"),
+        ("sleep", "sleeping", "bedtime", "lullaby", "insomnia", "nap", "asleep", "sleepy"),
         lambda c: (_f(c, "energy") <= 0.3) & (_f(c, "loudness") <= -12),
         "good for sleep, quiet",
     ),
@@ -167,7 +175,7 @@ ACTIVITIES: tuple[SlotValue, ...] = (
     ),
     SlotValue(
         "dinner",
-        ("dinner", "cooking", "brunch", "coffee", "cafe", "café", "morning"),
+        ("dinner", "cooking", "brunch", "coffee", "cafe", "café", "morning", "mornings"),
         lambda c: (_f(c, "energy") <= 0.55) & (_f(c, "acousticness") >= 0.4),
         "good for dinner, coffee and cooking",
     ),
@@ -219,6 +227,7 @@ GENRE_ALIASES: Mapping[str, str] = {
     "hip-hop": "hip hop",
     "rap": "hip hop",
     "lofi": "lo-fi",
+    "funky": "funk",
     "lo fi": "lo-fi",
     "rnb": "r&b",
     "r and b": "r&b",
@@ -356,3 +365,64 @@ RELATIVE_ERAS: Mapping[str, tuple[int, int]] = {
     "latest": (1, 0),
     "fresh": (1, 0),
 }
+
+
+# Words a prompt's canonical form leaves out: they name no slot and change no answer
+# ("sad songs" and "sad" ask for the same playlist; see `models.intent.content_words`).
+FILLER_WORDS: frozenset[str] = frozenset(
+    {
+        "song", "songs", "music", "hit", "hits", "anthem", "anthems", "playlist", "playlists",
+        "mix", "mixes", "vibe", "vibes", "tune", "tunes", "track", "tracks", "jam", "jams",
+        "best", "top", "greatest", "favorite", "favorites", "favourite", "favourites", "list",
+        "a", "an", "the", "for", "to", "of", "and", "with", "in", "on", "at", "my", "me",
+        "our", "some", "that", "this", "these", "is", "are", "be", "you", "your", "i", "it",
+        "while", "from", "by", "get", "getting", "make", "makes", "making", "over", "just",
+        "really", "very", "so", "like", "into", "about", "all", "time", "good", "great",
+        "ever", "pls", "please", "when", "feel",
+    }
+)  # fmt: skip
+# Content words that mean the same, folded to one before keys are made.
+WORD_SYNONYMS: Mapping[str, str] = {
+    "bbq": "barbecue",
+    "aggressive": "angry",
+    "barbeque": "barbecue",
+    "heartbreak": "breakup",
+    "lo-fi": "lofi",
+    "gym": "workout",
+    "relaxing": "relax",
+    "chill": "relax",
+    "nighttime": "night",
+    "tonight": "night",
+    "daytime": "day",
+    "roadtrip": "road trip",
+}
+# Content-word opposites: two prompts that differ by one of these never share an answer,
+# whatever their cosine ("rainy day" / "rainy night", "old school" / "new school").
+ANTONYMS: tuple[tuple[str, str], ...] = (
+    ("day", "night"),
+    ("morning", "night"),
+    ("morning", "evening"),
+    ("sunrise", "sunset"),
+    ("early", "late"),
+    ("old", "new"),
+    ("loud", "quiet"),
+    ("soft", "hard"),
+    ("light", "heavy"),
+    ("hot", "cold"),
+    ("sunny", "rainy"),
+    ("male", "female"),
+    ("acoustic", "electric"),
+    ("live", "studio"),
+    ("up", "down"),
+    ("start", "end"),
+    ("wake", "sleep"),
+    ("love", "hate"),
+    ("boy", "girl"),
+    ("slow", "fast"),
+    ("happy", "sad"),
+    ("calm", "angry"),
+)
+NEGATION_WORDS: frozenset[str] = frozenset(
+    {"no", "not", "without", "minus", "except", "excluding", "never", "non", "none", "zero"}
+)
+"""Negation cues left in a prompt's words (the parser found no slot term after them)."""
