@@ -215,10 +215,14 @@ class ComputePool:
         return encoded, timings
 
     async def generate(
-        self, intent: Intent, n: int, encoded: Encoded | None = None
+        self,
+        intent: Intent,
+        n: int,
+        encoded: Encoded | None = None,
+        extra: Sequence[int] = (),
     ) -> tuple[Playlist, Timings]:
-        """Encode (batched) unless `encoded` is given, then search and rank on the rank pool;
-        call inside `admit`."""
+        """Encode (batched) unless `encoded` is given, then search and rank on the rank pool
+        (`extra`: rows that join the candidates); call inside `admit`."""
         start = time.perf_counter()
         batch_timings: Timings = {}
         if encoded is None:
@@ -226,7 +230,7 @@ class ComputePool:
         vector, votes = encoded
         loop = asyncio.get_running_loop()
         playlist, timings = await loop.run_in_executor(
-            self._rank_threads, self.generator.generate, intent, n, vector, votes
+            self._rank_threads, self.generator.generate, intent, n, vector, votes, extra
         )
         timings.update(batch_timings)
         timings["compute"] = (time.perf_counter() - start) * 1000

@@ -434,6 +434,9 @@ class Readiness(msgspec.Struct, frozen=True):
     tiers: dict[str, str] | None = None
     """Each cache tier's state: ok, degraded (circuit half-open) or down."""
     compute: dict[str, int | str] | None = None
+    semantic: dict[str, dict[str, float | int]] | None = None
+    """Per bucket of semantic hits: threshold, verified hits, wrong hits, verified near
+    misses and the false-hit rate's upper 95 % bound."""
 
 
 async def healthz() -> Response[bytes]:

@@ -73,6 +73,30 @@ class Metrics:
             buckets=_LATENCY_BUCKETS,
             registry=r,
         )
+        self.semantic_threshold = Gauge(
+            "edge_semantic_threshold",
+            "Cosine a semantic hit needs, per bucket (the kinds of slot a prompt sets)",
+            ["bucket"],
+            registry=r,
+        )
+        self.semantic_verified = Counter(
+            "edge_semantic_verified",
+            "Semantic hits and near misses recomputed off the request path, by outcome",
+            ["bucket", "kind", "outcome"],
+            registry=r,
+        )
+        self.semantic_bound = Gauge(
+            "edge_semantic_false_hit_bound",
+            "Upper 95 % confidence bound of the semantic false-hit rate since the bucket's "
+            "threshold last changed",
+            ["bucket"],
+            registry=r,
+        )
+        self.semantic_dropped = Counter(
+            "edge_semantic_checks_dropped",
+            "Sampled semantic checks dropped because the verification queue was full",
+            registry=r,
+        )
         self.queue_depth = Gauge(
             "edge_compute_queue_depth",
             "Misses admitted to compute (queued or running)",

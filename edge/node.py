@@ -39,6 +39,7 @@ from edge.events import EventsPipeline, user_hash_key
 from edge.metrics import Metrics
 from edge.personalize import UserExclusions
 from edge.ratelimit import RateLimiter
+from edge.semantic import SemanticCache
 from edge.service import PlaylistService
 from edge.settings import EdgeSettings
 from edge.shadow import Agreement
@@ -47,6 +48,7 @@ from models.artifacts import Artifacts, Manifest
 from models.errors import ModelError
 from models.intent import Intent
 from models.ranker import Playlist, RankParams
+from models.semantic import conflicts
 from regional.connections import is_redis_url, redis_client
 from regional.events import Pseudonymizer
 from regional.invalidation import InvalidationBus
@@ -247,6 +249,18 @@ class EdgeNode:
                 max_items=s.user_exclusions_max,
                 clock=self._clock,
             )
+        semantic = None
+        if s.semantic:
+            semantic = SemanticIndex(
+                compute.generator.encoder.dim,
+                capacity=s.semantic_capacity,
+                threshold=s.semantic_threshold,
+                near_margin=s.semantic_near_margin,
+                veto=conflicts,
+            )
+            SemanticCache.thresholds_from(semantic, artifacts.semantic)
+            for bucket, threshold in {"": semantic.threshold, **semantic.thresholds}.items():
+                self.metrics.semantic_threshold.labels(bucket or "default").set(threshold)
         service = PlaylistService(
             artifacts,
             s,
@@ -256,15 +270,10 @@ class EdgeNode:
             exclusions=users,
             metrics=self.metrics,
             clock=self._clock,
+            semantic=semantic,
         )
         service.user_hash = pseudonym
         service.tracer = self.tracer
-        if s.semantic:
-            service.semantic = SemanticIndex(
-                compute.generator.encoder.dim,
-                capacity=s.semantic_capacity,
-                threshold=s.semantic_threshold,
-            )
         if shared is not None:
             for name in ("sessions", "labels", "lease_tier"):
                 setattr(service, name, getattr(shared, name))
@@ -521,6 +530,8 @@ class EdgeNode:
                 "limit": service.compute.queue_limit,
                 "state": "degraded" if service.compute.overloaded else "ok",
             }
+            if service.semantic is not None and service.semantic.verifier is not None:
+                doc["semantic"] = service.semantic.verifier.report()
         return service is not None, doc
 
     async def close(self) -> None:

@@ -20,7 +20,6 @@ from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
 
 import msgspec
-import numpy as np
 from cachetools import LRUCache
 from opentelemetry import trace
 
@@ -31,7 +30,7 @@ from cache.memory import MemoryTier
 from cache.policy import FreshnessPolicy
 from cache.popularity import Popularity
 from cache.redis_tier import REDIS_FAILURES, RedisTier
-from cache.semantic import SemanticIndex
+from cache.semantic import SemanticIndex, SemanticMatch
 from cache.tasks import cancel_and_wait
 from cache.tiered import TieredCache
 from edge import answers, telemetry
@@ -42,6 +41,7 @@ from edge.personalize import UserExclusions
 from edge.query import canonical_query, parse_query
 from edge.refresh import RefreshAhead
 from edge.schemas import PlaylistRequest
+from edge.semantic import SemanticCache, Verifier
 from edge.settings import EdgeSettings
 from models.artifacts import Artifacts
 from models.errors import IntentError, ModelError
@@ -78,6 +78,9 @@ class _ComputeFailed(Exception):
     """The miss path failed or timed out; the caller serves stale or the fallback."""
 
 
+Rows = tuple[int, ...]
+
+
 class PlaylistService:
     """Answers playlist requests for one loaded artifact version."""
 
@@ -92,8 +95,30 @@ class PlaylistService:
         exclusions: UserExclusions,
         metrics: Metrics,
         clock: Clock = time.time,
+        semantic: SemanticIndex | None = None,
     ) -> None:
         self.artifacts = artifacts
+        self.semantic = (
+            None
+            if semantic is None
+            else SemanticCache(
+                semantic,
+                Verifier(
+                    semantic,
+                    artifacts.catalog,
+                    metrics,
+                    recompute=self._recompute,
+                    replace=self._replace,
+                    idle=lambda: compute.in_flight == 0,
+                    rate=settings.semantic_verify_rate,
+                    seed=settings.seed,
+                )
+                if settings.semantic_verify_rate > 0
+                else None,
+            )
+        )
+        """Semantic hits, near misses and their verification (None: exact keys only)."""
+        self._verifying: asyncio.Task[None] | None = None
         # Regional parts, attached by the node when configured (the bus calls back into
         # this service, so it is made after it).
         self.bus: InvalidationBus | None = None
@@ -103,7 +128,6 @@ class PlaylistService:
         """primary, or candidate while another version serves most traffic."""
         self.tracer: trace.Tracer = telemetry.NO_TRACER
         """Spans per stage of the full path (see `edge.telemetry`)."""
-        self.semantic: SemanticIndex | None = None
         self.lease_tier: RedisTier | None = None
         self.popularity = Popularity()
         self.node_id = uuid.uuid4().hex
@@ -321,18 +345,24 @@ class PlaylistService:
         self, key: str, intent: Intent, n: int, timings: dict[str, float], *, replacing: bool
     ) -> tuple[Entry, str]:
         semantic = self.semantic if intent.query_text.strip() and not replacing else None
-        signature = f"{self.version}|{n}|{msgspec.json.encode(intent.slots).decode()}"
         try:
             with self._span("compute"):
                 async with asyncio.timeout(self.settings.compute_timeout):
                     encoded, embedded = None, Timings()
+                    near: Rows = ()
                     if semantic is not None:  # encoded first, to look for a neighbour's answer
                         with self._span("encode"):
                             encoded, embedded = await self.compute.embed(intent.query_text)
-                        alias = await self._semantic_hit(semantic, encoded[0], signature, key)
-                        if alias is not None:
-                            return alias, "SEMANTIC"
-                    playlist, stage_ms = await self.compute.generate(intent, n, encoded)
+                        found = semantic.lookup(encoded[0], self.version, n, intent)
+                        if found.hit is not None and found.hit.key != key:
+                            alias = await self._semantic_hit(found.hit, key)
+                            if alias is not None:
+                                self._check_semantic("hit", key, intent, n, found.hit.rows)
+                                return alias, "SEMANTIC"
+                        if found.near is not None:  # its tracks join the candidates
+                            near = found.near.rows
+                            self._check_semantic("near", key, intent, n, near)
+                    playlist, stage_ms = await self.compute.generate(intent, n, encoded, near)
                     # Encoding is drawn here only if it ran inside `generate`.
                     if self.tracer is not telemetry.NO_TRACER:
                         telemetry.stage_spans(self.tracer, _stages(stage_ms), time.time_ns())
@@ -343,18 +373,11 @@ class PlaylistService:
                 extra={"key": key, "prompt": intent.text, "error": repr(exc)},
             )
             raise _ComputeFailed(str(exc)) from exc
-        body = answers.render(self.artifacts.catalog, playlist, intent, n)
-        entry = self._policy.entry(
-            body,
-            now=self._clock(),
-            etag=answers.etag_of(body),
-            tags=answers.surrogate_keys(intent, key, self.version, playlist.ids),
-        )
-        await self.cache.set(key, entry)
+        entry = await self.store(key, intent, n, playlist)
         if replacing and self.bus is not None:  # on the request path: a short wait at most
             await self.bus.publish(keys=(key,), timeout=self.settings.remote_timeout_ms / 1000)
         if semantic is not None and encoded is not None:
-            semantic.add(encoded[0], key, signature, intent.text)
+            semantic.remember(encoded[0], key, self.version, n, intent, playlist.rows)
         if self.on_miss is not None:
             self.on_miss(intent, n, playlist)
         timings.update(_stages(stage_ms))
@@ -401,13 +424,39 @@ class PlaylistService:
                 return entry
         return None
 
-    async def _semantic_hit(
-        self, semantic: SemanticIndex, vector: np.ndarray, signature: str, key: str
-    ) -> Entry | None:
+    async def store(self, key: str, intent: Intent, n: int, playlist: Playlist) -> Entry:
+        """A computed playlist's entry, written to the caches under `key`."""
+        body = answers.render(self.artifacts.catalog, playlist, intent, n)
+        entry = self._policy.entry(
+            body,
+            now=self._clock(),
+            etag=answers.etag_of(body),
+            tags=answers.surrogate_keys(intent, key, self.version, playlist.ids),
+        )
+        await self.cache.set(key, entry)
+        return entry
+
+    async def _recompute(self, intent: Intent, n: int) -> Playlist:
+        """A fresh answer for a semantic check, with no neighbour's help."""
+        playlist, _ = await self.compute.generate(intent, n)
+        return playlist
+
+    async def _replace(self, key: str, intent: Intent, n: int, playlist: Playlist) -> None:
+        """A wrong semantic hit's entry gives way to the prompt's own answer."""
+        await self.store(key, intent, n, playlist)
+        self.metrics.cache_outcome("semantic", "replaced")
+        log.warning("semantic hit was wrong; replaced", extra={"prompt": intent.text})
+
+    def _check_semantic(self, kind: str, key: str, intent: Intent, n: int, rows: Rows) -> None:
+        semantic = self.semantic
+        if semantic is None or semantic.verifier is None:
+            return
+        if self._verifying is None:
+            self._verifying = asyncio.get_running_loop().create_task(semantic.verifier.run())
+        semantic.check(kind, key, intent, n, rows)
+
+    async def _semantic_hit(self, match: SemanticMatch, key: str) -> Entry | None:
         """The fresh shared entry of the nearest same-slots prompt, now also under `key`."""
-        match = semantic.nearest(vector, signature)
-        if match is None or match.key == key:
-            return None
         lookup = await self.cache.get(match.key)
         if lookup is None or not lookup.entry.shared or not lookup.entry.is_fresh(self._clock()):
             return None
@@ -675,7 +724,8 @@ class PlaylistService:
         shares them with the primary)."""
         if self.bus is not None:
             await self.bus.close()
-        await asyncio.gather(*(cancel_and_wait(task) for task in list(self._background)))
+        tasks = [*self._background, *([self._verifying] if self._verifying else [])]
+        await asyncio.gather(*(cancel_and_wait(task) for task in tasks))
         self.compute.close()
         if tiers:
             for tier in self.cache.tiers:

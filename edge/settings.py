@@ -166,6 +166,11 @@ class EdgeSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_o
     """Least cosine between prompts for a semantic hit (calibrated in docs/BENCHMARKS.md)."""
     semantic_capacity: int = 50_000
     """Prompts the semantic index remembers; the oldest make room."""
+    semantic_verify_rate: float = 0.02
+    """Share of semantic hits and near misses recomputed while compute is idle, to keep each
+    bucket's false-hit rate measured (0: none)."""
+    semantic_near_margin: float = 0.1
+    """How far below its threshold a neighbour's answer still joins a miss's candidates."""
     events_url: str = ""
     """The region's event log: a Redis URL (streams); empty: the L2 Redis if there is one,
     else an SQLite file in data_dir; `none`: no events API on this node."""
@@ -280,6 +285,10 @@ class EdgeSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_o
             problems.append("l1_max_ttl must not be negative")
         if not 0 < self.semantic_threshold <= 1:
             problems.append("semantic_threshold must be in (0, 1]")
+        if not 0 <= self.semantic_verify_rate <= 1:
+            problems.append("semantic_verify_rate must be in [0, 1]")
+        if not 0 <= self.semantic_near_margin < 1:
+            problems.append("semantic_near_margin must be in [0, 1)")
         if not 0 <= self.split_percent <= 100:
             problems.append("split_percent must be in [0, 100]")
         if not 0 <= self.shadow_ratio <= 1:

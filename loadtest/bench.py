@@ -211,9 +211,16 @@ def main(argv: list[str] | None = None) -> int:
     enc.add_argument("--prompts", type=int, default=512)
     enc.add_argument("--rounds", type=int, default=3)
     enc.add_argument("--threads", default="1,2", help="intra-op thread counts (comma)")
-    sem = commands.add_parser("semantic", help="semantic-cache threshold on paraphrase/contrast")
+    sem = commands.add_parser(
+        "semantic", help="semantic hits judged by answer overlap; thresholds with a bound"
+    )
     sem.add_argument("--artifacts", default="artifacts/default")
-    sem.add_argument("--thresholds", default="0.75,0.8,0.85,0.9,0.95")
+    sem.add_argument(
+        "--playlists", nargs="*", default=[], help="MPD slices: pairs of train-split titles"
+    )
+    sem.add_argument("--out", default="bench-out/semantic")
+    sem.add_argument("--target", type=float, default=0.01, help="highest incorrect-hit rate")
+    sem.add_argument("--confidence", type=float, default=0.95)
     tiers = commands.add_parser("tiers", help="L2 and global-store hits; tier mix on a Zipf load")
     tiers.add_argument("--artifacts", default="artifacts/default")
     tiers.add_argument("--samples", type=int, default=5000, help="reads per tier")
@@ -331,10 +338,17 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "semantic":
         from loadtest import semantic
         from models.artifacts import load
+        from models.errors import ModelError
 
-        pairs = semantic.read_pairs()
-        thresholds = [float(t) for t in args.thresholds.split(",")]
-        semantic.report(semantic.evaluate(load(Path(args.artifacts)), pairs, thresholds))
+        try:
+            loaded = load(Path(args.artifacts))
+            results = semantic.run(
+                loaded, args.playlists, Path(args.out), args.target, args.confidence
+            )
+        except (ModelError, OSError) as exc:
+            print(f"semantic: {exc}", file=sys.stderr)
+            return 2
+        semantic.report(results)
         return 0
     if args.command == "http" and args.cdn:
         from loadtest import bench_cdn

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import random
 import shutil
 import time
 from collections.abc import Iterator, Sequence
@@ -23,7 +24,9 @@ import msgspec
 import numpy as np
 import pyarrow as pa
 from threadpoolctl import threadpool_limits
+from tqdm import tqdm
 
+from models import semantic
 from models.catalog import Catalog, LoadReport, load_rows, table_from_rows
 from models.cooccur import CooccurSettings, fit_track_factors
 from models.corpus import Selection, in_selection, iter_playlists
@@ -42,6 +45,7 @@ from models.index import STORE_DTYPE, IndexParams, TrackIndex, choose_ef, fit_pr
 from models.intent import IntentParser, parser_for
 from models.listening import event_examples
 from models.ranker import RankParams
+from models.semantic import Thresholds
 from models.synthetic import synthetic_catalog
 from models.titles import TITLE_FILES, Example, TitleModel, TitleSettings, catalog_rows, learn
 
@@ -126,6 +130,9 @@ class Manifest(msgspec.Struct, frozen=True):
     """The title model's settings; None when the artifact has none."""
     cooccur: CooccurSettings | None = None
     """The co-occurrence vectors' settings; None when the artifact has none."""
+    semantic: Thresholds | None = None
+    """Semantic-hit thresholds calibrated on this version (also in `semantic.json`); None
+    in artifacts built before they were."""
 
 
 @dataclass(frozen=True)
@@ -142,6 +149,11 @@ class Artifacts:
     titles: TitleModel | None = None
     cooccur: np.ndarray | None = None
     """Unit track co-occurrence vectors (float16, one row per catalog track), if learned."""
+
+    @property
+    def semantic(self) -> Thresholds | None:
+        """Per-bucket semantic-hit thresholds calibrated on this version, if any."""
+        return self.manifest.semantic
 
     @property
     def version(self) -> str:
@@ -205,9 +217,49 @@ def build(
     tmp.mkdir(parents=True)
     try:
         manifest = _build_into(tmp, source, settings, progress, playlists, events)
+        manifest = _calibrate_semantic(tmp, manifest, settings, progress)
         _replace_dir(tmp, out)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+    return manifest
+
+
+def _calibrate_semantic(
+    tmp: Path, manifest: Manifest, settings: BuildSettings, progress: bool
+) -> Manifest:
+    """Judge template pairs (and pairs of the learned titles) on the built version, store
+    the per-bucket thresholds beside it, and re-version the folder with them."""
+    loaded = load(tmp, check=False)
+    generator = loaded.generator()
+    pairs = semantic.template_pairs(loaded.catalog.genre_names, seed=settings.seed)
+    if loaded.titles is not None:
+        keys = sorted(loaded.titles.keys)
+        sample = random.Random(settings.seed).sample(keys, min(len(keys), 3000))
+        pairs += semantic.title_pairs(sample, loaded.parser, seed=settings.seed)
+    with tqdm(desc="semantic pairs", unit="prompt", disable=not progress) as bar:
+        judged = semantic.judge(
+            pairs,
+            loaded.parser,
+            lambda text: loaded.encoder.encode([text])[0],
+            lambda intent: np.array(generator.generate(intent)[0].rows),
+            loaded.catalog,
+            progress=lambda _done: bar.update(1),
+        )
+    thresholds = semantic.calibrate(judged)
+    (tmp / semantic.THRESHOLDS_FILE).write_bytes(
+        msgspec.json.format(msgspec.json.encode(thresholds))
+    )
+    if progress:
+        print(
+            f"semantic: {len(pairs)} pairs; thresholds default {thresholds.default}, "
+            + ", ".join(f"{b} {t}" for b, t in thresholds.buckets.items())
+        )
+    names = [*manifest.files, semantic.THRESHOLDS_FILE]
+    digests = _digests(tmp, names)
+    files = {n: FileEntry(d, (tmp / n).stat().st_size) for n, d in digests.items()}
+    version = "v" + hashlib.sha256("".join(sorted(digests.values())).encode()).hexdigest()[:12]
+    manifest = msgspec.structs.replace(manifest, version=version, files=files, semantic=thresholds)
+    (tmp / MANIFEST).write_bytes(msgspec.json.format(msgspec.json.encode(manifest)))
     return manifest
 
 
@@ -443,6 +495,7 @@ def verify(path: Path, manifest: Manifest) -> None:
     """Check that every file the manifest lists exists with its size and sha256."""
     expected = set(FILES.values()) | (set(TITLE_FILES) if manifest.titles else set())
     expected |= {COOCCUR_FILE} if manifest.cooccur else set()
+    expected |= {semantic.THRESHOLDS_FILE} if manifest.semantic else set()
     if set(manifest.files) != expected:
         raise ArtifactError(
             f"{path}: manifest lists {sorted(manifest.files)}, expected {sorted(expected)}"
@@ -503,6 +556,12 @@ def load(
             else TitleModel.load(path, manifest.dim, manifest.titles, manifest.tracks)
         )
         cooccur = None if manifest.cooccur is None else _load_cooccur(path, manifest)
+        if manifest.semantic is not None:
+            stored = msgspec.json.decode(
+                (path / semantic.THRESHOLDS_FILE).read_bytes(), type=Thresholds
+            )
+            if stored != manifest.semantic:
+                raise ArtifactError(f"{semantic.THRESHOLDS_FILE} differs from the manifest's")
     except (ModelError, msgspec.DecodeError, OSError, KeyError, ValueError, TypeError) as exc:
         raise ArtifactError(f"{path}: cannot load: {exc}") from exc
     if len(catalog) != manifest.tracks or len(index) != manifest.tracks:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 
 import numpy as np
@@ -71,9 +71,11 @@ class PlaylistGenerator:
         n: int | None = None,
         vector: np.ndarray | None = None,
         votes: Votes | None = None,
+        extra: Sequence[int] = (),
     ) -> tuple[Playlist, Timings]:
         """Rank `n` tracks for the intent; pass `vector` when the prompt is already encoded
-        (and `votes` when the title model has already voted for it, batched)."""
+        (and `votes` when the title model has already voted for it, batched); `extra` rows
+        join the candidates (a near paraphrase's answer)."""
         n = self._length(n)
         timings: Timings = {}
         if vector is None:
@@ -81,7 +83,7 @@ class PlaylistGenerator:
         if votes is None:
             votes = self.votes(vector[None, :], timings)[0]
         with _stage(timings, "search", self._clock):
-            rows, sims = self.ranker.candidates(vector, intent.slots, n, votes)
+            rows, sims = self.ranker.candidates(vector, intent.slots, n, votes, extra)
         with _stage(timings, "rank", self._clock):
             ranked, scores = self.ranker.rank(rows, sims, intent.slots, n, votes)
             playlist = Playlist.of(self.catalog, ranked, scores, self.version)

@@ -113,7 +113,8 @@ class Intent(msgspec.Struct, frozen=True):
     query_text: str
     slots: Slots
     words: tuple[str, ...] | None = None
-    """The text's content words (`content_words`), when a parser made the intent."""
+    """The positive text's content words (`content_words`), when a parser made the intent:
+    `query_text` is made of them."""
 
     def canonical(self) -> bytes:
         """Stable bytes for cache keys: same meaning, same bytes. A parsed intent is named
@@ -221,17 +222,21 @@ class IntentParser:
         if len(text) > MAX_PROMPT_CHARS:
             raise IntentError(f"prompt is {len(text)} characters; the limit is {MAX_PROMPT_CHARS}")
         text = mask_pii(text)
-        parsed, positive, residue = self._parse_text(text)
+        parsed, positive = self._parse_text(text)
         merged = self._merge(parsed, slots) if slots is not None else parsed
         self._validate(merged)
         if not text and merged.is_empty():
             raise IntentError("empty request: give a prompt or at least one slot")
-        query = " ".join(_MASK.sub(" ", positive).split()).strip(" ,.;:!?-/&")
-        query = query or describe_slots(merged) or "popular music"
-        return Intent(text=text, query_text=query, slots=merged, words=content_words(residue))
+        # The encoder reads the content words alone, in a fixed order, so that one cache key
+        # (slots and words) always stands for one answer: "best workout songs" and "Workout
+        # Mix" are asked as "workout". (On the dev corpus's validation split this changed the
+        # content model's recall@30 from 0.0308 to 0.0313.)
+        words = content_words(positive)
+        query = " ".join(words) or describe_slots(merged) or "popular music"
+        return Intent(text=text, query_text=query, slots=merged, words=words)
 
-    def _parse_text(self, text: str) -> tuple[Slots, str, str]:
-        """Slots, the positive text (negated clauses out), and what no slot read in it."""
+    def _parse_text(self, text: str) -> tuple[Slots, str]:
+        """Slots, and the positive text (negated clauses out)."""
         excluded: dict[str, set[str]] = {"genre": set(), "mood": set(), "attribute": set()}
         explicit: bool | None = False if self._clean.search(text) else None
 
@@ -294,10 +299,7 @@ class IntentParser:
             artists=artists,
             themes=tuple(sorted(found["theme"])),
         )
-        residue = self._lexicon.pattern.sub(" ", positive)
-        for pattern in (_BPM, _YEAR, _ERA, _SEASON_YEAR, _SPELLED_YEAR, _INSTRUMENTAL):
-            residue = pattern.sub(" ", residue)
-        return slots, positive, residue
+        return slots, positive
 
     def _era(self, text: str, words: list[str]) -> tuple[int, int] | None:
         """The years a prompt names: a year, a season's year, a decade, or an era word."""
@@ -383,18 +385,37 @@ def content_words(text: str) -> tuple[str, ...]:
     """The words of `text` that can change an answer, folded and sorted: fillers ("songs",
     "playlist", "for a") go, synonyms become one word, a plural its singular.
 
-    With the slots, they make a prompt's canonical form: "ambient music for meditation"
-    and "meditation ambient" are one cache key.
+    With the slots, they make a prompt's canonical form, and the encoder reads them:
+    "ambient music for meditation" and "meditation ambient" are one cache key and one answer.
     """
     words = set()
     for word in re.findall(r"[\w'-]+", _MASK.sub(" ", text)):
         word = word.strip("'-")
-        if not word or word in vocab.FILLER_WORDS or word.isdigit():
+        if not word or word in vocab.FILLER_WORDS:
             continue
-        if len(word) > 3 and word.endswith("s") and not word.endswith(("ss", "us", "is")):
+        if word in vocab.DECADE_WORDS:  # "nineties" and "90s" are one word
+            word = f"{vocab.DECADE_WORDS[word]}s"
+        elif decade := _SHORT_DECADE.fullmatch(word):
+            century = "20" if decade.group(1) in "012" else "19"
+            word = f"{century}{decade.group(1)}0s"
+        elif (
+            len(word) > 3
+            and word.endswith("s")
+            and not word.endswith(("ss", "us", "is", "ies"))
+            and word not in _VOCABULARY
+        ):
             word = word[:-1]
         words.add(vocab.WORD_SYNONYMS.get(word, word))
     return tuple(sorted(words))
+
+
+_SHORT_DECADE = re.compile(r"(\d)0s")
+# Words the slots are read from keep their spelling ("oldies", "blues", "throwbacks").
+_VOCABULARY = frozenset(
+    [*vocab.GENRES, *vocab.GENRE_ALIASES, *vocab.THEME_WORDS, *vocab.FIXED_ERAS]
+    + [*vocab.RELATIVE_ERAS, *vocab.TEMPO_WORDS]
+    + [w for value in (*vocab.MOODS, *vocab.ACTIVITIES) for w in value.words]
+)
 
 
 def parser_for(catalog: Catalog) -> IntentParser:

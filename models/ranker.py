@@ -298,24 +298,37 @@ class Ranker:
         self.cooccur = cooccur
 
     def candidates(
-        self, query: np.ndarray, slots: Slots, n: int, votes: Votes | None = None
+        self,
+        query: np.ndarray,
+        slots: Slots,
+        n: int,
+        votes: Votes | None = None,
+        given: Sequence[int] = (),
     ) -> tuple[np.ndarray, np.ndarray]:
         """Rows and cosines of tracks worth ranking; hard constraints already applied.
 
         `query` is the encoder's vector; search and scoring happen in the index's projection.
         The content model's candidates are joined by the `title_candidates` best-voted
-        tracks that meet the hard constraints.
+        tracks and by the `given` rows that meet the hard constraints.
         """
         projected = self._pull(self.index.project(query), slots)
         rows, sims = self._content(projected, slots, n)
+        if len(given):
+            rows, sims = self._join(rows, sims, np.asarray(given, dtype=np.int64), projected, slots)
         if votes is None or not votes.trust or not self.params.title_candidates:
             return rows, sims
-        extra = votes.top(self.params.title_candidates)
+        return self._join(rows, sims, votes.top(self.params.title_candidates), projected, slots)
+
+    def _join(
+        self, rows: np.ndarray, sims: np.ndarray, extra: np.ndarray, query: np.ndarray, slots: Slots
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """`rows` joined by those of `extra` that meet the hard constraints and are new."""
+        extra = extra[(extra >= 0) & (extra < len(self.catalog))]
         extra = extra[hard_mask(self.catalog, slots, extra)]
         extra = extra[~np.isin(extra, rows, kind="sort")]
         if not len(extra):
             return rows, sims
-        extra_sims = self.index.vectors(extra) @ projected
+        extra_sims = self.index.vectors(extra) @ query
         return np.concatenate([rows, extra]), np.concatenate([sims, extra_sims])
 
     def _content(self, query: np.ndarray, slots: Slots, n: int) -> tuple[np.ndarray, np.ndarray]:

@@ -389,8 +389,6 @@ WORD_SYNONYMS: Mapping[str, str] = {
     "heartbreak": "breakup",
     "lo-fi": "lofi",
     "gym": "workout",
-    "relaxing": "relax",
-    "chill": "relax",
     "nighttime": "night",
     "tonight": "night",
     "daytime": "day",

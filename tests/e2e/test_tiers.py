@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import threading
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlencode
 
 import msgspec
@@ -216,28 +217,93 @@ async def _true_when(value: bool) -> bool:
     return value
 
 
-async def test_paraphrase_is_a_semantic_hit_and_a_contrast_is_not(edge: ClientFactory) -> None:
+def _threshold(client: Client, threshold: float) -> None:
+    """One threshold for every bucket (the calibrated ones are the artifact's own)."""
+    semantic = service_of(client).semantic
+    assert semantic is not None
+    semantic.index.threshold = threshold
+    semantic.index.thresholds.clear()
+
+
+async def test_one_wording_of_a_request_is_an_exact_hit(edge: ClientFactory) -> None:
     async with edge() as client:
         source = await client.get(_url("jazz for a rainy sunday morning"))
         assert source.headers["x-cache"] == "MISS"
-        paraphrase = await client.get(_url("rainy sunday morning jazz"))
+        again = await client.get(_url("Rainy Sunday morning jazz songs"))
+        assert again.headers["x-cache"] == "HIT-L1"  # same slots and words: one key
+        assert again.content == source.content
+
+
+async def test_paraphrase_is_a_semantic_hit_and_a_contrast_is_not(edge: ClientFactory) -> None:
+    async with edge(semantic_verify_rate=0.0) as client:
+        _threshold(client, 0.85)
+        source = await client.get(_url("jazz for a rainy sunday morning"))
+        assert source.headers["x-cache"] == "MISS"
+        paraphrase = await client.get(_url("rainy sunday morning jazz standards"))
         assert paraphrase.headers["x-cache"] == "SEMANTIC"
         assert paraphrase.headers["etag"] == source.headers["etag"]
         doc = msgspec.json.decode(paraphrase.content)
         assert doc["prompt"] == "jazz for a rainy sunday morning"  # served from this prompt
         assert paraphrase.content == source.content
         # The alias makes the paraphrase an exact hit from now on.
-        assert (await client.get(_url("rainy sunday morning jazz"))).headers["x-cache"] == "HIT-L1"
+        again = await client.get(_url("rainy sunday morning jazz standards"))
+        assert again.headers["x-cache"] == "HIT-L1"
         contrast = await client.get(_url("rainy sunday morning, anything but jazz"))
         assert contrast.headers["x-cache"] == "MISS"
+        opposite = await client.get(_url("jazz for a rainy sunday night"))
+        assert opposite.headers["x-cache"] == "MISS"  # morning / night: the words conflict
         metrics = (await client.get("/metrics")).text
         assert 'edge_cache_total{kind="hit",tier="semantic"} 1.0' in metrics
+
+
+async def test_semantic_hits_are_verified_off_the_request_path(edge: ClientFactory) -> None:
+    async with edge(semantic_verify_rate=1.0) as client:
+        _threshold(client, 0.85)
+        await client.get(_url("jazz for a rainy sunday morning"))
+        hit = await client.get(_url("rainy sunday morning jazz standards"))
+        assert hit.headers["x-cache"] == "SEMANTIC"
+        semantic = service_of(client).semantic
+        assert semantic is not None
+        assert semantic.verifier is not None
+        await wait_until(lambda: _true_when(bool(semantic.verifier.stats)), 10.0)
+        bucket = next(iter(semantic.verifier.stats))
+        stats = semantic.verifier.stats[bucket]
+        ready = msgspec.json.decode((await client.get("/readyz")).content)
+        assert bucket in ready["semantic"]
+        metrics = (await client.get("/metrics")).text
+        assert "edge_semantic_verified_total" in metrics
+        if stats.wrong:  # a wrong hit is replaced by the prompt's own answer
+            assert 'edge_cache_total{kind="replaced",tier="semantic"} 1.0' in metrics
+        else:
+            assert ready["semantic"][bucket]["verified_hits"] == 1
+
+
+async def test_a_near_miss_lends_its_tracks_to_the_fresh_answer(edge: ClientFactory) -> None:
+    async with edge(semantic_verify_rate=0.0) as client:
+        _threshold(client, 0.999)  # nothing hits; close prompts are near misses
+        service = service_of(client)
+        assert service.semantic is not None
+        service.semantic.index.near_margin = 0.5
+        seen: list[tuple[int, ...]] = []
+        generate = service.compute.generate
+
+        async def spy(intent: Any, n: int, encoded: Any = None, extra: Any = ()) -> Any:
+            seen.append(tuple(extra))
+            return await generate(intent, n, encoded, extra)
+
+        service.compute.generate = spy  # type: ignore[method-assign]
+        source = await client.get(_url("jazz for a rainy sunday morning"))
+        near = await client.get(_url("rainy sunday morning jazz standards"))
+        assert near.headers["x-cache"] == "MISS"
+        source_ids = [t["id"] for t in msgspec.json.decode(source.content)["tracks"]]
+        assert seen[0] == ()
+        assert len(seen[1]) == len(source_ids)  # the neighbour's rows joined the candidates
 
 
 async def test_semantic_hits_can_be_turned_off(edge: ClientFactory) -> None:
     async with edge(semantic=False) as client:
         await client.get(_url("jazz for a rainy sunday morning"))
-        again = await client.get(_url("rainy sunday morning jazz"))
+        again = await client.get(_url("rainy sunday morning jazz standards"))
         assert again.headers["x-cache"] == "MISS"
 
 
