@@ -34,7 +34,7 @@ from edge import shadow, telemetry
 from edge.auth import Authenticator, load_keys
 from edge.cdn import CdnPurger
 from edge.compute import ComputePool, run_lowered
-from edge.errors import NotReady, Overloaded
+from edge.errors import NotReady, Overloaded, VersionConflict
 from edge.events import EventsPipeline, user_hash_key
 from edge.metrics import Metrics
 from edge.personalize import UserExclusions
@@ -539,10 +539,6 @@ class EdgeNode:
             await self.versions.candidate.close(tiers=False)
         if self.service is not None:
             await self.service.close()
-
-
-class VersionConflict(Exception):
-    """A version operation that the node's state does not allow (409)."""
 
 
 @dataclass

@@ -36,7 +36,7 @@ from cache.tasks import cancel_and_wait
 from cache.tiered import TieredCache
 from edge import answers, telemetry
 from edge.compute import ComputePool
-from edge.errors import BadRequest, Overloaded
+from edge.errors import BadRequest, EdgeError, Overloaded
 from edge.metrics import Metrics
 from edge.personalize import UserExclusions
 from edge.query import canonical_query, parse_query
@@ -74,8 +74,9 @@ class Answer(msgspec.Struct):
     headers: dict[str, str]
 
 
-class _ComputeFailed(Exception):
-    """The miss path failed or timed out; the caller serves stale or the fallback."""
+class _ComputeFailed(EdgeError):
+    """The miss path failed or timed out; the caller serves stale or the fallback (it never
+    reaches a response)."""
 
 
 class PlaylistService:

@@ -24,11 +24,13 @@ from redis.asyncio.sentinel import Sentinel
 from redis.backoff import NoBackoff
 from redis.commands.core import AsyncScript
 
+from errors import ConfigurationError
+
 RedisClient = Redis | RedisCluster
 
 
-class RedisURLError(ValueError):
-    """A Redis URL this project cannot use."""
+class RedisURLError(ConfigurationError):
+    """A Redis URL this project cannot use (a ValueError, as the settings loader expects)."""
 
 
 def _hosts(netloc: str, url: str, default_port: int) -> list[tuple[str, int]]:
