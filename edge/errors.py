@@ -5,6 +5,7 @@
      │    ├── UnknownSchemaVersion   400  a POST body names a schema_version we do not speak
      │    └── InvalidEvents          400  events of a batch fail validation (listed by index)
      ├── Unauthorized           401  an admin call without credentials
+     │    └── MissingApiKey          401  no or an unknown X-API-Key (`edge.auth`)
      ├── Forbidden              403  an admin call with the wrong key (or admin disabled)
      ├── RequestTimeout         408  the request body did not arrive in time
      ├── Conflict               409

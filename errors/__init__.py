@@ -28,6 +28,7 @@ stays a plain 500.
           │    ├── UnknownSchemaVersion          400
           │    └── InvalidEvents                 400
           ├── Unauthorized                       401
+          │    └── MissingApiKey                 401  no or an unknown X-API-Key (edge.auth)
           ├── Forbidden                          403
           ├── RequestTimeout                     408
           ├── Conflict                           409
