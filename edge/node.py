@@ -25,7 +25,7 @@ from cache.breaker import BreakerState, CircuitBreaker
 from cache.disk import DiskTier
 from cache.errors import TierUnavailable
 from cache.memory import MemoryTier
-from cache.redis_tier import REDIS_FAILURES, RedisTier
+from cache.redis_tier import RedisTier
 from cache.semantic import SemanticIndex
 from cache.tasks import cancel_and_wait
 from cache.tiered import TieredCache
@@ -48,6 +48,7 @@ from models.errors import ModelError
 from models.intent import Intent
 from models.ranker import Playlist, RankParams
 from regional.connections import is_redis_url, redis_client
+from regional.errors import StoreUnavailable
 from regional.events import Pseudonymizer
 from regional.invalidation import InvalidationBus
 from regional.popular import RegionalTopK
@@ -291,7 +292,7 @@ class EdgeNode:
         try:
             async with asyncio.timeout(2.0):
                 wanted = await topk.top(s.prewarm_top)
-        except REDIS_FAILURES as exc:
+        except (StoreUnavailable, TimeoutError) as exc:
             log.warning("region's popular prompts unavailable", extra={"error": repr(exc)})
             return
         done = await service.prewarm(wanted, s.prewarm_seconds)
@@ -305,7 +306,7 @@ class EdgeNode:
             try:
                 async with asyncio.timeout(2.0):
                     await topk.merge(counted)
-            except REDIS_FAILURES as exc:
+            except (StoreUnavailable, TimeoutError) as exc:
                 log.warning("popular prompts not shared", extra={"error": repr(exc)})
 
     async def _refresh_ahead(self) -> None:

@@ -30,7 +30,7 @@ from cache.flight import SingleFlight
 from cache.memory import MemoryTier
 from cache.policy import FreshnessPolicy
 from cache.popularity import Popularity
-from cache.redis_tier import REDIS_FAILURES, RedisTier
+from cache.redis_tier import RedisTier
 from cache.semantic import SemanticIndex
 from cache.tasks import cancel_and_wait
 from cache.tiered import TieredCache
@@ -49,6 +49,7 @@ from models.generator import Timings
 from models.intent import Intent, Slots
 from models.ranker import Playlist, fingerprint
 from regional.consumers import LabelStore, SessionStore
+from regional.errors import StoreUnavailable
 from regional.invalidation import Invalidation, InvalidationBus
 
 log = logging.getLogger("edge.service")
@@ -533,7 +534,7 @@ class PlaylistService:
         try:
             async with asyncio.timeout(self.settings.remote_timeout_ms / 1000):
                 return (await self.labels.get(prompt_key)).mostly_rejected()
-        except REDIS_FAILURES:
+        except (StoreUnavailable, TimeoutError):
             return False
 
     async def _session_skips(self, token: str) -> frozenset[str]:
@@ -544,7 +545,7 @@ class PlaylistService:
         try:
             async with asyncio.timeout(self.settings.remote_timeout_ms / 1000):
                 return await self.sessions.skipped(self.user_hash(token))
-        except REDIS_FAILURES as exc:
+        except (StoreUnavailable, TimeoutError) as exc:
             log.warning("session state unavailable", extra={"error": repr(exc)})
             return frozenset()
 

@@ -40,8 +40,11 @@ stays a plain 500.
           └── EventLogUnavailable                503  a LogUnavailable met by POST /v1/events
 
 Driver errors (redis-py's, sqlite3's, sockets') are translated with `raise ... from exc` in
-the modules that talk to the driver (`cache.redis_tier`, `regional.connections`, the event
-logs, the session and label stores), so the code above them catches members of this tree.
+the modules that talk to the driver (the tiers of `cache`, `regional.connections`'s
+`translate_redis_errors` around every Redis call of `regional` and the doctor, the SQLite
+event log), so the code above them catches members of this tree. `edge.ratelimit`, the
+adapter over the `limits` package's Redis storage, handles its driver's errors itself: it
+counts per process while that storage is down.
 """
 
 from __future__ import annotations
