@@ -12,6 +12,7 @@ WORKDIR /src
 # The image's venv has no pip: the build stage's pip installs into it from outside.
 RUN python -m venv --without-pip /opt/venv
 COPY pyproject.toml README.md ./
+COPY errors ./errors
 COPY models ./models
 COPY cache ./cache
 COPY regional ./regional

@@ -5,10 +5,13 @@
 
 Tiers translate their clients' errors (connection refused, timeouts, bad replies) into
 `TierUnavailable` with `raise ... from exc`, so nothing above `cache/` sees a driver error.
+The branch belongs to the service's one tree, drawn in `errors`.
 """
 
+from errors import PlaylistServiceError
 
-class CacheError(Exception):
+
+class CacheError(PlaylistServiceError):
     """Base of every error raised from `cache/`."""
 
 

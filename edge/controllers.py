@@ -31,7 +31,7 @@ from edge.errors import (
 )
 from edge.events import EventsPipeline
 from edge.metrics import CONTENT_TYPE
-from edge.node import EdgeNode, VersionConflict
+from edge.node import EdgeNode
 from edge.query import MAX_Q_CHARS, check_text
 from edge.schemas import (
     SCHEMA_VERSION,
@@ -328,8 +328,6 @@ async def admin_versions_change(state: State, data: JSONBody[VersionsBody]) -> R
             node.rollback()
         else:
             await node.unload()
-    except VersionConflict as exc:
-        raise Conflict(str(exc)) from exc
     except ArtifactError as exc:  # the folder named is not an artifact version
         raise BadRequest(str(exc)) from exc
     return _no_store(versions.describe(node.service))

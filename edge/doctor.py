@@ -24,12 +24,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from cache.redis_tier import REDIS_FAILURES
 from edge.cdn import CdnPurger
 from edge.settings import EdgeSettings
 from models import artifacts as model_artifacts
 from models.errors import ArtifactError
-from regional.connections import RedisClient, is_redis_url, redis_client
+from regional.connections import RedisClient, is_redis_url, redis_client, translate_redis_errors
+from regional.errors import StoreUnavailable
 
 Verdict = Literal["OK", "WARN", "FAIL", "SKIP"]
 
@@ -82,8 +82,9 @@ async def _timed(call: Callable[[], Awaitable[Any]], timeout: float) -> tuple[An
 async def check_redis(role: str, client: RedisClient, budget_ms: float) -> Line:
     """Round trip of a PING against the tiers' own timeout (`remote_timeout_ms`)."""
     try:
-        _, ms = await _timed(client.ping, 5.0)
-    except REDIS_FAILURES as exc:
+        with translate_redis_errors(f"redis {role}: PING"):
+            _, ms = await _timed(client.ping, 5.0)
+    except StoreUnavailable as exc:
         return Line(f"redis {role}", "FAIL", f"unreachable: {_reason(exc)}")
     verdict: Verdict = "OK" if ms < budget_ms / 2 else "WARN"
     return Line(f"redis {role}", verdict, f"PING {ms:.1f} ms (tier timeout {budget_ms:g} ms)")
@@ -93,11 +94,12 @@ async def check_global_writable(settings: EdgeSettings, client: RedisClient | No
     key = f"doctor:{uuid.uuid4().hex}"
     if client is not None:
         try:
-            async with asyncio.timeout(5.0):
-                await client.set(key, b"1", px=10_000)
-                ok = await client.get(key) == b"1"
-                await client.delete(key)
-        except REDIS_FAILURES as exc:
+            with translate_redis_errors("global store: SET, GET, DEL"):
+                async with asyncio.timeout(5.0):
+                    await client.set(key, b"1", px=10_000)
+                    ok = await client.get(key) == b"1"
+                    await client.delete(key)
+        except StoreUnavailable as exc:
             return Line("global store writable", "FAIL", _reason(exc))
         return Line("global store writable", "OK" if ok else "FAIL", "SET, GET, DEL on Redis")
     if settings.global_url.lower() == "none":
@@ -121,15 +123,16 @@ async def check_events(settings: EdgeSettings, client: RedisClient | None) -> Li
     lag = pending = 0
     groups: set[str] = set()
     try:
-        for partition in range(settings.events_partitions):
-            stream = f"events:{{{settings.region}:{partition}}}"
-            if not await client.exists(stream):
-                continue
-            for group in await client.xinfo_groups(stream):
-                groups.add(_text(group["name"]))
-                pending += int(group.get("pending") or 0)
-                lag += int(group.get("lag") or 0)
-    except REDIS_FAILURES as exc:
+        with translate_redis_errors("event streams: XINFO GROUPS"):
+            for partition in range(settings.events_partitions):
+                stream = f"events:{{{settings.region}:{partition}}}"
+                if not await client.exists(stream):
+                    continue
+                for group in await client.xinfo_groups(stream):
+                    groups.add(_text(group["name"]))
+                    pending += int(group.get("pending") or 0)
+                    lag += int(group.get("lag") or 0)
+    except StoreUnavailable as exc:
         return Line("event streams", "FAIL", _reason(exc))
     verdict: Verdict = "OK" if lag < LAG_WARN else "WARN"
     detail = f"lag {lag}, pending {pending} across {len(groups)} consumer groups"
@@ -137,7 +140,9 @@ async def check_events(settings: EdgeSettings, client: RedisClient | None) -> Li
 
 
 def _reason(exc: BaseException) -> str:
-    return str(exc) or type(exc).__name__
+    """What the driver said (a translated error's cause), as an operator reads it."""
+    cause = exc.__cause__ if isinstance(exc, StoreUnavailable) and exc.__cause__ else exc
+    return str(cause) or type(cause).__name__
 
 
 def _text(value: object) -> str:
@@ -146,8 +151,9 @@ def _text(value: object) -> str:
 
 async def check_clock(client: RedisClient) -> Line:
     try:
-        (seconds, micros), ms = await _timed(client.time, 5.0)
-    except REDIS_FAILURES as exc:
+        with translate_redis_errors("clock: TIME"):
+            (seconds, micros), ms = await _timed(client.time, 5.0)
+    except StoreUnavailable as exc:
         return Line("clock vs redis", "FAIL", _reason(exc))
     # Redis read its clock about half a round trip ago.
     skew = abs(time.time() - ms / 2000 - (int(seconds) + int(micros) / 1e6))

@@ -5,24 +5,29 @@
      │    ├── UnknownSchemaVersion   400  a POST body names a schema_version we do not speak
      │    └── InvalidEvents          400  events of a batch fail validation (listed by index)
      ├── Unauthorized           401  an admin call without credentials
+     │    └── MissingApiKey          401  no or an unknown X-API-Key (`edge.auth`)
      ├── Forbidden              403  an admin call with the wrong key (or admin disabled)
      ├── RequestTimeout         408  the request body did not arrive in time
-     ├── Conflict               409  a version operation the node's state does not allow
+     ├── Conflict               409
+     │    └── VersionConflict        409  a version operation the node's state does not allow
      ├── PayloadTooLarge        413
      ├── UnsupportedMediaType   415
      ├── Overloaded             503  the compute bulkhead is full (Retry-After)
      ├── NotReady               503  artifacts not loaded or warm-up not done (Retry-After)
      └── EventLogUnavailable    503  the event log did not take a batch in time (Retry-After)
 
-`models.errors.IntentError` (a prompt or slot that cannot be served) also maps to 400.
+`models.errors.IntentError` (a prompt or slot that cannot be served) also maps to 400. The
+branch belongs to the service's one tree, drawn in `errors`.
 """
 
 from __future__ import annotations
 
 from typing import ClassVar
 
+from errors import PlaylistServiceError
 
-class EdgeError(Exception):
+
+class EdgeError(PlaylistServiceError):
     """Base of the edge's own errors; `status` is the HTTP status it becomes."""
 
     status = 500
@@ -64,6 +69,10 @@ class Forbidden(EdgeError):
 class Conflict(EdgeError):
     status = 409
     title = "Conflict"
+
+
+class VersionConflict(Conflict):
+    """A version operation (load, promote, roll back) that the node's state does not allow."""
 
 
 class RequestTimeout(EdgeError):

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import sqlite3
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -21,7 +20,6 @@ from typing import Any
 
 import msgspec
 
-from cache.redis_tier import REDIS_FAILURES
 from cache.tasks import cancel_and_wait
 from edge.errors import BadRequest, EventLogUnavailable, InvalidEvents
 from edge.metrics import Metrics
@@ -40,6 +38,7 @@ from regional.consumers import (
     labels_handler,
     session_handler,
 )
+from regional.errors import LogUnavailable
 from regional.events import (
     Delivery,
     EventIn,
@@ -216,7 +215,7 @@ class EventsPipeline:
         try:
             async with asyncio.timeout(APPEND_TIMEOUT):
                 ids = await self.log.append(stored)
-        except (*REDIS_FAILURES, sqlite3.Error) as exc:  # the client sends the batch again
+        except (LogUnavailable, TimeoutError) as exc:  # the client sends the batch again
             log.warning("events not stored", extra={"events": len(stored), "error": repr(exc)})
             raise EventLogUnavailable("the event log is unavailable; send the batch again") from exc
         self.metrics.event_append.observe(time.perf_counter() - started)

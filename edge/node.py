@@ -25,7 +25,7 @@ from cache.breaker import BreakerState, CircuitBreaker
 from cache.disk import DiskTier
 from cache.errors import TierUnavailable
 from cache.memory import MemoryTier
-from cache.redis_tier import REDIS_FAILURES, RedisTier
+from cache.redis_tier import RedisTier
 from cache.semantic import SemanticIndex
 from cache.tasks import cancel_and_wait
 from cache.tiered import TieredCache
@@ -34,7 +34,7 @@ from edge import shadow, telemetry
 from edge.auth import Authenticator, load_keys
 from edge.cdn import CdnPurger
 from edge.compute import ComputePool, run_lowered
-from edge.errors import NotReady, Overloaded
+from edge.errors import NotReady, Overloaded, VersionConflict
 from edge.events import EventsPipeline, user_hash_key
 from edge.metrics import Metrics
 from edge.personalize import UserExclusions
@@ -50,6 +50,7 @@ from models.intent import Intent
 from models.ranker import Playlist, RankParams
 from models.semantic import conflicts
 from regional.connections import is_redis_url, redis_client
+from regional.errors import StoreUnavailable
 from regional.events import Pseudonymizer
 from regional.invalidation import InvalidationBus
 from regional.popular import RegionalTopK
@@ -300,7 +301,7 @@ class EdgeNode:
         try:
             async with asyncio.timeout(2.0):
                 wanted = await topk.top(s.prewarm_top)
-        except REDIS_FAILURES as exc:
+        except (StoreUnavailable, TimeoutError) as exc:
             log.warning("region's popular prompts unavailable", extra={"error": repr(exc)})
             return
         done = await service.prewarm(wanted, s.prewarm_seconds)
@@ -314,7 +315,7 @@ class EdgeNode:
             try:
                 async with asyncio.timeout(2.0):
                     await topk.merge(counted)
-            except REDIS_FAILURES as exc:
+            except (StoreUnavailable, TimeoutError) as exc:
                 log.warning("popular prompts not shared", extra={"error": repr(exc)})
 
     async def _refresh_ahead(self) -> None:
@@ -550,10 +551,6 @@ class EdgeNode:
             await self.versions.candidate.close(tiers=False)
         if self.service is not None:
             await self.service.close()
-
-
-class VersionConflict(Exception):
-    """A version operation that the node's state does not allow (409)."""
 
 
 @dataclass

@@ -29,13 +29,13 @@ from cache.flight import SingleFlight
 from cache.memory import MemoryTier
 from cache.policy import FreshnessPolicy
 from cache.popularity import Popularity
-from cache.redis_tier import REDIS_FAILURES, RedisTier
+from cache.redis_tier import RedisTier
 from cache.semantic import SemanticIndex, SemanticMatch
 from cache.tasks import cancel_and_wait
 from cache.tiered import TieredCache
 from edge import answers, telemetry
 from edge.compute import ComputePool
-from edge.errors import BadRequest, Overloaded
+from edge.errors import BadRequest, EdgeError, Overloaded
 from edge.metrics import Metrics
 from edge.personalize import UserExclusions
 from edge.query import canonical_query, parse_query
@@ -49,6 +49,7 @@ from models.generator import Timings
 from models.intent import Intent, Slots
 from models.ranker import Playlist, fingerprint
 from regional.consumers import LabelStore, SessionStore
+from regional.errors import StoreUnavailable
 from regional.invalidation import Invalidation, InvalidationBus
 
 log = logging.getLogger("edge.service")
@@ -74,8 +75,9 @@ class Answer(msgspec.Struct):
     headers: dict[str, str]
 
 
-class _ComputeFailed(Exception):
-    """The miss path failed or timed out; the caller serves stale or the fallback."""
+class _ComputeFailed(EdgeError):
+    """The miss path failed or timed out; the caller serves stale or the fallback (it never
+    reaches a response)."""
 
 
 Rows = tuple[int, ...]
@@ -581,7 +583,7 @@ class PlaylistService:
         try:
             async with asyncio.timeout(self.settings.remote_timeout_ms / 1000):
                 return (await self.labels.get(prompt_key)).mostly_rejected()
-        except REDIS_FAILURES:
+        except (StoreUnavailable, TimeoutError):
             return False
 
     async def _session_skips(self, token: str) -> frozenset[str]:
@@ -592,7 +594,7 @@ class PlaylistService:
         try:
             async with asyncio.timeout(self.settings.remote_timeout_ms / 1000):
                 return await self.sessions.skipped(self.user_hash(token))
-        except REDIS_FAILURES as exc:
+        except (StoreUnavailable, TimeoutError) as exc:
             log.warning("session state unavailable", extra={"error": repr(exc)})
             return frozenset()
 

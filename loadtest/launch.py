@@ -26,6 +26,10 @@ MANIFEST = "manifest.json"
 that a command refusing a wrong path does not first import the model stack."""
 
 
+# Outside the service's error tree (`errors`) on purpose: this is a command-line exit of the
+# load tools, not an error the service raises. As a SystemExit it ends a drill, topology or
+# benchmark with its reason and status 1 without every command catching it, and nothing
+# that catches the tree (or Exception) swallows it.
 class StartError(SystemExit):
     """A process a command needs could not start; the message says why. As a SystemExit, a
     command that meets it prints the reason and exits 1."""

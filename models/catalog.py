@@ -120,8 +120,9 @@ def _count(n: int, noun: str) -> str:
     return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
 
 
-class _BadField(ValueError):
-    """A record that fails validation, with the coarse kind its report counts it under."""
+class _BadField(CatalogError, ValueError):
+    """A record that fails validation, with the coarse kind its report counts it under (a
+    ValueError too, as the parsers it stands beside raise)."""
 
     def __init__(self, kind: str, message: str) -> None:
         super().__init__(message)

@@ -9,13 +9,16 @@
     ├── IndexError_              the track index failed to build, load or search
     └── IntentError              a prompt or slot set cannot be turned into an intent
 
-Callers outside `models` catch `ModelError` (or a subclass) and nothing broader.
+Callers outside `models` catch `ModelError` (or a subclass) and nothing broader. The branch
+belongs to the service's one tree, drawn in `errors`.
 """
 
 from __future__ import annotations
 
+from errors import PlaylistServiceError
 
-class ModelError(Exception):
+
+class ModelError(PlaylistServiceError):
     """Base of every error the inference core raises on purpose."""
 
 

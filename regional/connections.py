@@ -7,13 +7,17 @@ Accepted forms:
   redis+cluster://[user:pass@]host:port[,host:port...]
                                           a Redis Cluster, discovered from these seed nodes
 Every client gets the same socket timeouts, so a stalled server costs at most that long.
+
+Code that talks to these clients wraps its calls in `translate_redis_errors`, so what it
+raises is a `regional.errors.StoreUnavailable` (or a subclass), never a driver error.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
@@ -24,11 +28,33 @@ from redis.asyncio.sentinel import Sentinel
 from redis.backoff import NoBackoff
 from redis.commands.core import AsyncScript
 
+from cache.redis_tier import REDIS_FAILURES
+from errors import ConfigurationError
+from regional.errors import StoreUnavailable
+
 RedisClient = Redis | RedisCluster
 
 
-class RedisURLError(ValueError):
-    """A Redis URL this project cannot use."""
+class RedisURLError(ConfigurationError):
+    """A Redis URL this project cannot use (a ValueError, as the settings loader expects)."""
+
+
+@contextmanager
+def translate_redis_errors(
+    what: str, error: type[StoreUnavailable] = StoreUnavailable
+) -> Iterator[None]:
+    """Turn what a Redis call can fail with (`REDIS_FAILURES`) into `error`, raised from it.
+
+    Around awaited calls too: an exception leaves the awaited call through this block. A
+    cancellation (an `asyncio.timeout` around the block expiring) is not a failure of Redis
+    and passes through as it is.
+    """
+    try:
+        yield
+    except REDIS_FAILURES as exc:
+        # redis-py's repr of its errors drops the message, which says what went wrong.
+        reason = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+        raise error(f"{what}: {reason}") from exc
 
 
 def _hosts(netloc: str, url: str, default_port: int) -> list[tuple[str, int]]:

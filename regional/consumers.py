@@ -3,14 +3,15 @@
 Every consumer is at-least-once: it handles a batch, then acks it. A batch it fails on stays
 pending and comes back, to it or (once idle for `claim_idle_ms`) to another consumer of the
 group. Handlers are therefore idempotent: adding a track to a set twice changes nothing, and
-label counters remember which events they have counted.
+label counters remember which events they have counted. A log or store that fails raises
+`StoreUnavailable` (the log's `LogUnavailable` is one): the consumer waits and takes up what
+is pending again.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import sqlite3
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Sequence
@@ -20,10 +21,10 @@ import msgspec
 from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
 
-from cache.redis_tier import REDIS_FAILURES
 from models.listening import ACCEPTING, EARLY_SKIPPING, REJECTING
 from models.listening import LABEL_RULES_VERSION as LABEL_RULES_VERSION
-from regional.connections import run_script
+from regional.connections import run_script, translate_redis_errors
+from regional.errors import StoreUnavailable
 from regional.events import Delivery, Event, EventLog
 
 log = logging.getLogger("regional.consumers")
@@ -102,7 +103,7 @@ class Consumer:
         while True:
             try:
                 await self.run_once()
-            except (*REDIS_FAILURES, sqlite3.Error) as exc:  # the log is down: wait for it
+            except StoreUnavailable as exc:  # the log or a store is down: wait for it
                 if not unavailable:
                     log.warning(
                         "event log unavailable; consumer waiting",
@@ -126,7 +127,8 @@ class Consumer:
 
 
 class SessionStore(Protocol):
-    """Per hashed user: tracks skipped early (not to be served again) and recently played."""
+    """Per hashed user: tracks skipped early (not to be served again) and recently played.
+    A store that fails raises `StoreUnavailable`."""
 
     async def update(self, changes: dict[str, tuple[list[str], list[str]]]) -> None:
         """Per user: tracks skipped early and tracks played, added to the session."""
@@ -162,23 +164,26 @@ class RedisSessionStore:
         now = self._clock()
         # One round trip for the whole batch; each command is idempotent, so a redelivered
         # batch changes nothing.
-        async with self.client.pipeline(transaction=False) as pipe:
-            for user, (skipped, played) in changes.items():
-                for kind, tracks in (("skipped", skipped), ("played", played)):
-                    if not tracks:
-                        continue
-                    key = self._key(user, kind)
-                    pipe.zadd(key, dict.fromkeys(tracks, now))
-                    pipe.zremrangebyrank(key, 0, -self.keep - 1)
-                    pipe.pexpire(key, int(self.ttl * 1000))
-            await pipe.execute()
+        with translate_redis_errors("session store: update"):
+            async with self.client.pipeline(transaction=False) as pipe:
+                for user, (skipped, played) in changes.items():
+                    for kind, tracks in (("skipped", skipped), ("played", played)):
+                        if not tracks:
+                            continue
+                        key = self._key(user, kind)
+                        pipe.zadd(key, dict.fromkeys(tracks, now))
+                        pipe.zremrangebyrank(key, 0, -self.keep - 1)
+                        pipe.pexpire(key, int(self.ttl * 1000))
+                await pipe.execute()
 
     async def skipped(self, user: str) -> frozenset[str]:
-        members: Any = await self.client.zrange(self._key(user, "skipped"), 0, -1)
+        with translate_redis_errors("session store: skipped"):
+            members: Any = await self.client.zrange(self._key(user, "skipped"), 0, -1)
         return frozenset(m.decode() if isinstance(m, bytes) else m for m in members)
 
     async def played(self, user: str) -> list[str]:
-        members: Any = await self.client.zrevrange(self._key(user, "played"), 0, -1)
+        with translate_redis_errors("session store: played"):
+            members: Any = await self.client.zrevrange(self._key(user, "played"), 0, -1)
         return [m.decode() if isinstance(m, bytes) else m for m in members]
 
 
@@ -283,6 +288,8 @@ class LabelCounts(msgspec.Struct, frozen=True):
 
 
 class LabelStore(Protocol):
+    """Accept and reject counts per prompt; a store that fails raises `StoreUnavailable`."""
+
     async def count(self, labels: Sequence[tuple[str, str, str]]) -> int:
         """Count each (event_id, prompt_key, label) once per event, however often it is
         delivered; how many were new."""
@@ -328,10 +335,13 @@ class RedisLabelStore:
             calls.append(
                 ([key, key + ":counted"], [event_id, label, self.dedupe_seconds, self.keep_seconds])
             )
-        return sum(int(new) for new in await run_script(self.client, self._count, calls))
+        with translate_redis_errors("label store: count"):
+            replies = await run_script(self.client, self._count, calls)
+        return sum(int(new) for new in replies)
 
     async def get(self, prompt_key: str) -> LabelCounts:
-        raw: Any = await self.client.hgetall(self._key(prompt_key))
+        with translate_redis_errors("label store: get"):
+            raw: Any = await self.client.hgetall(self._key(prompt_key))
         counts = {(k.decode() if isinstance(k, bytes) else k): int(v) for k, v in raw.items()}
         return LabelCounts(counts.get("accept", 0), counts.get("reject", 0))
 

@@ -17,8 +17,9 @@ import msgspec
 from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
 
-from cache.redis_tier import REDIS_FAILURES
 from cache.tasks import cancel_and_wait
+from regional.connections import translate_redis_errors
+from regional.errors import StoreUnavailable
 
 log = logging.getLogger("regional.invalidation")
 
@@ -74,8 +75,9 @@ class InvalidationBus:
         message = msgspec.json.encode(Invalidation(self.node_id, keys, tags))
         try:
             async with asyncio.timeout(timeout):
-                await self.client.publish(self.channel, message)
-        except REDIS_FAILURES as exc:
+                with translate_redis_errors("invalidation bus: publish"):
+                    await self.client.publish(self.channel, message)
+        except (StoreUnavailable, TimeoutError) as exc:
             log.warning("invalidation not published", extra={"error": repr(exc)})
             return False
         return True
@@ -84,25 +86,9 @@ class InvalidationBus:
         lost = False
         while True:
             try:
-                if isinstance(self.client, RedisCluster):
-                    await self.client.initialize()  # its pubsub needs the slot map first
-                async with self.client.pubsub() as pubsub:
-                    await pubsub.subscribe(self.channel)
-                    self.subscribed = True
-                    self._ready.set()
-                    if lost:
-                        # Whatever was published while we were away is unknown: start clean.
-                        self.resets += 1
-                        await self._reset()
-                        log.warning("invalidation subscription restored; L1 flushed")
-                    while True:
-                        message = await pubsub.get_message(
-                            ignore_subscribe_messages=True, timeout=1.0
-                        )
-                        if message is not None and message.get("type") == "message":
-                            await self._handle(message["data"])
+                await self._follow(lost)
             except Exception as exc:  # a listener that dies would stop invalidations for good
-                if not isinstance(exc, REDIS_FAILURES):
+                if not isinstance(exc, StoreUnavailable):
                     log.exception("invalidation listener failed; restarting it")
                 elif self.subscribed:
                     log.warning("invalidation subscription lost", extra={"error": repr(exc)})
@@ -110,6 +96,25 @@ class InvalidationBus:
                 self._ready.clear()
                 lost = True
                 await asyncio.sleep(self._retry)
+
+    async def _follow(self, lost: bool) -> None:
+        """Subscribe, then apply messages until the subscription fails (`StoreUnavailable`)."""
+        with translate_redis_errors("invalidation bus: subscription"):
+            if isinstance(self.client, RedisCluster):
+                await self.client.initialize()  # its pubsub needs the slot map first
+            async with self.client.pubsub() as pubsub:
+                await pubsub.subscribe(self.channel)
+                self.subscribed = True
+                self._ready.set()
+                if lost:
+                    # Whatever was published while we were away is unknown: start clean.
+                    self.resets += 1
+                    await self._reset()
+                    log.warning("invalidation subscription restored; L1 flushed")
+                while True:
+                    message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
+                    if message is not None and message.get("type") == "message":
+                        await self._handle(message["data"])
 
     async def _handle(self, data: bytes) -> None:
         try:

@@ -1,7 +1,8 @@
 """`LocalEventLog`: the embedded event log, one SQLite file, for a node without Redis.
 
 Stdlib `sqlite3` in WAL mode, `synchronous=FULL` unless told otherwise, with the interface
-and semantics of the Redis log's consumer groups.
+and semantics of the Redis log's consumer groups. A failing database (locked, full, broken)
+raises `LogUnavailable`, as the Redis log does when Redis fails.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TypeVar
 
+from regional.errors import LogUnavailable
 from regional.events.log import Delivery, Entry, id_order
 from regional.events.schema import Event, encode_event, read_event
 
@@ -68,7 +70,10 @@ class LocalEventLog:
                 self._db.execute("COMMIT")
                 return result
 
-        return await asyncio.to_thread(locked)
+        try:
+            return await asyncio.to_thread(locked)
+        except (sqlite3.Error, OSError) as exc:
+            raise LogUnavailable(f"event log: {exc!r}") from exc
 
     async def append(self, events: Sequence[Event]) -> list[str | None]:
         now = self._clock()

@@ -4,13 +4,14 @@ A hash of the user picks the partition, so one busy user cannot hold up the othe
 stream has an approximate MAXLEN bound. Consumer groups give at-least-once delivery, pending
 entries and claims of what a crashed consumer held. A duplicate `event_id` within the dedupe
 window is accepted once (a `SET NX` in the same script as the `XADD`). Stream and dedupe keys
-share a hash tag, so Cluster works.
+share a hash tag, so Cluster works. A Redis failure raises `LogUnavailable`.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from typing import Any
 
 import xxhash
@@ -18,7 +19,8 @@ from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import ResponseError
 
-from regional.connections import run_script
+from regional.connections import run_script, translate_redis_errors
+from regional.errors import LogUnavailable
 from regional.events.log import Delivery, Entry, id_order
 from regional.events.schema import Event, encode_event, read_event
 
@@ -74,16 +76,18 @@ class RedisEventLog:
                     [self.dedupe_seconds, self.maxlen, encode_event(event)],
                 )
             )
-        results = await run_script(self.client, self._append, calls)
+        with _translated("append"):
+            results = await run_script(self.client, self._append, calls)
         return [_text(r) if r else None for r in results]
 
     async def ensure_group(self, group: str) -> None:
-        for p in range(self.partitions):
-            try:
-                await self.client.xgroup_create(self._stream(p), group, id="0", mkstream=True)
-            except ResponseError as exc:
-                if "BUSYGROUP" not in str(exc):
-                    raise
+        with _translated("ensure_group"):
+            for p in range(self.partitions):
+                try:
+                    await self.client.xgroup_create(self._stream(p), group, id="0", mkstream=True)
+                except ResponseError as exc:
+                    if "BUSYGROUP" not in str(exc):
+                        raise
 
     def _deliveries(self, partition: int, entries: Sequence[tuple[object, object]]) -> list[Entry]:
         found = []
@@ -95,27 +99,29 @@ class RedisEventLog:
         return found
 
     async def read(self, group: str, consumer: str, count: int, block_ms: int = 0) -> list[Entry]:
-        found = await self._each_partition(group, consumer, ">", count)
-        if found or not block_ms:
+        with _translated("read"):
+            found = await self._each_partition(group, consumer, ">", count)
+            if found or not block_ms:
+                return found
+            if isinstance(self.client, RedisCluster):
+                await asyncio.sleep(block_ms / 1000)  # partitions live on several nodes
+                return found
+            # Idle: one XREADGROUP over every partition, which returns as soon as any has news.
+            streams: dict[Any, Any] = {self._stream(p): ">" for p in range(self.partitions)}
+            per_stream = max(1, count // self.partitions)  # COUNT applies to each stream
+            reply: Any = await self.client.xreadgroup(
+                group, consumer, streams, count=per_stream, block=block_ms
+            )
+            for stream, entries in reply or []:
+                found += self._deliveries(self._partition_of_stream(_text(stream)), entries)
             return found
-        if isinstance(self.client, RedisCluster):
-            await asyncio.sleep(block_ms / 1000)  # partitions live on several nodes
-            return found
-        # Idle: one XREADGROUP over every partition, which returns as soon as any has news.
-        streams: dict[Any, Any] = {self._stream(p): ">" for p in range(self.partitions)}
-        per_stream = max(1, count // self.partitions)  # COUNT applies to each stream
-        reply: Any = await self.client.xreadgroup(
-            group, consumer, streams, count=per_stream, block=block_ms
-        )
-        for stream, entries in reply or []:
-            found += self._deliveries(self._partition_of_stream(_text(stream)), entries)
-        return found
 
     def _partition_of_stream(self, name: str) -> int:
         return int(name.rsplit(":", 1)[1].rstrip("}"))
 
     async def pending(self, group: str, consumer: str, count: int) -> list[Entry]:
-        return await self._each_partition(group, consumer, "0", count)
+        with _translated("pending"):
+            return await self._each_partition(group, consumer, "0", count)
 
     async def _each_partition(
         self, group: str, consumer: str, start: str, count: int
@@ -134,22 +140,24 @@ class RedisEventLog:
         return found
 
     async def claim(self, group: str, consumer: str, min_idle_ms: int, count: int) -> list[Entry]:
-        found: list[Entry] = []
-        for p in range(self.partitions):
-            reply: Any = await self.client.xautoclaim(
-                self._stream(p), group, consumer, min_idle_ms, "0-0", count=count - len(found)
-            )
-            found += self._deliveries(p, reply[1])
-            if len(found) >= count:
-                break
-        return found
+        with _translated("claim"):
+            found: list[Entry] = []
+            for p in range(self.partitions):
+                reply: Any = await self.client.xautoclaim(
+                    self._stream(p), group, consumer, min_idle_ms, "0-0", count=count - len(found)
+                )
+                found += self._deliveries(p, reply[1])
+                if len(found) >= count:
+                    break
+            return found
 
     async def ack(self, group: str, deliveries: Sequence[Entry | Delivery]) -> None:
-        by_partition: dict[int, list[str]] = {}
-        for d in deliveries:
-            by_partition.setdefault(d.partition, []).append(d.id)
-        for p, ids in by_partition.items():
-            await self.client.xack(self._stream(p), group, *ids)
+        with _translated("ack"):
+            by_partition: dict[int, list[str]] = {}
+            for d in deliveries:
+                by_partition.setdefault(d.partition, []).append(d.id)
+            for p, ids in by_partition.items():
+                await self.client.xack(self._stream(p), group, *ids)
 
     async def trim(self, partition: int, archived: str, before_ms: int) -> int:
         ms, seq = id_order(archived)
@@ -157,13 +165,21 @@ class RedisEventLog:
         keep_from = min((ms, seq + 1), (before_ms, 0))
         stream = self._stream(partition)
         minid = f"{keep_from[0]}-{keep_from[1]}"
-        return int(await self.client.xtrim(stream, minid=minid, approximate=False))
+        with _translated("trim"):
+            return int(await self.client.xtrim(stream, minid=minid, approximate=False))
 
     async def length(self) -> int:
-        return sum([int(await self.client.xlen(self._stream(p))) for p in range(self.partitions)])
+        with _translated("length"):
+            return sum(
+                [int(await self.client.xlen(self._stream(p))) for p in range(self.partitions)]
+            )
 
     async def close(self) -> None:
         await self.client.aclose()
+
+
+def _translated(what: str) -> AbstractContextManager[None]:
+    return translate_redis_errors(f"event log: {what}", LogUnavailable)
 
 
 def _text(value: object) -> str:
