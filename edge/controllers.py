@@ -43,6 +43,7 @@ from edge.schemas import (
     PurgeBody,
     VersionsBody,
 )
+from edge.semantic import BucketReport
 from edge.service import Answer
 from models.errors import ArtifactError
 from regional.consumers import LABEL_RULES_VERSION
@@ -432,9 +433,9 @@ class Readiness(msgspec.Struct, frozen=True):
     tiers: dict[str, str] | None = None
     """Each cache tier's state: ok, degraded (circuit half-open) or down."""
     compute: dict[str, int | str] | None = None
-    semantic: dict[str, dict[str, float | int]] | None = None
-    """Per bucket of semantic hits: threshold, verified hits, wrong hits, verified near
-    misses and the false-hit rate's upper 95 % bound."""
+    semantic: dict[str, BucketReport] | None = None
+    """Per bucket of semantic hits: threshold (1.0: never served), verified hits, wrong hits,
+    verified near misses and the false-hit rate's upper bound."""
 
 
 async def healthz() -> Response[bytes]:

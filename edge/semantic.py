@@ -38,6 +38,17 @@ from models.semantic import NEVER, Thresholds, bucket_of, correct, upper_bound
 
 log = logging.getLogger("edge.semantic")
 
+
+class BucketReport(msgspec.Struct, frozen=True):
+    """One bucket of semantic hits as /readyz shows it."""
+
+    threshold: float
+    verified_hits: int
+    wrong_hits: int
+    verified_near: int
+    false_hit_bound: float
+    """The observed false-hit rate's upper bound at the verifier's confidence."""
+
 Recompute = Callable[[Intent, int], Awaitable[Playlist]]
 Replace = Callable[[str, Intent, int, Playlist], Awaitable[None]]
 
@@ -164,21 +175,20 @@ class Verifier:
         )
         self.stats[bucket] = BucketStats()
 
-    def report(self) -> dict[str, dict[str, float | int]]:
+    def report(self) -> dict[str, BucketReport]:
         """Per bucket: threshold, verified hits, wrong hits and the bound (for /readyz)."""
         buckets = set(self.stats) | set(self.index.thresholds)
-        return {
-            name: {
-                "threshold": self.index.threshold_of(name),
-                "verified_hits": self.stats.get(name, BucketStats()).hits,
-                "wrong_hits": self.stats.get(name, BucketStats()).wrong,
-                "verified_near": self.stats.get(name, BucketStats()).near,
-                "false_hit_bound": round(
-                    self.stats.get(name, BucketStats()).bound(self.confidence), 4
-                ),
-            }
-            for name in sorted(buckets)
-        }
+        report = {}
+        for name in sorted(buckets):
+            stats = self.stats.get(name, BucketStats())
+            report[name] = BucketReport(
+                threshold=min(self.index.threshold_of(name), 1.0),
+                verified_hits=stats.hits,
+                wrong_hits=stats.wrong,
+                verified_near=stats.near,
+                false_hit_bound=round(stats.bound(self.confidence), 4),
+            )
+        return report
 
 
 def signature(version: str, n: int, intent: Intent) -> str:

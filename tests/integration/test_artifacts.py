@@ -15,6 +15,7 @@ import pytest
 from models import artifacts, vocab
 from models.errors import ArtifactError
 from models.ranker import hard_mask
+from models.semantic import THRESHOLDS_FILE
 
 CATALOG_SIZE = 20_000  # tests/conftest.py builds this many tracks
 
@@ -22,10 +23,12 @@ PRECISION = 0.8  # share of the top 30 that must carry a named genre or mood
 
 
 def test_manifest_records_the_build(loaded: artifacts.Artifacts) -> None:
-    """The manifest names every file with its checksum, the index params and measured recall."""
+    """The manifest names every file with its checksum, the index params, measured recall and
+    the semantic thresholds calibrated for this version."""
     m = loaded.manifest
     assert m.tracks == CATALOG_SIZE == len(loaded.catalog) == len(loaded.index)
-    assert set(m.files) == set(artifacts.FILES.values())
+    assert set(m.files) == {*artifacts.FILES.values(), THRESHOLDS_FILE}
+    assert m.semantic is not None
     assert all(len(entry.sha256) == 64 for entry in m.files.values())
     assert m.dim == 384
     assert m.recall[str(m.index.ef_search)] >= m.index.recall_target

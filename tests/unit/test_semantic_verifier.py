@@ -62,8 +62,8 @@ async def test_a_wrong_hit_is_replaced_and_tightens_its_bucket() -> None:
     assert world.replaced == ["b"]
     assert world.index.threshold_of("text") == 0.81
     report = world.verifier.report()["text"]
-    assert report["threshold"] == 0.81
-    assert report["verified_hits"] == 0  # evidence starts again after a change
+    assert report.threshold == 0.81
+    assert report.verified_hits == 0  # evidence starts again after a change
 
 
 async def test_a_right_hit_keeps_the_threshold() -> None:
@@ -71,7 +71,7 @@ async def test_a_right_hit_keeps_the_threshold() -> None:
     assert await world.verifier.verify(_sample("hit", list(range(10)))) is True
     assert world.replaced == []
     assert world.index.threshold_of("text") == 0.8
-    assert world.verifier.report()["text"]["verified_hits"] == 1
+    assert world.verifier.report()["text"].verified_hits == 1
 
 
 async def test_enough_right_near_misses_loosen_the_bucket() -> None:
