@@ -49,6 +49,7 @@ class BucketReport(msgspec.Struct, frozen=True):
     false_hit_bound: float
     """The observed false-hit rate's upper bound at the verifier's confidence."""
 
+
 Recompute = Callable[[Intent, int], Awaitable[Playlist]]
 Replace = Callable[[str, Intent, int, Playlist], Awaitable[None]]
 
