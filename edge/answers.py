@@ -30,6 +30,7 @@ import xxhash
 
 from cache.base import Entry
 from edge.schemas import PlaylistHead, TrackOut
+from edge.settings import EdgeSettings
 from models.catalog import Catalog
 from models.intent import Intent
 from models.ranker import Playlist
@@ -88,6 +89,14 @@ def surrogate_keys(
     return tuple(tags)
 
 
+class Answer(msgspec.Struct):
+    """What a handler sends: status, body bytes and headers."""
+
+    status: int
+    body: bytes
+    headers: dict[str, str]
+
+
 class HeaderPolicy:
     """Cache-Control and friends for one node's settings."""
 
@@ -112,6 +121,18 @@ class HeaderPolicy:
         self.refresh_ahead = refresh_ahead
         """Share of the shared lifetime after which the node refreshes a popular entry."""
         self.vary_key = vary_key
+
+    @classmethod
+    def of(cls, settings: EdgeSettings) -> HeaderPolicy:
+        return cls(
+            revalidate=settings.stale_while_revalidate,
+            stale_if_error=settings.stale_if_error,
+            fallback_ttl=settings.fallback_ttl,
+            private_max_age=settings.private_max_age,
+            shared_share=settings.shared_max_age,
+            refresh_ahead=settings.refresh_ahead,
+            vary_key=bool(settings.api_keys_file),
+        )
 
     def shared_max_age(self, entry: Entry) -> int:
         """The s-maxage shared caches are told for an entry that is still young."""

@@ -29,13 +29,15 @@ from litestar.routes import HTTPRoute
 from litestar.types import Message, Receive, ReceiveMessage, Scope
 from opentelemetry.sdk.trace import TracerProvider
 
-from edge import controllers, logs, playground, problems, telemetry
+from edge import admin, controllers, logs, ops, playground, problems, telemetry
+from edge.answers import Answer
 from edge.errors import EdgeError, RequestTimeout
+from edge.hooks import DrillHooks
 from edge.node import EdgeNode
 from edge.problems import HANDLERS
 from edge.ratelimit import RateLimiter
 from edge.schemas import PlaylistRequest, Problem
-from edge.service import Answer, PlaylistService
+from edge.service import PlaylistService
 from edge.settings import EdgeSettings
 from models.artifacts import Artifacts
 from models.errors import IntentError
@@ -296,17 +298,13 @@ def create_app(
 
     handlers: list[Any] = [
         controllers.PlaylistController,
-        *controllers.ops_routes(settings.protect_ops),
-        controllers.admin_purge,
-        controllers.admin_faults,
-        controllers.admin_labels,
-        controllers.admin_versions,
-        controllers.admin_versions_change,
+        *ops.routes(settings.protect_ops),
+        *admin.routes(faults=settings.fault_injection),
         controllers.events_route(settings.events_max_bytes),
         *playground.routes(),
     ]
-    if settings.bench_routes:
-        handlers.append(controllers.bench_bare)
+    if settings.fault_injection or settings.bench_routes:
+        plugins.append(DrillHooks(settings))
     app = EdgeApp(
         route_handlers=handlers,
         lifespan=[lifespan],

@@ -13,9 +13,19 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
+import msgspec
 from cachetools import LRUCache
 
 from cache.popularity import Popularity
+from models.intent import Slots
+
+
+class PromptSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """What a warmer needs to rebuild an answer: the masked prompt, its slots, the length."""
+
+    prompt: str
+    slots: Slots
+    n: int
 
 
 class RefreshAhead:

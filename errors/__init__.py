@@ -24,6 +24,7 @@ stays a plain 500.
      │    └── StoreUnavailable                    -   the region's Redis failed or was late
      │         └── LogUnavailable                 -   the event log (Redis or SQLite) failed
      └── EdgeError                               500  edge.errors: the edge's own refusals
+          ├── ComputeFailed                       -   edge.miss: a miss failed or was late (stale)
           ├── BadRequest                         400
           │    ├── UnknownSchemaVersion          400
           │    └── InvalidEvents                 400

@@ -11,8 +11,8 @@ from typing import Any
 import msgspec
 from redis.asyncio import Redis
 
+from edge.refresh import PromptSpec
 from edge.schemas import PlaylistRequest
-from edge.service import PromptSpec
 from loadtest.redis_server import RedisServer
 from models.intent import Slots
 
@@ -188,5 +188,5 @@ async def test_labels_count_each_event_once_and_keep_rejected_prompts_out_of_pre
         assert (await client.get(f"/admin/labels/{bad_key}")).status_code == 401
         other = PromptSpec("happy songs for a party", Slots(), 10)
         wanted = [("k1", msgspec.json.encode(spec)), ("k2", msgspec.json.encode(other))]
-        done = await service.prewarm(wanted, seconds=10)
+        done = await service.warm.prewarm(wanted, seconds=10)
         assert (done["rejected"], done["computed"]) == (1, 1)
