@@ -14,8 +14,10 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Mapping
 from pathlib import Path
-from typing import ClassVar, NamedTuple
+from types import MappingProxyType
+from typing import NamedTuple
 
 from edge.errors import Forbidden, Unauthorized
 
@@ -27,7 +29,7 @@ _HASH = re.compile(r"^[0-9a-f]{64}$")
 
 class MissingApiKey(Unauthorized):
     title = "API key required"
-    headers: ClassVar[dict[str, str]] = {"www-authenticate": 'ApiKey header="X-API-Key"'}
+    headers: Mapping[str, str] = MappingProxyType({"www-authenticate": 'ApiKey header="X-API-Key"'})
 
 
 class ApiKey(NamedTuple):

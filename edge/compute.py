@@ -24,12 +24,11 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
-from typing import Any, Literal, TypeVar
+from typing import Any, TypeVar
 
 import numpy as np
 
 from edge.errors import Overloaded
-from models.errors import EncoderError
 from models.generator import PlaylistGenerator, Timings
 from models.intent import Intent
 from models.ranker import Playlist
@@ -38,10 +37,7 @@ from models.titles import Votes
 Encoded = tuple[np.ndarray, Votes]
 """A prompt's unit vector and the title model's votes for it."""
 EmbedFn = Callable[[list[str], Timings], Sequence[Any]]  # one result per text, in order
-EncoderFault = Literal["raise", "hang"]
 T = TypeVar("T")
-HANG_LIMIT = 120.0
-"""Seconds an injected encoder hang holds the thread at most."""
 
 
 class MicroBatcher:
@@ -158,9 +154,8 @@ class ComputePool:
         lower = (lambda: _lower_priority(nice)) if nice else None
         self._encoder_thread = ThreadPoolExecutor(1, "encode", initializer=lower)
         self._rank_threads = ThreadPoolExecutor(threads, "rank", initializer=lower)
-        self.encoder_fault: EncoderFault | None = None
-        """A drill's fault (`POST /admin/faults`): every encoder call raises, or hangs."""
-        self._fault_cleared = threading.Event()
+        self.encode: Callable[[list[str], Timings], np.ndarray] = generator.embed
+        """Encodes a batch of texts (`edge.hooks` wraps it to inject a drill's faults)."""
         self._batcher = MicroBatcher(
             self._embed,
             self._encoder_thread,
@@ -170,23 +165,8 @@ class ComputePool:
         )
         self.in_flight = 0
 
-    def set_encoder_fault(self, fault: EncoderFault | None) -> None:
-        self.encoder_fault = fault
-        if fault is None:
-            self._fault_cleared.set()  # a hung call ends now (and fails)
-        else:
-            self._fault_cleared.clear()
-
     def _embed(self, texts: list[str], timings: Timings) -> list[Encoded]:
-        fault = self.encoder_fault
-        if fault == "hang":
-            # Hold the encoder thread as a stuck model would, until the fault is cleared or
-            # HANG_LIMIT passes; callers meanwhile give up at their compute timeout.
-            self._fault_cleared.wait(HANG_LIMIT)
-            raise EncoderError("injected fault: the encoder hung")
-        if fault == "raise":
-            raise EncoderError("injected fault: the encoder failed")
-        vectors = self.generator.embed(texts, timings)
+        vectors = self.encode(texts, timings)
         return list(zip(vectors, self.generator.votes(vectors, timings), strict=True))
 
     @contextmanager
@@ -241,6 +221,5 @@ class ComputePool:
         return await loop.run_in_executor(self._rank_threads, self.generator.fallback, intent, n)
 
     def close(self) -> None:
-        self._fault_cleared.set()
         self._encoder_thread.shutdown(wait=False, cancel_futures=True)
         self._rank_threads.shutdown(wait=False, cancel_futures=True)

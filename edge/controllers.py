@@ -27,6 +27,7 @@ from edge.errors import (
 )
 from edge.events import EventsPipeline
 from edge.node import EdgeNode
+from edge.pipeline import PlaylistPipeline
 from edge.query import MAX_Q_CHARS, check_text
 from edge.schemas import (
     SCHEMA_VERSION,
@@ -147,21 +148,9 @@ class PlaylistController(Controller):
         explicit: Annotated[bool | None, Parameter(description="false: clean tracks only")] = None,
         n: Annotated[int | None, Parameter(ge=1, description="Playlist length")] = None,
     ) -> Response[bytes]:
-        node: EdgeNode = state.node
-        service = node.require()
-        raw, if_none_match = request.scope["query_string"], request.headers.get("if-none-match")
-        moved = service.redirect(raw)
-        if moved is not None:
-            return _response(moved)
-        if node.versions.percent <= 0:
-            return _response(await service.answer_get(raw, if_none_match))
-        # A split: the prompt decides the version (a GET names no listener).
-        parsed = service.parse_get(raw)
-        intent, key = service.intent(parsed)
-        chosen = node.route(intent.prompt_key())
-        if chosen is not service:
-            intent, key = chosen.intent(parsed)
-        return _response(await chosen.answer(parsed, intent, key, if_none_match))
+        pipeline: PlaylistPipeline = state.pipeline
+        raw = request.scope["query_string"]
+        return _response(await pipeline.get(raw, request.headers.get("if-none-match")))
 
     @post(
         responses=_ANSWERS,
@@ -179,19 +168,16 @@ class PlaylistController(Controller):
                 f"schema_version {data.schema_version} is not supported; this node speaks "
                 f"{SCHEMA_VERSION}"
             )
-        service = node.require()
+        node.require()
         playlist_request = PlaylistRequest(
             prompt=check_text(data.prompt, "prompt"),
             slots=data.slots.to_slots() if data.slots is not None else None,
             n=data.n if data.n is not None else node.settings.default_length,
             user=data.user,
         )
-        intent, key = service.intent(playlist_request)
-        chosen = node.route(data.user or intent.prompt_key())  # the listener, else the prompt
-        if chosen is not service:
-            intent, key = chosen.intent(playlist_request)
-        answer = await chosen.answer(
-            playlist_request, intent, key, request.headers.get("if-none-match")
+        pipeline: PlaylistPipeline = state.pipeline
+        answer = await pipeline.answer(
+            playlist_request, data.user, request.headers.get("if-none-match")
         )
         return _response(answer)
 

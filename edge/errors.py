@@ -12,6 +12,7 @@
      │    └── VersionConflict        409  a version operation the node's state does not allow
      ├── PayloadTooLarge        413
      ├── UnsupportedMediaType   415
+     ├── TooManyRequests        429  over the client's rate limit (Retry-After, RateLimit-*)
      ├── Overloaded             503  the compute bulkhead is full (Retry-After)
      ├── NotReady               503  artifacts not loaded or warm-up not done (Retry-After)
      └── EventLogUnavailable    503  the event log did not take a batch in time (Retry-After)
@@ -22,7 +23,8 @@ branch belongs to the service's one tree, drawn in `errors`.
 
 from __future__ import annotations
 
-from typing import ClassVar
+from collections.abc import Mapping
+from types import MappingProxyType
 
 from errors import PlaylistServiceError
 
@@ -33,7 +35,8 @@ class EdgeError(PlaylistServiceError):
     status = 500
     title = "Internal error"
     retry_after: int | None = None
-    headers: ClassVar[dict[str, str]] = {}
+    headers: Mapping[str, str] = MappingProxyType({})
+    """Response headers the problem carries (besides Retry-After)."""
     errors: list[dict[str, str | int]] | None = None
     """Per-item problems of a batch, listed in the response."""
 
@@ -58,7 +61,7 @@ class InvalidEvents(BadRequest):
 class Unauthorized(EdgeError):
     status = 401
     title = "Unauthorized"
-    headers: ClassVar[dict[str, str]] = {"www-authenticate": 'Bearer realm="edge-admin"'}
+    headers: Mapping[str, str] = MappingProxyType({"www-authenticate": 'Bearer realm="edge-admin"'})
 
 
 class Forbidden(EdgeError):
@@ -78,7 +81,7 @@ class VersionConflict(Conflict):
 class RequestTimeout(EdgeError):
     status = 408
     title = "Request timeout"
-    headers: ClassVar[dict[str, str]] = {"connection": "close"}
+    headers: Mapping[str, str] = MappingProxyType({"connection": "close"})
 
 
 class PayloadTooLarge(EdgeError):
@@ -89,6 +92,20 @@ class PayloadTooLarge(EdgeError):
 class UnsupportedMediaType(EdgeError):
     status = 415
     title = "Unsupported media type"
+
+
+class TooManyRequests(EdgeError):
+    status = 429
+    title = "Too many requests"
+
+    def __init__(self, detail: str, *, retry_after: int, limit: int, remaining: int) -> None:
+        super().__init__(detail)
+        self.retry_after = retry_after
+        self.headers = {
+            "ratelimit-limit": str(limit),
+            "ratelimit-remaining": str(remaining),
+            "ratelimit-reset": str(retry_after),
+        }
 
 
 class Overloaded(EdgeError):

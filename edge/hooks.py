@@ -11,9 +11,12 @@
 from __future__ import annotations
 
 import logging
-from typing import Any
+import threading
+from collections.abc import Callable
+from typing import Any, Literal
 
 import msgspec
+import numpy as np
 from litestar import Request, Response, get, post
 from litestar.config.app import AppConfig
 from litestar.datastructures import State
@@ -22,24 +25,87 @@ from litestar.plugins import InitPluginProtocol
 
 from edge.admin import FAULTS, require_admin
 from edge.answers import JSON
+from edge.compute import ComputePool
 from edge.node import EdgeNode
 from edge.schemas import FaultBody
 from edge.settings import EdgeSettings
+from models.errors import EncoderError
+from models.generator import Timings
 
 log = logging.getLogger("edge.hooks")
 
 
-@post(FAULTS, include_in_schema=False, status_code=200, before_request=require_admin)
-async def admin_faults(state: State, data: JSONBody[FaultBody]) -> Response[bytes]:
-    """Make this node's encoder raise or hang until told otherwise (failover drills)."""
-    node: EdgeNode = state.node
-    node.require().compute.set_encoder_fault(data.encoder)
-    log.warning("encoder fault set", extra={"fault": data.encoder})
-    return Response(
-        msgspec.json.encode({"encoder": data.encoder}),
-        media_type=JSON,
-        headers={"cache-control": "no-store"},
-    )
+HANG_LIMIT = 120.0
+"""Seconds an injected encoder hang holds the encoder thread at most."""
+
+Fault = Literal["raise", "hang"]
+
+
+class FaultyEncoder:
+    """A compute pool's encoder that raises or hangs while a fault is set."""
+
+    def __init__(self, encode: Callable[[list[str], Timings], np.ndarray]) -> None:
+        self.encode = encode
+        self.fault: Fault | None = None
+        self._cleared = threading.Event()
+
+    def set(self, fault: Fault | None) -> None:
+        self.fault = fault
+        if fault is None:
+            self._cleared.set()  # a hung call ends now (and fails)
+        else:
+            self._cleared.clear()
+
+    def release(self) -> None:
+        """End any hung call (at shutdown)."""
+        self._cleared.set()
+
+    def __call__(self, texts: list[str], timings: Timings) -> np.ndarray:
+        fault = self.fault
+        if fault == "hang":
+            # Hold the encoder thread as a stuck model would, until the fault is cleared or
+            # HANG_LIMIT passes; callers meanwhile give up at their compute timeout.
+            self._cleared.wait(HANG_LIMIT)
+            raise EncoderError("injected fault: the encoder hung")
+        if fault == "raise":
+            raise EncoderError("injected fault: the encoder failed")
+        return self.encode(texts, timings)
+
+
+class EncoderFaults:
+    """POST /admin/faults: the served version's encoder raises or hangs until told
+    otherwise."""
+
+    def __init__(self) -> None:
+        self.wrapped: list[FaultyEncoder] = []
+
+    def set(self, compute: ComputePool, fault: Fault | None) -> None:
+        encoder = compute.encode
+        if not isinstance(encoder, FaultyEncoder):
+            encoder = compute.encode = FaultyEncoder(encoder)
+            self.wrapped.append(encoder)
+        encoder.set(fault)
+
+    def release(self) -> None:
+        for encoder in self.wrapped:
+            encoder.release()
+
+    def route(self) -> Any:
+        faults = self
+
+        @post(FAULTS, include_in_schema=False, status_code=200, before_request=require_admin)
+        async def admin_faults(state: State, data: JSONBody[FaultBody]) -> Response[bytes]:
+            """Make this node's encoder raise or hang until told otherwise (drills)."""
+            node: EdgeNode = state.node
+            faults.set(node.require().compute, data.encoder)
+            log.warning("encoder fault set", extra={"fault": data.encoder})
+            return Response(
+                msgspec.json.encode({"encoder": data.encoder}),
+                media_type=JSON,
+                headers={"cache-control": "no-store"},
+            )
+
+        return admin_faults
 
 
 class BenchBodies:
@@ -72,7 +138,11 @@ class DrillHooks(InitPluginProtocol):
         self.bench = settings.bench_routes
 
     def on_app_init(self, app_config: AppConfig) -> AppConfig:
-        handlers: list[Any] = [admin_faults] if self.faults else []
+        handlers: list[Any] = []
+        if self.faults:
+            faults = EncoderFaults()
+            handlers.append(faults.route())
+            app_config.on_shutdown.append(faults.release)
         if self.bench:
             handlers.append(BenchBodies().route())
         app_config.route_handlers.extend(handlers)

@@ -36,6 +36,7 @@ stays a plain 500.
           │    └── VersionConflict               409  a version operation the node refuses
           ├── PayloadTooLarge                    413
           ├── UnsupportedMediaType               415
+          ├── TooManyRequests                    429  over a client's rate limit
           ├── Overloaded                         503  the compute bulkhead is full
           ├── NotReady                           503  artifacts not loaded or warm yet
           └── EventLogUnavailable                503  a LogUnavailable met by POST /v1/events
