@@ -92,6 +92,14 @@ class Metrics:
             ["bucket"],
             registry=r,
         )
+        self.semantic_cpu = Counter(
+            "edge_semantic_cpu_seconds",
+            "CPU seconds of semantic hits: lookups (search, veto, remembering, sampling) and "
+            "verification (a sample's fresh answer: its encoding share, search and rank, and "
+            "the judgement)",
+            ["part"],
+            registry=r,
+        )
         self.semantic_dropped = Counter(
             "edge_semantic_checks_dropped",
             "Sampled semantic checks dropped because the verification queue was full",

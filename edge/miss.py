@@ -147,7 +147,9 @@ class MissPath:
                     if semantic is not None:  # encoded first, to look for a neighbour's answer
                         with span(self.tracer, "encode"):
                             encoded, embedded = await self.compute.embed(intent.query_text)
+                        cpu = time.thread_time()
                         found = semantic.lookup(encoded[0], self.version, n, intent)
+                        self._lookup_cpu(cpu)
                         if found.hit is not None and found.hit.key != key:
                             alias = await self._semantic_hit(found.hit, key)
                             if alias is not None:
@@ -171,18 +173,18 @@ class MissPath:
         if replacing and self.bus is not None:  # on the request path: a short wait at most
             await self.bus.publish(keys=(key,), timeout=self.settings.remote_timeout_ms / 1000)
         if semantic is not None and encoded is not None:
+            cpu = time.thread_time()
             semantic.remember(encoded[0], key, self.version, n, intent, playlist.rows)
+            self._lookup_cpu(cpu)
         if self.on_miss is not None:
             self.on_miss(intent, n, playlist)
         timings.update(_stages(stage_ms))
         self.metrics.stages({k: v for k, v in stage_ms.items() if k != "batch"})
-        # This miss's cost: its share of the batch's encoding, then its own search and rank.
-        share = (stage_ms.get("tokenize", 0.0) + stage_ms.get("encode", 0.0)) / max(
-            1.0, stage_ms.get("batch", 1.0)
-        )
-        cost_ms = share + stage_ms.get("search", 0.0) + stage_ms.get("rank", 0.0)
-        self.metrics.miss_compute.observe(cost_ms / 1000)
+        self.metrics.miss_compute.observe(_cost_ms(stage_ms) / 1000)
         return entry, "MISS"
+
+    def _lookup_cpu(self, since: float) -> None:
+        self.metrics.semantic_cpu.labels("lookup").inc(time.thread_time() - since)
 
     async def store(self, key: str, intent: Intent, n: int, playlist: Playlist) -> Entry:
         """A computed playlist's entry, written to the caches under `key`."""
@@ -198,7 +200,8 @@ class MissPath:
 
     async def _recompute(self, intent: Intent, n: int) -> Playlist:
         """A fresh answer for a semantic check, with no neighbour's help."""
-        playlist, _ = await self.compute.generate(intent, n)
+        playlist, stage_ms = await self.compute.generate(intent, n)
+        self.metrics.semantic_cpu.labels("verify").inc(_cost_ms(stage_ms) / 1000)
         return playlist
 
     async def _replace(self, key: str, intent: Intent, n: int, playlist: Playlist) -> None:
@@ -248,6 +251,15 @@ class MissPath:
     async def close(self) -> None:
         if self._verifying is not None:
             await cancel_and_wait(self._verifying)
+
+
+def _cost_ms(stage_ms: dict[str, float]) -> float:
+    """A miss's compute cost: its share of the batch's encoding, then its own search and
+    rank (milliseconds; the threads doing them are otherwise idle, so wall ≈ CPU)."""
+    share = (stage_ms.get("tokenize", 0.0) + stage_ms.get("encode", 0.0)) / max(
+        1.0, stage_ms.get("batch", 1.0)
+    )
+    return share + stage_ms.get("search", 0.0) + stage_ms.get("rank", 0.0)
 
 
 def _stages(stage_ms: dict[str, float]) -> dict[str, float]:

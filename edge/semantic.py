@@ -23,6 +23,7 @@ import collections
 import contextlib
 import logging
 import random
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
@@ -132,9 +133,11 @@ class Verifier:
         except Exception as exc:  # noqa: BLE001 - a failed check is skipped, never raised
             log.warning("semantic check failed", extra={"error": repr(exc)})
             return None
+        cpu = time.thread_time()
         right = correct(
             self.catalog, np.array(sample.served), np.array(fresh.rows), sample.intent.slots
         )
+        self.metrics.semantic_cpu.labels("verify").inc(time.thread_time() - cpu)
         stats = self.stats.setdefault(sample.bucket, BucketStats())
         outcome = "correct" if right else "wrong"
         self.metrics.semantic_verified.labels(sample.bucket, sample.kind, outcome).inc()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import threading
 from pathlib import Path
 from typing import Any
@@ -272,6 +273,11 @@ async def test_semantic_hits_are_verified_off_the_request_path(edge: ClientFacto
         assert bucket in ready["semantic"]
         metrics = (await client.get("/metrics")).text
         assert "edge_semantic_verified_total" in metrics
+        # Both the lookups and the check's fresh answer are counted as semantic CPU.
+        for part in ("lookup", "verify"):
+            spent = re.search(rf'edge_semantic_cpu_seconds_total{{part="{part}"}} (\S+)', metrics)
+            assert spent is not None, part
+            assert float(spent.group(1)) > 0, part
         if stats.wrong:  # a wrong hit is replaced by the prompt's own answer
             assert 'edge_cache_total{kind="replaced",tier="semantic"} 1.0' in metrics
         else:
