@@ -68,10 +68,14 @@ def create_app(
     in-memory exporter's) are for tests; `signals` installs the version signal handlers
     (for a served process, not one in a test's event loop)."""
     settings = settings or EdgeSettings.from_env()
-    node = EdgeNode(settings, artifacts=artifacts, clock=clock)
-    node.lean_path = lean_path
     tracing = tracer_provider or telemetry.provider(settings)
-    node.tracer = telemetry.tracer(tracing)
+    node = EdgeNode(
+        settings,
+        artifacts=artifacts,
+        clock=clock,
+        tracer=telemetry.tracer(tracing),
+        lean_path=lean_path,
+    )
     plugins: list[Any] = []
     if tracing is not None:
         config = OpenTelemetryConfig(

@@ -49,11 +49,15 @@ class EdgeNode:
         *,
         artifacts: Artifacts | None = None,
         clock: Callable[[], float] = time.time,
+        tracer: trace.Tracer = telemetry.NO_TRACER,
+        lean_path: bool = True,
     ) -> None:
         self.settings = settings
         self.metrics = Metrics()
-        self.tracer: trace.Tracer = telemetry.NO_TRACER
-        """Set by the app when traces are on (`edge.telemetry`)."""
+        self.tracer = tracer
+        """Spans per stage when traces are on (`edge.telemetry`)."""
+        self.lean_path = lean_path
+        """GET /v1/playlists may skip Litestar's routing (`edge.middleware.FastGet`)."""
         keys = settings.api_keys_file
         self.auth = Authenticator(load_keys(Path(keys)) if keys else None)
         self.limiter = RateLimiter(settings) if settings.rate_limit else None
@@ -81,7 +85,6 @@ class EdgeNode:
         self._sharing: asyncio.Task[None] | None = None
         self._refreshing: asyncio.Task[None] | None = None
         self.events: EventsPipeline | None = None
-        self.lean_path = True
 
     def require(self) -> PlaylistService:
         """The service, or NotReady (503 + Retry-After) while loading or after a failed load."""
