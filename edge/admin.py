@@ -18,7 +18,7 @@ from edge.controllers import events_of, require_json
 from edge.errors import BadRequest, Conflict, Forbidden, Unauthorized
 from edge.node import EdgeNode
 from edge.query import check_text
-from edge.schemas import PurgeBody, VersionsBody
+from edge.schemas import FaultBody, PurgeBody, VersionsBody
 from models.errors import ArtifactError
 from regional.consumers import LABEL_RULES_VERSION
 
@@ -137,7 +137,7 @@ FAULTS = "/admin/faults"
 
 
 @post(FAULTS, include_in_schema=False, status_code=200, before_request=require_admin)
-async def faults_off() -> Response[bytes]:
+async def faults_off(data: JSONBody[FaultBody]) -> Response[bytes]:
     """Stands in for `edge.hooks`' fault route on a node without EDGE_FAULT_INJECTION."""
     raise Forbidden("fault injection is off on this node (EDGE_FAULT_INJECTION)")
 

@@ -156,6 +156,8 @@ class ComputePool:
         self._rank_threads = ThreadPoolExecutor(threads, "rank", initializer=lower)
         self.encode: Callable[[list[str], Timings], np.ndarray] = generator.embed
         """Encodes a batch of texts (`edge.hooks` wraps it to inject a drill's faults)."""
+        self.closing: list[Callable[[], None]] = []
+        """Called at `close` (a drill's wrapped encoder ends its hung calls)."""
         self._batcher = MicroBatcher(
             self._embed,
             self._encoder_thread,
@@ -221,5 +223,7 @@ class ComputePool:
         return await loop.run_in_executor(self._rank_threads, self.generator.fallback, intent, n)
 
     def close(self) -> None:
+        for step in self.closing:
+            step()
         self._encoder_thread.shutdown(wait=False, cancel_futures=True)
         self._rank_threads.shutdown(wait=False, cancel_futures=True)

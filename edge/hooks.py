@@ -74,21 +74,15 @@ class FaultyEncoder:
 
 class EncoderFaults:
     """POST /admin/faults: the served version's encoder raises or hangs until told
-    otherwise."""
+    otherwise. A hung call ends when its compute pool closes."""
 
-    def __init__(self) -> None:
-        self.wrapped: list[FaultyEncoder] = []
-
-    def set(self, compute: ComputePool, fault: Fault | None) -> None:
+    @staticmethod
+    def set(compute: ComputePool, fault: Fault | None) -> None:
         encoder = compute.encode
         if not isinstance(encoder, FaultyEncoder):
             encoder = compute.encode = FaultyEncoder(encoder)
-            self.wrapped.append(encoder)
+            compute.closing.append(encoder.release)
         encoder.set(fault)
-
-    def release(self) -> None:
-        for encoder in self.wrapped:
-            encoder.release()
 
     def route(self) -> Any:
         faults = self
@@ -140,9 +134,7 @@ class DrillHooks(InitPluginProtocol):
     def on_app_init(self, app_config: AppConfig) -> AppConfig:
         handlers: list[Any] = []
         if self.faults:
-            faults = EncoderFaults()
-            handlers.append(faults.route())
-            app_config.on_shutdown.append(faults.release)
+            handlers.append(EncoderFaults().route())
         if self.bench:
             handlers.append(BenchBodies().route())
         app_config.route_handlers.extend(handlers)

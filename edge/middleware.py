@@ -9,7 +9,8 @@
   answer keeps only the methods of the route's first handler).
 - `FastGet`: GET /v1/playlists without Litestar's routing: the playlist pipeline's fresh L1
   hit or redirect at the cost of a dict lookup, else its full path. Callers without a good
-  key, and misses while tracing is on (traced under the server span), take Litestar's way.
+  key, bad queries (whose problem Litestar's handler words) and misses while tracing is on
+  (traced under the server span) take Litestar's way.
 - `BodyDeadline`: a request body must arrive within EDGE_BODY_TIMEOUT or the request ends
   in 408, so a slow client holds no worker for long.
 
@@ -26,7 +27,6 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from edge import problems, telemetry
-from edge.answers import Answer
 from edge.errors import EdgeError, RequestTimeout, TooManyRequests
 from edge.node import EdgeNode
 from edge.pipeline import PlaylistPipeline
@@ -191,17 +191,26 @@ class FastGet:
             await self.app(scope, receive, send)
             return
         raw, if_none_match = scope["query_string"], header(scope, b"if-none-match")
-        answer: Answer | None
         try:
             answer = self.pipeline.cached(raw, if_none_match)
-            if answer is None:
-                if node.tracer is not telemetry.NO_TRACER:
-                    await self.app(scope, receive, send)
-                    return
-                answer = await self.pipeline.get(raw, if_none_match)
-        except (EdgeError, IntentError) as exc:
-            await send_problem(send, exc, scope["path"])
+            # Misses too, unless tracing is on (they are then traced under the server span).
+            prepared = None
+            if answer is None and node.tracer is telemetry.NO_TRACER:
+                prepared = self.pipeline.prepare(raw)
+        except (EdgeError, IntentError):
+            # A bad query: Litestar's handler answers with the problem its typed parameters
+            # or the query parser find, the same document by either way in.
+            await self.app(scope, receive, send)
             return
+        if answer is None:
+            if prepared is None:
+                await self.app(scope, receive, send)
+                return
+            try:
+                answer = await self.pipeline.respond(prepared, if_none_match)
+            except (EdgeError, IntentError) as exc:  # overload, no model: a problem
+                await send_problem(send, exc, scope["path"])
+                return
         await send_answer(send, answer.status, answer.headers, answer.body)
 
 

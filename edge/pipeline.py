@@ -14,6 +14,11 @@ from __future__ import annotations
 from edge.answers import Answer
 from edge.node import EdgeNode
 from edge.schemas import PlaylistRequest
+from edge.service import PlaylistService
+from models.intent import Intent
+
+Prepared = tuple[PlaylistService, PlaylistRequest, Intent, str]
+"""The service chosen for a request, the request, its intent and cache key."""
 
 
 class PlaylistPipeline:
@@ -31,26 +36,40 @@ class PlaylistPipeline:
             return None
         return service.fresh_hit(raw_query, if_none_match) or service.redirect(raw_query)
 
-    async def get(self, raw_query: bytes, if_none_match: str | None) -> Answer:
-        """The answer to a GET query string (BadRequest, IntentError, NotReady, Overloaded)."""
+    def prepare(self, raw_query: bytes) -> Prepared:
+        """The service that answers a GET query string and the request, intent and key it
+        answers (BadRequest, IntentError if the query is not valid, NotReady). Without a
+        split the key is remembered for `cached`."""
         node = self.node
         service = node.require()
-        moved = service.redirect(raw_query)
+        if node.versions.percent <= 0:
+            return (service, *service.prepare_get(raw_query))
+        return self._route(service, service.parse_get(raw_query), None)
+
+    async def respond(self, prepared: Prepared, if_none_match: str | None) -> Answer:
+        service, request, intent, key = prepared
+        return await service.answer(request, intent, key, if_none_match)
+
+    async def get(self, raw_query: bytes, if_none_match: str | None) -> Answer:
+        """The answer to a GET query string: its canonical redirect, or its playlist."""
+        moved = self.node.require().redirect(raw_query)
         if moved is not None:
             return moved
-        if node.versions.percent <= 0:
-            return await service.answer(*service.prepare_get(raw_query), if_none_match)
-        request = service.parse_get(raw_query)
-        return await self.answer(request, None, if_none_match)
+        return await self.respond(self.prepare(raw_query), if_none_match)
 
     async def answer(
         self, request: PlaylistRequest, listener: str | None, if_none_match: str | None
     ) -> Answer:
         """The answer to a validated request, by the version the listener (else the
         prompt) is assigned to."""
-        service = self.node.require()
+        prepared = self._route(self.node.require(), request, listener)
+        return await self.respond(prepared, if_none_match)
+
+    def _route(
+        self, service: PlaylistService, request: PlaylistRequest, listener: str | None
+    ) -> Prepared:
         intent, key = service.intent(request)
         chosen = self.node.route(listener or intent.prompt_key())
         if chosen is not service:
             intent, key = chosen.intent(request)
-        return await chosen.answer(request, intent, key, if_none_match)
+        return chosen, request, intent, key

@@ -132,6 +132,11 @@ class Versions:
             wanted = [(c.key, c.spec) for c in primary.popularity.top(self.settings.prewarm_top)]
             if wanted:  # the primary's popular prompts, answered by this version before it serves
                 await candidate.warm.prewarm(wanted, self.settings.prewarm_seconds)
+        except asyncio.CancelledError:  # the node is closing: leave nothing half-built
+            self.state = "none"
+            if candidate is not None:
+                await candidate.close(tiers=False)
+            raise
         except Exception as exc:  # noqa: BLE001 - the loading task's top: report, never hang
             self.state, self.error = "failed", f"{type(exc).__name__}: {exc}"
             log.error("candidate version failed to load", extra={"error": self.error})

@@ -121,9 +121,9 @@ class Wiring:
         self, artifacts: Artifacts, primary: PlaylistService, on_miss: OnMiss | None
     ) -> PlaylistService:
         """A service over another version that shares `primary`'s tiers, listener state and
-        region (but not its invalidation bus, which stays the primary's)."""
+        region (but not its invalidation bus, which stays the primary's, nor its lease
+        holder's id)."""
         region = Region(
-            node_id=primary.region.node_id,
             lease_tier=primary.region.lease_tier,
             sessions=primary.region.sessions,
             labels=primary.region.labels,

@@ -52,6 +52,8 @@ async def test_faults_need_the_admin_key_the_setting_and_a_valid_body(
             assert bad.headers["content-type"].startswith("application/problem+json")
         assert (await client.get(_url("calm piano"))).headers["x-cache"] == "MISS"
     async with edge(admin_key="s3cret") as client:
+        unreadable = await client.post("/admin/faults", json={"model": "raise"}, headers=ADMIN)
+        assert unreadable.status_code == 400  # the body is checked before the setting
         off = await client.post("/admin/faults", json={"encoder": "raise"}, headers=ADMIN)
         assert off.status_code == 403
         assert "EDGE_FAULT_INJECTION" in off.json()["detail"]
