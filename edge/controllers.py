@@ -13,8 +13,8 @@ from litestar.datastructures import State
 from litestar.dto import MsgspecDTO
 from litestar.handlers import BaseRouteHandler
 from litestar.openapi.datastructures import ResponseSpec
-from litestar.openapi.spec import Example, Link, OpenAPIResponse, Operation
-from litestar.params import JSONBody, Parameter
+from litestar.openapi.spec import Link, OpenAPIResponse, Operation
+from litestar.params import JSONBody
 from msgspec import Meta
 
 from edge.answers import JSON, Answer
@@ -28,7 +28,8 @@ from edge.errors import (
 from edge.events import EventsPipeline
 from edge.node import EdgeNode
 from edge.pipeline import PlaylistPipeline
-from edge.query import MAX_Q_CHARS, check_text
+from edge.query import OPENAPI as QUERY_PARAMETERS
+from edge.query import check_text
 from edge.schemas import (
     SCHEMA_VERSION,
     PlaylistBody,
@@ -62,7 +63,6 @@ _ANSWERS = {
     **PROBLEMS,
 }
 
-ListParam = Annotated[list[str] | None, Parameter(description="Repeated or comma-separated")]
 
 EVENTS_OPERATION = "ingestEvents"
 
@@ -97,6 +97,16 @@ class PlaylistOperation(Operation):
         }
 
 
+@dataclass
+class PlaylistQueryOperation(PlaylistOperation):
+    """GET /v1/playlists: its query parameters are documented from `edge.query.OPENAPI`,
+    the parser's own contract (the handler declares none, so nothing else validates)."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self.parameters = list(QUERY_PARAMETERS)
+
+
 def _response(answer: Answer) -> Response[bytes]:
     return Response(answer.body, status_code=answer.status, headers=answer.headers, media_type=JSON)
 
@@ -119,35 +129,10 @@ class PlaylistController(Controller):
 
     @get(
         responses=_ANSWERS,
-        operation_class=PlaylistOperation,
+        operation_class=PlaylistQueryOperation,
         summary="Playlist for a prompt and/or slots (CDN-cacheable)",
     )
-    async def get_playlist(
-        self,
-        request: Request[Any, Any, Any],
-        state: State,
-        q: Annotated[
-            str | None,
-            Parameter(
-                max_length=MAX_Q_CHARS,
-                description="Free-text prompt",
-                examples=[Example(value="rainy sunday jazz")],
-            ),
-        ] = None,
-        mood: ListParam = None,
-        activity: ListParam = None,
-        genre: ListParam = None,
-        exclude: Annotated[
-            list[str] | None,
-            Parameter(description="Genres, moods, 'vocals' or 'explicit' to leave out"),
-        ] = None,
-        tempo: Annotated[
-            str | None,
-            Parameter(description="slow, medium, fast, a bpm, or a bpm range like 100-120"),
-        ] = None,
-        explicit: Annotated[bool | None, Parameter(description="false: clean tracks only")] = None,
-        n: Annotated[int | None, Parameter(ge=1, description="Playlist length")] = None,
-    ) -> Response[bytes]:
+    async def get_playlist(self, request: Request[Any, Any, Any], state: State) -> Response[bytes]:
         pipeline: PlaylistPipeline = state.pipeline
         raw = request.scope["query_string"]
         return _response(await pipeline.get(raw, request.headers.get("if-none-match")))

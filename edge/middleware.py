@@ -8,9 +8,10 @@
 - `Options`: OPTIONS on a fixed path answers with every method the path has (Litestar's own
   answer keeps only the methods of the route's first handler).
 - `FastGet`: GET /v1/playlists without Litestar's routing: the playlist pipeline's fresh L1
-  hit or redirect at the cost of a dict lookup, else its full path. Callers without a good
-  key, bad queries (whose problem Litestar's handler words) and misses while tracing is on
-  (traced under the server span) take Litestar's way.
+  hit or redirect at the cost of a dict lookup, else its full path; a bad query is parsed
+  once and answered with the problem Litestar's handler would send (both read the query
+  with `edge.query`). Callers without a good key, and all but fresh hits while tracing is
+  on (traced under the server span), take Litestar's way.
 - `BodyDeadline`: a request body must arrive within EDGE_BODY_TIMEOUT or the request ends
   in 408, so a slow client holds no worker for long.
 
@@ -191,26 +192,21 @@ class FastGet:
             await self.app(scope, receive, send)
             return
         raw, if_none_match = scope["query_string"], header(scope, b"if-none-match")
+        # With tracing on, all but fresh hits go Litestar's way, traced under the server span.
+        tracing = node.tracer is not telemetry.NO_TRACER
         try:
             answer = self.pipeline.cached(raw, if_none_match)
-            # Misses too, unless tracing is on (they are then traced under the server span).
-            prepared = None
-            if answer is None and node.tracer is telemetry.NO_TRACER:
-                prepared = self.pipeline.prepare(raw)
-        except (EdgeError, IntentError):
-            # A bad query: Litestar's handler answers with the problem its typed parameters
-            # or the query parser find, the same document by either way in.
-            await self.app(scope, receive, send)
-            return
-        if answer is None:
-            if prepared is None:
+            if answer is None:
+                if tracing:
+                    await self.app(scope, receive, send)
+                    return
+                answer = await self.pipeline.respond(self.pipeline.prepare(raw), if_none_match)
+        except (EdgeError, IntentError) as exc:  # a bad query, overload, no model
+            if tracing:
                 await self.app(scope, receive, send)
-                return
-            try:
-                answer = await self.pipeline.respond(prepared, if_none_match)
-            except (EdgeError, IntentError) as exc:  # overload, no model: a problem
+            else:
                 await send_problem(send, exc, scope["path"])
-                return
+            return
         await send_answer(send, answer.status, answer.headers, answer.body)
 
 

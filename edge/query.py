@@ -5,10 +5,10 @@ Parameters may come in any order, repeated or comma-separated (`mood=calm&mood=h
 equivalent URLs share one cache key. Unknown parameters are refused rather than ignored: a
 typo (`genres=`) would otherwise silently widen the answer and split the CDN cache.
 
-This parser is the whole validation of a GET: the app answers most of them before routing,
-so it is at least as strict as the typed parameters the routed handler declares (for the
-OpenAPI document): `tempo`, `explicit` and `n` take exactly one value, `explicit` is
-true/false/1/0 and `n` a plain decimal number.
+This parser is the whole validation of a GET, by either way in (the fast GET middleware or
+Litestar's handler, which declares no typed parameters of its own): `tempo`, `explicit` and
+`n` take exactly one value, `explicit` is true/false/1/0 and `n` a plain decimal number.
+`OPENAPI` documents the same parameters for the schema.
 """
 
 from __future__ import annotations
@@ -16,6 +16,8 @@ from __future__ import annotations
 import unicodedata
 from collections.abc import Collection
 from urllib.parse import parse_qsl, quote
+
+from litestar.openapi.spec import Example, OpenAPIType, Parameter, Schema
 
 from edge.errors import BadRequest
 from edge.schemas import PlaylistRequest
@@ -31,6 +33,48 @@ MAX_VALUES = 16
 MAX_Q_CHARS = 2000
 """Longest `q`, as the OpenAPI schema declares it (the intent parser then allows 500
 characters once whitespace is collapsed)."""
+
+
+def _documented(
+    name: str, kind: Schema, description: str, example: str | None = None, **limits: int
+) -> Parameter:
+    """One query parameter as the OpenAPI document shows it (optional, or null)."""
+    schema = Schema(
+        one_of=[kind, Schema(type=OpenAPIType.NULL)],
+        description=description,
+        examples=[example] if example else None,
+        **limits,  # type: ignore[arg-type]
+    )
+    return Parameter(
+        name=name,
+        param_in="query",
+        schema=schema,
+        description=description,
+        required=False,
+        examples={f"{name}-example-1": Example(value=example)} if example else None,
+    )
+
+
+_LIST = Schema(type=OpenAPIType.ARRAY, items=Schema(type=OpenAPIType.STRING))
+_REPEATED = "Repeated or comma-separated"
+OPENAPI = [
+    _documented(
+        "q", Schema(type=OpenAPIType.STRING), "Free-text prompt", "rainy sunday jazz",
+        max_length=MAX_Q_CHARS,
+    ),
+    _documented("mood", _LIST, _REPEATED),
+    _documented("activity", _LIST, _REPEATED),
+    _documented("genre", _LIST, _REPEATED),
+    _documented("exclude", _LIST, "Genres, moods, 'vocals' or 'explicit' to leave out"),
+    _documented(
+        "tempo",
+        Schema(type=OpenAPIType.STRING),
+        "slow, medium, fast, a bpm, or a bpm range like 100-120",
+    ),
+    _documented("explicit", Schema(type=OpenAPIType.BOOLEAN), "false: clean tracks only"),
+    _documented("n", Schema(type=OpenAPIType.INTEGER), "Playlist length", minimum=1),
+]  # fmt: skip
+"""`PARAMS` as the OpenAPI document describes them."""
 
 
 def check_text(text: str, what: str) -> str:
