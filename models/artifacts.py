@@ -184,6 +184,13 @@ def _digests(folder: Path, names: list[str]) -> dict[str, str]:
         return dict(zip(names, pool.map(_sha256, (folder / n for n in names)), strict=True))
 
 
+def _entries(folder: Path, digests: dict[str, str]) -> tuple[dict[str, FileEntry], str]:
+    """The manifest's file entries and the version their digests name."""
+    files = {n: FileEntry(d, (folder / n).stat().st_size) for n, d in digests.items()}
+    version = "v" + hashlib.sha256("".join(sorted(digests.values())).encode()).hexdigest()[:12]
+    return files, version
+
+
 def _catalog_from(source: str, settings: BuildSettings) -> tuple[Catalog, LoadReport]:
     if source.startswith("synthetic:"):
         count = source.split(":", 1)[1]
@@ -254,10 +261,9 @@ def _calibrate_semantic(
             f"semantic: {len(pairs)} pairs; thresholds default {thresholds.default}, "
             + ", ".join(f"{b} {t}" for b, t in thresholds.buckets.items())
         )
-    names = [*manifest.files, semantic.THRESHOLDS_FILE]
-    digests = _digests(tmp, names)
-    files = {n: FileEntry(d, (tmp / n).stat().st_size) for n, d in digests.items()}
-    version = "v" + hashlib.sha256("".join(sorted(digests.values())).encode()).hexdigest()[:12]
+    digests = {name: entry.sha256 for name, entry in manifest.files.items()}  # hashed once
+    digests |= _digests(tmp, [semantic.THRESHOLDS_FILE])
+    files, version = _entries(tmp, digests)
     manifest = msgspec.structs.replace(manifest, version=version, files=files, semantic=thresholds)
     (tmp / MANIFEST).write_bytes(msgspec.json.format(msgspec.json.encode(manifest)))
     return manifest
@@ -354,11 +360,7 @@ def _build_into(
             f"titles: {training['titles']} distinct titles from {training['playlists_used']} "
             f"playlists ({training['split']}), {training['title_tracks']} title-track weights"
         )
-    digests = _digests(tmp, names)
-    files = {
-        name: FileEntry(digest, (tmp / name).stat().st_size) for name, digest in digests.items()
-    }
-    version = "v" + hashlib.sha256("".join(sorted(digests.values())).encode()).hexdigest()[:12]
+    files, version = _entries(tmp, _digests(tmp, names))
     manifest = Manifest(
         format=FORMAT,
         version=version,
