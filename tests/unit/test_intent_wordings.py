@@ -44,6 +44,7 @@ def test_spelled_out_years_and_decades(
         ("heartbreak", "breakup songs"),
         ("oldies", "the oldies"),
         ("nineties hits", "90s"),
+        ("1990s rock", "90s rock"),
         ("christmas", "Christmas songs"),
         ("bbq party", "barbecue party anthems"),
         ("rainy nights", "rainy night"),
