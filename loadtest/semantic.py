@@ -22,7 +22,6 @@ from pathlib import Path
 from typing import Any
 
 import msgspec
-import numpy as np
 from tqdm import tqdm
 
 from models.artifacts import Artifacts
@@ -34,7 +33,7 @@ from models.semantic import (
     Pair,
     Thresholds,
     calibrate,
-    judge,
+    judge_on,
     served,
     template_pairs,
     title_pairs,
@@ -56,16 +55,10 @@ def read_pairs(path: Path = PAIRS) -> list[Pair]:
 
 def judge_all(loaded: Artifacts, pairs: Sequence[Pair], desc: str = "pairs") -> list[Judged]:
     """Every pair judged on this artifact's miss path (n = 30), with a progress bar."""
-    generator = loaded.generator()
     prompts = {text for pair in pairs for text in (pair.a, pair.b)}
     with tqdm(total=len(prompts), desc=f"semantic: {desc}", unit="prompt") as bar:
-        return judge(
-            pairs,
-            loaded.parser,
-            lambda text: loaded.encoder.encode([text])[0],
-            lambda intent: np.array(generator.generate(intent, 30)[0].rows),
-            loaded.catalog,
-            progress=lambda _done: bar.update(1),
+        return judge_on(
+            loaded.generator(), loaded.parser, pairs, progress=lambda _done: bar.update(1)
         )
 
 

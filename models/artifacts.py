@@ -237,20 +237,14 @@ def _calibrate_semantic(
     """Judge template pairs (and pairs of the learned titles) on the built version, store
     the per-bucket thresholds beside it, and re-version the folder with them."""
     loaded = load(tmp, check=False)
-    generator = loaded.generator()
     pairs = semantic.template_pairs(loaded.catalog.genre_names, seed=settings.seed)
     if loaded.titles is not None:
         keys = sorted(loaded.titles.keys)
         sample = random.Random(settings.seed).sample(keys, min(len(keys), 3000))
         pairs += semantic.title_pairs(sample, loaded.parser, seed=settings.seed)
     with tqdm(desc="semantic pairs", unit="prompt", disable=not progress) as bar:
-        judged = semantic.judge(
-            pairs,
-            loaded.parser,
-            lambda text: loaded.encoder.encode([text])[0],
-            lambda intent: np.array(generator.generate(intent)[0].rows),
-            loaded.catalog,
-            progress=lambda _done: bar.update(1),
+        judged = semantic.judge_on(
+            loaded.generator(), loaded.parser, pairs, progress=lambda _done: bar.update(1)
         )
     thresholds = semantic.calibrate(judged)
     (tmp / semantic.THRESHOLDS_FILE).write_bytes(

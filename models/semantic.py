@@ -31,6 +31,7 @@ from scipy.stats import beta
 from models import vocab
 from models.catalog import Catalog
 from models.errors import IntentError
+from models.generator import PlaylistGenerator
 from models.intent import Intent, IntentParser, Slots
 from models.ranker import hard_mask
 
@@ -246,6 +247,24 @@ def judge(
             )
         )
     return judged
+
+
+def judge_on(
+    generator: PlaylistGenerator,
+    parser: IntentParser,
+    pairs: Sequence[Pair],
+    n: int = 30,
+    progress: Callable[[int], None] = lambda done: None,
+) -> list[Judged]:
+    """Every pair judged on one version's own encoder and miss path (fresh answers of `n`)."""
+    return judge(
+        pairs,
+        parser,
+        lambda text: generator.encoder.encode([text])[0],
+        lambda intent: np.array(generator.generate(intent, n)[0].rows),
+        generator.catalog,
+        progress,
+    )
 
 
 MIN_BUCKET_PAIRS = 100
