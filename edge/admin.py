@@ -8,13 +8,11 @@ import logging
 from pathlib import Path
 from typing import Any
 
-import msgspec
 from litestar import Request, Response, get, post
 from litestar.datastructures import State
 from litestar.params import FromPath, JSONBody
 
-from edge.answers import JSON
-from edge.controllers import events_of, require_json
+from edge.controllers import events_of, no_store, require_json
 from edge.errors import BadRequest, Conflict, Forbidden, Unauthorized
 from edge.node import EdgeNode
 from edge.query import check_text
@@ -63,9 +61,7 @@ async def admin_purge(state: State, data: JSONBody[PurgeBody]) -> Response[bytes
     result = await node.require().purge(tuple(data.keys), tags, soft=data.soft)
     if node.cdn is not None:
         result["cdn"] = await node.cdn.purge(tags, soft=data.soft)
-    return Response(
-        msgspec.json.encode(result), media_type=JSON, headers={"cache-control": "no-store"}
-    )
+    return no_store(result)
 
 
 @get("/admin/versions", include_in_schema=False, before_request=require_admin_key)
@@ -101,11 +97,11 @@ async def admin_versions_change(state: State, data: JSONBody[VersionsBody]) -> R
                 raise Conflict("no candidate version to compare with")
             versions.shadow = data.ratio
         elif data.action == "promote":
-            node.promote()
+            versions.promote()
         elif data.action == "rollback":
-            node.rollback()
+            versions.rollback()
         else:
-            await node.unload()
+            await versions.unload()
     except ArtifactError as exc:  # the folder named is not an artifact version
         raise BadRequest(str(exc)) from exc
     return no_store(versions.describe())
@@ -122,15 +118,7 @@ async def admin_labels(state: State, prompt_key: FromPath[str]) -> Response[byte
         "reject": counts.reject,
         "mostly_rejected": counts.mostly_rejected(),
     }
-    return Response(
-        msgspec.json.encode(doc), media_type=JSON, headers={"cache-control": "no-store"}
-    )
-
-
-def no_store(doc: object) -> Response[bytes]:
-    return Response(
-        msgspec.json.encode(doc), media_type=JSON, headers={"cache-control": "no-store"}
-    )
+    return no_store(doc)
 
 
 FAULTS = "/admin/faults"

@@ -107,6 +107,16 @@ class PlaylistQueryOperation(PlaylistOperation):
         self.parameters = list(QUERY_PARAMETERS)
 
 
+def no_store(doc: object, status: int = 200) -> Response[bytes]:
+    """A JSON document nobody may cache (admin, events, readiness)."""
+    return Response(
+        msgspec.json.encode(doc),
+        status_code=status,
+        media_type=JSON,
+        headers={"cache-control": "no-store"},
+    )
+
+
 def _response(answer: Answer) -> Response[bytes]:
     return Response(answer.body, status_code=answer.status, headers=answer.headers, media_type=JSON)
 
@@ -230,10 +240,7 @@ async def ingest_events(data: JSONBody[EventBatch], state: State) -> Response[by
     an event_id already stored is counted as a duplicate, not stored again.
     """
     body = cast(bytes, data)  # the raw body, as `_RawEventBatch` hands it over
-    result = await events_of(state).ingest(body)
-    return Response(
-        msgspec.json.encode(result), media_type=JSON, headers={"cache-control": "no-store"}
-    )
+    return no_store(await events_of(state).ingest(body))
 
 
 def events_route(max_bytes: int) -> Any:

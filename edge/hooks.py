@@ -15,7 +15,6 @@ import threading
 from collections.abc import Callable
 from typing import Any, Literal
 
-import msgspec
 import numpy as np
 from litestar import Request, Response, get, post
 from litestar.config.app import AppConfig
@@ -26,7 +25,9 @@ from litestar.plugins import InitPluginProtocol
 from edge.admin import FAULTS, require_admin
 from edge.answers import JSON
 from edge.compute import ComputePool
+from edge.controllers import no_store
 from edge.node import EdgeNode
+from edge.pipeline import PlaylistPipeline
 from edge.schemas import FaultBody
 from edge.settings import EdgeSettings
 from models.errors import EncoderError
@@ -57,7 +58,7 @@ class FaultyEncoder:
             self._cleared.clear()
 
     def release(self) -> None:
-        """End any hung call (at shutdown)."""
+        """End any hung call (its pool is closing)."""
         self._cleared.set()
 
     def __call__(self, texts: list[str], timings: Timings) -> np.ndarray:
@@ -72,56 +73,40 @@ class FaultyEncoder:
         return self.encode(texts, timings)
 
 
-class EncoderFaults:
-    """POST /admin/faults: the served version's encoder raises or hangs until told
-    otherwise. A hung call ends when its compute pool closes."""
-
-    @staticmethod
-    def set(compute: ComputePool, fault: Fault | None) -> None:
-        encoder = compute.encode
-        if not isinstance(encoder, FaultyEncoder):
-            encoder = compute.encode = FaultyEncoder(encoder)
-            compute.closing.append(encoder.release)
-        encoder.set(fault)
-
-    def route(self) -> Any:
-        faults = self
-
-        @post(FAULTS, include_in_schema=False, status_code=200, before_request=require_admin)
-        async def admin_faults(state: State, data: JSONBody[FaultBody]) -> Response[bytes]:
-            """Make this node's encoder raise or hang until told otherwise (drills)."""
-            node: EdgeNode = state.node
-            faults.set(node.require().compute, data.encoder)
-            log.warning("encoder fault set", extra={"fault": data.encoder})
-            return Response(
-                msgspec.json.encode({"encoder": data.encoder}),
-                media_type=JSON,
-                headers={"cache-control": "no-store"},
-            )
-
-        return admin_faults
+def set_fault(compute: ComputePool, fault: Fault | None) -> None:
+    """Make `compute`'s encoder raise or hang until told otherwise (None: work again); a
+    hung call ends when the pool closes."""
+    encoder = compute.encode
+    if not isinstance(encoder, FaultyEncoder):
+        encoder = compute.encode = FaultyEncoder(encoder)
+        compute.closing.append(encoder.release)
+    encoder.set(fault)
 
 
-class BenchBodies:
-    """/_bench/bare's answers, computed once per query string by the real path."""
+@post(FAULTS, include_in_schema=False, status_code=200, before_request=require_admin)
+async def admin_faults(state: State, data: JSONBody[FaultBody]) -> Response[bytes]:
+    """Make this node's encoder raise or hang until told otherwise (failover drills)."""
+    node: EdgeNode = state.node
+    set_fault(node.require().compute, data.encoder)
+    log.warning("encoder fault set", extra={"fault": data.encoder})
+    return no_store({"encoder": data.encoder})
 
-    def __init__(self) -> None:
-        self.bodies: dict[bytes, bytes] = {}
 
-    def route(self) -> Any:
-        bodies = self.bodies
+def bench_route() -> Any:
+    """GET /_bench/bare: an answer's bytes from a plain dict (each query string's computed
+    once by the playlist pipeline), the baseline for a Litestar route."""
+    bodies: dict[bytes, bytes] = {}
 
-        @get("/_bench/bare", include_in_schema=False)
-        async def bench_bare(request: Request[Any, Any, Any], state: State) -> Response[bytes]:
-            """The answer's bytes from a plain dict: the baseline for a Litestar route."""
-            node: EdgeNode = state.node
-            raw = request.scope["query_string"]
-            body = bodies.get(raw)
-            if body is None:
-                body = bodies[raw] = (await node.require().answer_get(raw, None)).body
-            return Response(body, media_type=JSON)
+    @get("/_bench/bare", include_in_schema=False)
+    async def bench_bare(request: Request[Any, Any, Any], state: State) -> Response[bytes]:
+        pipeline: PlaylistPipeline = state.pipeline
+        raw = request.scope["query_string"]
+        body = bodies.get(raw)
+        if body is None:
+            body = bodies[raw] = (await pipeline.get(raw, None)).body
+        return Response(body, media_type=JSON)
 
-        return bench_bare
+    return bench_bare
 
 
 class DrillHooks(InitPluginProtocol):
@@ -134,8 +119,8 @@ class DrillHooks(InitPluginProtocol):
     def on_app_init(self, app_config: AppConfig) -> AppConfig:
         handlers: list[Any] = []
         if self.faults:
-            handlers.append(EncoderFaults().route())
+            handlers.append(admin_faults)
         if self.bench:
-            handlers.append(BenchBodies().route())
+            handlers.append(bench_route())
         app_config.route_handlers.extend(handlers)
         return app_config

@@ -186,14 +186,26 @@ class MissPath:
     def _lookup_cpu(self, since: float) -> None:
         self.metrics.semantic_cpu.labels("lookup").inc(time.thread_time() - since)
 
-    async def store(self, key: str, intent: Intent, n: int, playlist: Playlist) -> Entry:
-        """A computed playlist's entry, written to the caches under `key`."""
+    async def store(
+        self,
+        key: str,
+        intent: Intent,
+        n: int,
+        playlist: Playlist,
+        *,
+        fresh: float | None = None,
+        shared: bool = True,
+    ) -> Entry:
+        """A playlist's entry, written to the caches under `key` (`fresh`: a lifetime of its
+        own; `shared`: False for a degraded answer)."""
         body = answers.render(self.artifacts.catalog, playlist, intent, n)
         entry = self._policy.entry(
             body,
             now=self._clock(),
             etag=answers.etag_of(body),
             tags=answers.surrogate_keys(intent, key, self.version, playlist.ids),
+            fresh=fresh,
+            shared=shared,
         )
         await self.cache.set(key, entry)
         return entry
@@ -236,17 +248,9 @@ class MissPath:
     async def fallback(self, key: str, intent: Intent, n: int) -> Entry:
         self.metrics.cache_outcome("compute", "fallback")
         playlist = self.compute.generator.fallback(intent, n)
-        body = answers.render(self.artifacts.catalog, playlist, intent, n)
-        entry = self._policy.entry(
-            body,
-            now=self._clock(),
-            etag=answers.etag_of(body),
-            fresh=self.settings.fallback_ttl,
-            tags=answers.surrogate_keys(intent, key, self.version, playlist.ids),
-            shared=False,
+        return await self.store(
+            key, intent, n, playlist, fresh=self.settings.fallback_ttl, shared=False
         )
-        await self.cache.set(key, entry)
-        return entry
 
     async def close(self) -> None:
         if self._verifying is not None:
@@ -256,10 +260,10 @@ class MissPath:
 def _cost_ms(stage_ms: dict[str, float]) -> float:
     """A miss's compute cost: its share of the batch's encoding, then its own search and
     rank (milliseconds; the threads doing them are otherwise idle, so wall ≈ CPU)."""
-    share = (stage_ms.get("tokenize", 0.0) + stage_ms.get("encode", 0.0)) / max(
-        1.0, stage_ms.get("batch", 1.0)
+    stages = _stages(stage_ms)
+    return (
+        stages["encode"] / max(1.0, stage_ms.get("batch", 1.0)) + stages["search"] + stages["rank"]
     )
-    return share + stage_ms.get("search", 0.0) + stage_ms.get("rank", 0.0)
 
 
 def _stages(stage_ms: dict[str, float]) -> dict[str, float]:

@@ -68,6 +68,8 @@ class EdgeNode:
             else None
         )
         """The shared caches in front of the node that purges are sent to."""
+        self.wiring = Wiring(settings, self.metrics, clock=clock, tracer=tracer)
+        """Builds the services of this node's versions (`edge.wiring`)."""
         self.versions = Versions(settings, self.metrics)
         """The primary service once loaded, and a candidate version (`edge.versions`)."""
         self.metrics.queue_depth.set_function(
@@ -108,8 +110,8 @@ class EdgeNode:
         loop = asyncio.get_running_loop()
         steps = {
             signal.SIGHUP: lambda: self.load_candidate(Path(self.settings.candidate_artifacts)),
-            signal.SIGUSR1: self.promote,
-            signal.SIGUSR2: self.rollback,
+            signal.SIGUSR1: self.versions.promote,
+            signal.SIGUSR2: self.versions.rollback,
         }
         for number, step in steps.items():
             with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
@@ -140,7 +142,7 @@ class EdgeNode:
                 )
             node_id = uuid.uuid4().hex
             self.events = EventsPipeline.build(self.settings, self.metrics, node_id, self._clock)
-            service, self.topk = self._wiring().primary(
+            service, self.topk = self.wiring.primary(
                 artifacts, node_id=node_id, events=self.events, on_miss=self.versions.shadow_miss
             )
             for tier in await self._connect(service):
@@ -177,9 +179,6 @@ class EdgeNode:
                 "seconds": round(time.perf_counter() - started, 2),
             },
         )
-
-    def _wiring(self) -> Wiring:
-        return Wiring(self.settings, self.metrics, clock=self._clock, tracer=self.tracer)
 
     @staticmethod
     async def _connect(service: PlaylistService) -> list[str]:
@@ -236,24 +235,14 @@ class EdgeNode:
 
     def load_candidate(self, folder: Path) -> None:
         """Start loading `folder` as the candidate version, in the background."""
-        primary = self.require()
-        wiring = self._wiring()
-        self.versions.load_candidate(
+        versions = self.versions
+        versions.load_candidate(
             folder,
-            primary,
-            lambda artifacts, shared: wiring.candidate(
-                artifacts, shared, self.versions.shadow_miss
+            self.require(),
+            lambda artifacts, shared: self.wiring.candidate(
+                artifacts, shared, versions.shadow_miss
             ),
         )
-
-    def promote(self) -> None:
-        self.versions.promote()
-
-    def rollback(self) -> None:
-        self.versions.rollback()
-
-    async def unload(self) -> None:
-        await self.versions.unload()
 
     async def readiness(self) -> tuple[bool, dict[str, object]]:
         """(ready?, the /readyz document)."""

@@ -11,7 +11,7 @@ from litestar.datastructures import State
 from litestar.openapi.datastructures import ResponseSpec
 
 from edge.answers import JSON
-from edge.controllers import PROBLEMS
+from edge.controllers import PROBLEMS, no_store
 from edge.metrics import CONTENT_TYPE
 from edge.node import EdgeNode
 from edge.semantic import BucketReport
@@ -44,12 +44,7 @@ async def healthz() -> Response[bytes]:
 async def readyz(state: State) -> Response[bytes]:
     node: EdgeNode = state.node
     ready, doc = await node.readiness()
-    return Response(
-        msgspec.json.encode(doc),
-        status_code=200 if ready else 503,
-        media_type=JSON,
-        headers={"cache-control": "no-store"},
-    )
+    return no_store(doc, 200 if ready else 503)
 
 
 async def metrics(state: State) -> Response[bytes]:

@@ -35,7 +35,7 @@ from edge.metrics import Metrics
 from models.catalog import Catalog
 from models.intent import Intent
 from models.ranker import Playlist
-from models.semantic import NEVER, Thresholds, bucket_of, correct, upper_bound
+from models.semantic import Thresholds, bucket_of, correct, upper_bound
 
 log = logging.getLogger("edge.semantic")
 
@@ -147,8 +147,8 @@ class Verifier:
             if not right:
                 with contextlib.suppress(Exception):
                     await self.replace(sample.key, sample.intent, sample.n, fresh)
-            if not right and stats.bound(self.confidence) > self.target:
-                self._move(sample.bucket, +self.step, stats)
+                if stats.bound(self.confidence) > self.target:
+                    self._move(sample.bucket, +self.step, stats)
         else:
             stats.near += 1
             stats.near_wrong += not right
@@ -186,13 +186,19 @@ class Verifier:
         for name in sorted(buckets):
             stats = self.stats.get(name, BucketStats())
             report[name] = BucketReport(
-                threshold=min(self.index.threshold_of(name), 1.0),
+                threshold=self.index.threshold_of(name),
                 verified_hits=stats.hits,
                 wrong_hits=stats.wrong,
                 verified_near=stats.near,
                 false_hit_bound=round(stats.bound(self.confidence), 4),
             )
         return report
+
+
+def index_thresholds(calibrated: Thresholds) -> tuple[float, dict[str, float]]:
+    """An artifact's thresholds as the index takes them (default, per bucket): "never"
+    (`NEVER`, above any cosine) becomes 1.0, the most the index allows."""
+    return min(calibrated.default, 1.0), {b: min(t, 1.0) for b, t in calibrated.buckets.items()}
 
 
 def signature(version: str, n: int, intent: Intent) -> str:
@@ -206,14 +212,6 @@ class SemanticCache:
 
     index: SemanticIndex
     verifier: Verifier | None = None
-
-    @classmethod
-    def thresholds_from(cls, index: SemanticIndex, thresholds: Thresholds | None) -> None:
-        """Start from the artifact's calibrated thresholds (the settings' one otherwise)."""
-        if thresholds is None:
-            return
-        index.threshold = thresholds.default if thresholds.default < NEVER else 1.0
-        index.thresholds = {b: min(t, 1.0) for b, t in thresholds.buckets.items()}
 
     def lookup(self, vector: np.ndarray, version: str, n: int, intent: Intent) -> Lookup:
         return self.index.lookup(

@@ -83,7 +83,6 @@ class PlaylistService:
         self.compute = compute
         self.metrics = metrics
         self._clock = clock
-        self.node_id = region.node_id
         self.bus = region.bus
         """Tells the region's edges of purges and replaced entries (None: no L2)."""
         self.tracer = tracer
@@ -209,9 +208,6 @@ class PlaylistService:
         intent, key = self.intent(request)
         self._keys[raw_query] = key
         return request, intent, key
-
-    async def answer_get(self, raw_query: bytes, if_none_match: str | None) -> Answer:
-        return await self.answer(*self.prepare_get(raw_query), if_none_match)
 
     async def answer(
         self, request: PlaylistRequest, intent: Intent, key: str, if_none_match: str | None

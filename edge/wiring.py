@@ -12,8 +12,10 @@ and has its own compute and semantic index. Lifecycle (loading, readiness, shutd
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 
@@ -35,7 +37,7 @@ from edge.events import EventsPipeline, user_hash_key
 from edge.metrics import Metrics
 from edge.personalize import UserExclusions
 from edge.region import Region
-from edge.semantic import SemanticCache
+from edge.semantic import index_thresholds
 from edge.service import OnMiss, PlaylistService
 from edge.settings import EdgeSettings
 from models.artifacts import Artifacts
@@ -123,12 +125,7 @@ class Wiring:
         """A service over another version that shares `primary`'s tiers, listener state and
         region (but not its invalidation bus, which stays the primary's, nor its lease
         holder's id)."""
-        region = Region(
-            lease_tier=primary.region.lease_tier,
-            sessions=primary.region.sessions,
-            labels=primary.region.labels,
-            user_hash=primary.region.user_hash,
-        )
+        region = dataclasses.replace(primary.region, node_id=uuid.uuid4().hex, bus=None)
         return self._service(
             artifacts, primary.l1, primary.cache, primary.exclusions, region, on_miss, "candidate"
         )
@@ -174,14 +171,17 @@ class Wiring:
         s = self.settings
         if not s.semantic:
             return None
+        default, buckets = s.semantic_threshold, dict[str, float]()
+        if artifacts.semantic is not None:  # calibrated on this version
+            default, buckets = index_thresholds(artifacts.semantic)
         semantic = SemanticIndex(
             dim,
             capacity=s.semantic_capacity,
-            threshold=s.semantic_threshold,
+            threshold=default,
+            thresholds=buckets,
             near_margin=s.semantic_near_margin,
             veto=conflicts,
         )
-        SemanticCache.thresholds_from(semantic, artifacts.semantic)
         for bucket, threshold in {"": semantic.threshold, **semantic.thresholds}.items():
             self.metrics.semantic_threshold.labels(bucket or "default").set(threshold)
         return semantic

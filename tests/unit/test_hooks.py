@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from edge.hooks import EncoderFaults, FaultyEncoder
+from edge.hooks import FaultyEncoder, set_fault
 from models.errors import EncoderError
 
 
@@ -43,9 +43,9 @@ def _hung(encoder: FaultyEncoder) -> tuple[threading.Thread, list[BaseException]
 
 def test_a_hung_call_ends_when_its_pool_closes() -> None:
     pool: Any = SimpleNamespace(encode=_encode, closing=[])
-    EncoderFaults.set(pool, "hang")
+    set_fault(pool, "hang")
     assert isinstance(pool.encode, FaultyEncoder)
-    EncoderFaults.set(pool, "hang")  # wrapped once, however often the fault is set
+    set_fault(pool, "hang")  # wrapped once, however often the fault is set
     assert len(pool.closing) == 1
     thread, errors = _hung(pool.encode)
     thread.join(0.2)
