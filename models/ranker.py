@@ -67,6 +67,11 @@ class RankParams(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """Share of the catalog's popularity-weighted mean profile in the target: the best
     candidates of a mood or activity slot sit at the edge of its audio predicate, while
     listeners' playlists under those words sound closer to the catalog's middle."""
+    sound_emphasis: float = 2.0
+    """When a prompt names a mood or an activity, `profile_weight` and `pool` are this many
+    times larger. Such a prompt says mainly how the list should sound, and its preferred
+    candidates all sit inside the slot's audio predicate, most at its far edge: a wider
+    pool and a stronger pull let the list's mean sound come back towards the target."""
     artist_pull: float = 1.0
     """Weight of the named artists' centroid added to the query: their tracks and those of
     the nearest artists come first."""
@@ -450,6 +455,7 @@ class Ranker:
         # Preferred first, then by relevance (|relevance| is far below the tier penalty).
         order = np.argsort(_TIER_PENALTY * tier - relevance.astype(np.float64), kind="stable")
         target = self.target_profile(rows[order[: p.profile_pool]])
+        emphasis = p.sound_emphasis if slots.moods or slots.activities else 1.0
         # Diversity looks at a bounded pool first; wider pools, then a relaxed artist cap,
         # are only for lists that would otherwise come out short.
         # The wide pool is bounded too: over-fetching can bring thousands of candidates, and
@@ -457,7 +463,7 @@ class Ranker:
         wide = min(len(order), max(p.candidates, 8 * n))
         pools: dict[int, _Pool] = {}
         for size, cap in (
-            (max(p.pool, 2 * n), p.max_per_artist),
+            (max(round(p.pool * emphasis), 2 * n), p.max_per_artist),
             (wide, p.max_per_artist),
             (wide, n),
         ):
@@ -466,7 +472,7 @@ class Ranker:
             pool = pools[size]
             base = (1 - p.diversity) * relevance[pool.top] - _TIER_PENALTY * tier[pool.top]
             caps = np.where(np.isin(pool.artists, uncapped), n, cap)
-            chosen = self._mmr(base, pool, caps, target, n)
+            chosen = self._mmr(base, pool, caps, target, n, p.profile_weight * emphasis)
             if len(chosen) == n or (size == wide and cap == n):
                 break
         picked = pool.top[chosen]
@@ -491,7 +497,13 @@ class Ranker:
         )
 
     def _mmr(
-        self, base: np.ndarray, pool: _Pool, caps: np.ndarray, target: np.ndarray, n: int
+        self,
+        base: np.ndarray,
+        pool: _Pool,
+        caps: np.ndarray,
+        target: np.ndarray,
+        n: int,
+        profile_weight: float,
     ) -> list[int]:
         """Greedy MMR; `pool.pairwise` holds the candidates' cosine similarities.
 
@@ -509,7 +521,6 @@ class Ranker:
         weighted = self.params.diversity * pool.pairwise.astype(np.float64)
         weighted[pool.songs[:, None] == pool.songs[None, :]] = np.inf
         penalty = np.zeros(len(base), dtype=np.float64)
-        profile_weight = self.params.profile_weight
         width = pool.profile.shape[1]
         total = np.zeros(width, dtype=np.float64)
         # Each step's arrays are written in place: at ~60 candidates a step costs a dozen
