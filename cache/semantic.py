@@ -1,15 +1,21 @@
 """`SemanticIndex`: the nearest cached prompt, when it is close enough *and* asks the same.
 
-Each cached prompt's embedding is kept in a bounded hnswlib index with the key of its entry
-and a signature (the canonical slots, length and version: everything but the free text).
-A lookup takes the few nearest prompts and returns the first whose signature is identical
-and whose cosine reaches `threshold`. The signature is a veto, not a tie-breaker: on this
-encoder "jazz" and "no jazz", or "fast rock" and "slow rock", are as close as paraphrases
-(cosine 0.46-0.92), and only the parsed slots tell them apart.
+Each cached prompt's embedding is kept with the key of its entry and a signature (the
+canonical slots, length and version: everything but the free text). Only a prompt of the
+same signature may be served, so prompts are held per signature: a lookup compares the
+vector with its signature's prompts alone, and returns the nearest whose cosine reaches
+`threshold`. The signature is a veto, not a tie-breaker: on this encoder "jazz" and "no
+jazz", or "fast rock" and "slow rock", are as close as paraphrases (cosine 0.46-0.92), and
+only the parsed slots tell them apart.
 
-Bounded: when `capacity` prompts are held, the oldest one's slot is reused (hnswlib's
-replace-deleted mode), so memory stays fixed however many prompts go by. The index is
-touched only from the event loop; lookups on a few thousand prompts take tens of µs.
+Most signatures hold a few prompts: theirs sit in a small matrix and are compared exactly,
+and remembering one is a row copy (an hnswlib insert cost 0.03 ms alone and about four times
+that under load, on every miss). A signature past `dense_limit` prompts moves into a shared
+hnswlib index, where its lookups take the nearest `neighbours` and skip other signatures.
+
+Bounded: when `capacity` prompts are held, the oldest one's place is reused (hnswlib's
+replace-deleted mode for indexed ones), so memory stays fixed however many prompts go by.
+The index is touched only from the event loop.
 
 `lookup` also reports the nearest same-signature prompt just below the threshold (a near
 miss, within `near_margin`): its answer can join the miss path's candidates, and the edge's
@@ -20,6 +26,7 @@ verifier. `veto` sees both prompts' content words and can refuse a pair any cosi
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Mapping
 from typing import NamedTuple
 
@@ -54,6 +61,43 @@ class _Slot(NamedTuple):
     rows: tuple[int, ...]
 
 
+class _Group:
+    """One signature's prompts: a matrix compared exactly while small, else an hnswlib
+    index of their own."""
+
+    __slots__ = ("index", "places", "size", "vectors")
+
+    def __init__(self, dim: int) -> None:
+        self.places: list[int] = []
+        """Each row's place while the group is small (empty once indexed)."""
+        self.vectors = np.empty((4, dim), dtype=np.float32)
+        self.index: hnswlib.Index | None = None
+        self.size = 0
+
+    def append(self, vector: np.ndarray, place: int) -> None:
+        if self.size == len(self.vectors):
+            grown = np.empty((2 * self.size, self.vectors.shape[1]), dtype=np.float32)
+            grown[: self.size] = self.vectors
+            self.vectors = grown
+        self.vectors[self.size] = vector
+        self.places.append(place)
+        self.size += 1
+
+    def remove(self, place: int) -> None:
+        """Drop `place`'s row; the last row takes its place."""
+        at, last = self.places.index(place), self.size - 1
+        self.vectors[at] = self.vectors[last]
+        self.places[at] = self.places[last]
+        self.places.pop()
+        self.size -= 1
+
+    def nearest(self, vector: np.ndarray, k: int) -> tuple[list[int], np.ndarray]:
+        """Up to `k` places, nearest first, with their cosines."""
+        sims = self.vectors[: self.size] @ vector
+        order = np.argsort(-sims, kind="stable")[:k]
+        return [self.places[i] for i in order], sims[order]
+
+
 class SemanticIndex:
     def __init__(
         self,
@@ -67,6 +111,7 @@ class SemanticIndex:
         thresholds: Mapping[str, float] | None = None,
         near_margin: float = 0.1,
         veto: Veto | None = None,
+        dense_limit: int = 256,
     ) -> None:
         if not 0 < threshold <= 1:
             raise ValueError("threshold must be in (0, 1]")
@@ -77,25 +122,26 @@ class SemanticIndex:
         self.near_margin = near_margin
         self.veto = veto
         self.neighbours = neighbours
-        self._index = hnswlib.Index(space="ip", dim=dim)
-        self._index.init_index(
-            max_elements=capacity,
-            M=16,
-            # 40 rather than 100 halves the insert, which every miss pays (0.053 against
-            # 0.116 ms of CPU at 6k prompts); a new prompt's exact nearest neighbour is
-            # still among the 8 returned 99.5 % of the time, against 99.8 %.
-            ef_construction=ef_construction,
-            random_seed=1,
-            allow_replace_deleted=True,
-        )
-        self._index.set_ef(ef)
+        self.dense_limit = dense_limit
+        """Prompts a signature holds before they move into an hnswlib index of their own."""
+        self._dim, self._ef = dim, ef
+        # 40 rather than 100 halves the insert (0.053 against 0.116 ms of CPU at 6k
+        # prompts); a new prompt's exact nearest neighbour is still among the 8 returned
+        # 99.5 % of the time, against 99.8 %.
+        self._ef_construction = ef_construction
+        # A prompt's place (0 .. capacity - 1) is reused in turn; its label in an hnswlib
+        # index never is: replace-deleted mode forgets the label of the deleted element
+        # whose room it takes, which must not be a label in use again.
         self._slots: list[_Slot | None] = [None] * capacity
-        self._label_of: dict[str, int] = {}
+        self._place_of_key: dict[str, int] = {}
+        self._place_of_label: dict[int, int] = {}
+        self._label_at: dict[int, int] = {}
+        self._labels = itertools.count()
+        self._groups: dict[str, _Group] = {}
         self._next = 0
-        self._count = 0
 
     def __len__(self) -> int:
-        return len(self._label_of)
+        return len(self._place_of_key)
 
     def threshold_of(self, bucket: str) -> float:
         return self.thresholds.get(bucket, self.threshold)
@@ -110,27 +156,70 @@ class SemanticIndex:
         rows: tuple[int, ...] = (),
     ) -> None:
         """Remember `key`'s prompt; the oldest prompt makes room once the index is full."""
-        if key in self._label_of:
+        if key in self._place_of_key:
             return
-        label = self._next
+        place = self._next
         self._next = (self._next + 1) % self.capacity
-        old = self._slots[label]
-        if old is not None:
-            self._index.mark_deleted(label)
-            del self._label_of[old.key]
-        # Always in replace mode: a deleted element's place (this label's, or a forgotten
-        # one's) is reused, and a label that was forgotten can be added again.
-        self._index.add_items(
-            vector.reshape(1, -1).astype(np.float32), [label], replace_deleted=True
+        self._drop(place)
+        group = self._groups.get(signature)
+        if group is None:
+            group = self._groups[signature] = _Group(self._dim)
+        vector = vector.astype(np.float32, copy=False)
+        if group.index is not None:
+            self._insert(group, group.index, vector.reshape(1, -1), [place])
+        else:
+            group.append(vector, place)
+            if group.size > self.dense_limit:
+                self._move_to_index(group)
+        self._slots[place] = _Slot(key, signature, text, words, rows)
+        self._place_of_key[key] = place
+
+    def _move_to_index(self, group: _Group) -> None:
+        index = hnswlib.Index(space="ip", dim=self._dim)
+        index.init_index(
+            max_elements=2 * group.size,
+            M=16,
+            ef_construction=self._ef_construction,
+            random_seed=1,
+            allow_replace_deleted=True,
         )
-        self._slots[label] = _Slot(key, signature, text, words, rows)
-        self._label_of[key] = label
+        index.set_ef(self._ef)
+        vectors, places = group.vectors[: group.size], group.places
+        group.index, group.vectors, group.places, group.size = index, group.vectors[:0], [], 0
+        self._insert(group, index, vectors, places)
+
+    def _insert(
+        self, group: _Group, index: hnswlib.Index, vectors: np.ndarray, places: list[int]
+    ) -> None:
+        if group.size + len(places) > index.get_max_elements():
+            index.resize_index(2 * (group.size + len(places)))
+        labels = [next(self._labels) for _ in places]
+        index.add_items(vectors, labels, replace_deleted=True)  # deleted room reused
+        self._place_of_label.update(zip(labels, places, strict=True))
+        self._label_at.update(zip(places, labels, strict=True))
+        group.size += len(places)
+
+    def _drop(self, place: int) -> None:
+        slot = self._slots[place]
+        if slot is None:
+            return
+        self._slots[place] = None
+        del self._place_of_key[slot.key]
+        group = self._groups[slot.signature]
+        if group.index is not None:
+            label = self._label_at.pop(place)
+            del self._place_of_label[label]
+            group.index.mark_deleted(label)
+            group.size -= 1
+        else:
+            group.remove(place)
+        if not group.size:
+            del self._groups[slot.signature]
 
     def forget(self, key: str) -> None:
-        label = self._label_of.pop(key, None)
-        if label is not None:
-            self._index.mark_deleted(label)
-            self._slots[label] = None
+        place = self._place_of_key.get(key)
+        if place is not None:
+            self._drop(place)
 
     def nearest(self, vector: np.ndarray, signature: str) -> SemanticMatch | None:
         """The closest remembered prompt with this signature at or above the threshold."""
@@ -142,17 +231,22 @@ class SemanticIndex:
         """The nearest same-signature prompt that passes (`hit`), or else the nearest one
         just below the threshold (`near`)."""
         threshold = self.threshold_of(bucket)
-        if not self._label_of:
+        group = self._groups.get(signature)
+        if group is None:
             return Lookup(None, None, threshold)
-        k = min(self.neighbours, len(self._label_of))
-        labels, distances = self._index.knn_query(vector.reshape(1, -1), k=k)
+        if group.index is not None:
+            k = min(self.neighbours, group.size)
+            found, distances = group.index.knn_query(vector.reshape(1, -1), k=k)
+            places = [self._place_of_label[label] for label in found[0].tolist()]
+            sims = 1.0 - distances[0]
+        else:
+            places, sims = group.nearest(vector.astype(np.float32, copy=False), self.neighbours)
         near = None
-        for label, distance in zip(labels[0], distances[0], strict=True):
-            similarity = 1.0 - float(distance)
+        for place, similarity in zip(places, sims.tolist(), strict=True):
             if similarity < threshold - self.near_margin:
                 break  # nearest first: nothing further can pass
-            slot = self._slots[int(label)]
-            if slot is None or slot.signature != signature:
+            slot = self._slots[place]
+            if slot is None:  # not reached: a group holds only live places
                 continue
             if self.veto is not None and self.veto(slot.words, words):
                 continue

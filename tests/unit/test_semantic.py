@@ -70,3 +70,39 @@ def test_forgotten_prompt_no_longer_hits_and_can_come_back() -> None:
     match = index.nearest(_unit(1), "s")
     assert match is not None
     assert match.key == "k1"
+
+
+def test_lookups_match_an_exact_search_through_evictions_forgets_and_moves() -> None:
+    """Seeded random adds and forgets over three signatures, with small groups compared
+    exactly and groups past `dense_limit` in the hnswlib index: every lookup finds what an
+    exact search over the held prompts finds."""
+    rng = np.random.default_rng(5)
+    capacity, dim = 20, 8
+    index = SemanticIndex(dim, capacity=capacity, threshold=0.01, near_margin=0.0, dense_limit=3)
+    held: dict[str, tuple[np.ndarray, str, int]] = {}
+    place, moved = 0, False
+    for step in range(400):
+        if held and rng.random() < 0.2:
+            key = str(rng.choice(sorted(held)))
+            index.forget(key)
+            del held[key]
+        else:
+            key, signature = f"k{step}", f"s{rng.integers(3)}"
+            vector = _unit(*np.abs(rng.normal(size=dim)), dim=dim)
+            held = {k: v for k, v in held.items() if v[2] != place}  # the oldest place's
+            held[key] = (vector, signature, place)
+            place = (place + 1) % capacity
+            index.add(vector, key, signature, key)
+        moved |= any(g.index is not None for g in index._groups.values())
+        assert len(index) == len(held)
+        query = _unit(*np.abs(rng.normal(size=dim)), dim=dim)
+        for signature in ("s0", "s1", "s2"):
+            same = {k: float(v @ query) for k, (v, s, _) in held.items() if s == signature}
+            match = index.nearest(query, signature)
+            if not same:
+                assert match is None
+            else:
+                assert match is not None
+                assert match.key == max(same, key=same.__getitem__)
+                assert match.similarity == pytest.approx(same[match.key], abs=1e-5)
+    assert moved  # some group went past dense_limit into the index
