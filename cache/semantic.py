@@ -10,12 +10,15 @@ only the parsed slots tell them apart.
 
 Most signatures hold a few prompts: theirs sit in a small matrix and are compared exactly,
 and remembering one is a row copy (an hnswlib insert cost 0.03 ms alone and about four times
-that under load, on every miss). A signature past `dense_limit` prompts moves into a shared
-hnswlib index, where its lookups take the nearest `neighbours` and skip other signatures.
+that under load, on every miss). A signature past `dense_limit` prompts moves into an hnswlib
+index of its own (one insert of all its prompts, a few ms, once), where its lookups take the
+nearest `neighbours`; it stays there until it holds no prompt.
 
 Bounded: when `capacity` prompts are held, the oldest one's place is reused (hnswlib's
-replace-deleted mode for indexed ones), so memory stays fixed however many prompts go by.
-The index is touched only from the event loop.
+replace-deleted mode for indexed ones), so memory stays fixed however many prompts go by:
+a matrix grows by doubling and halves when a quarter full, and an hnswlib index reserves room
+for `capacity` prompts, which costs memory only as it fills. The index is touched only from
+the event loop.
 
 `lookup` also reports the nearest same-signature prompt just below the threshold (a near
 miss, within `near_margin`): its answer can join the miss path's candidates, and the edge's
@@ -70,7 +73,7 @@ class _Group:
     def __init__(self, dim: int) -> None:
         self.places: list[int] = []
         """Each row's place while the group is small (empty once indexed)."""
-        self.vectors = np.empty((4, dim), dtype=np.float32)
+        self.vectors = np.empty((1, dim), dtype=np.float32)
         self.index: hnswlib.Index | None = None
         self.size = 0
 
@@ -90,6 +93,8 @@ class _Group:
         self.places[at] = self.places[last]
         self.places.pop()
         self.size -= 1
+        if 0 < self.size <= len(self.vectors) // 4:
+            self.vectors = self.vectors[: 2 * self.size].copy()
 
     def nearest(self, vector: np.ndarray, k: int) -> tuple[list[int], np.ndarray]:
         """Up to `k` places, nearest first, with their cosines."""
@@ -158,13 +163,15 @@ class SemanticIndex:
         """Remember `key`'s prompt; the oldest prompt makes room once the index is full."""
         if key in self._place_of_key:
             return
+        vector = vector.astype(np.float32, copy=False).reshape(-1)
+        if vector.shape != (self._dim,):
+            raise ValueError(f"a prompt vector has {self._dim} dimensions, not {vector.size}")
         place = self._next
         self._next = (self._next + 1) % self.capacity
         self._drop(place)
         group = self._groups.get(signature)
         if group is None:
             group = self._groups[signature] = _Group(self._dim)
-        vector = vector.astype(np.float32, copy=False)
         if group.index is not None:
             self._insert(group, group.index, vector.reshape(1, -1), [place])
         else:
@@ -177,7 +184,7 @@ class SemanticIndex:
     def _move_to_index(self, group: _Group) -> None:
         index = hnswlib.Index(space="ip", dim=self._dim)
         index.init_index(
-            max_elements=2 * group.size,
+            max_elements=self.capacity,
             M=16,
             ef_construction=self._ef_construction,
             random_seed=1,
@@ -185,16 +192,16 @@ class SemanticIndex:
         )
         index.set_ef(self._ef)
         vectors, places = group.vectors[: group.size], group.places
-        group.index, group.vectors, group.places, group.size = index, group.vectors[:0], [], 0
+        group.index, group.places, group.size = index, [], 0
+        group.vectors = np.empty((0, self._dim), dtype=np.float32)
         self._insert(group, index, vectors, places)
 
     def _insert(
         self, group: _Group, index: hnswlib.Index, vectors: np.ndarray, places: list[int]
     ) -> None:
-        if group.size + len(places) > index.get_max_elements():
-            index.resize_index(2 * (group.size + len(places)))
         labels = [next(self._labels) for _ in places]
-        index.add_items(vectors, labels, replace_deleted=True)  # deleted room reused
+        # One thread: the graph (and so every lookup) is the same on every run.
+        index.add_items(vectors, labels, num_threads=1, replace_deleted=True)
         self._place_of_label.update(zip(labels, places, strict=True))
         self._label_at.update(zip(places, labels, strict=True))
         group.size += len(places)
@@ -240,7 +247,8 @@ class SemanticIndex:
             places = [self._place_of_label[label] for label in found[0].tolist()]
             sims = 1.0 - distances[0]
         else:
-            places, sims = group.nearest(vector.astype(np.float32, copy=False), self.neighbours)
+            query = vector.astype(np.float32, copy=False).reshape(-1)
+            places, sims = group.nearest(query, self.neighbours)
         near = None
         for place, similarity in zip(places, sims.tolist(), strict=True):
             if similarity < threshold - self.near_margin:

@@ -463,7 +463,7 @@ class Ranker:
         wide = min(len(order), max(p.candidates, 8 * n))
         pools: dict[int, _Pool] = {}
         for size, cap in (
-            (max(round(p.pool * emphasis), 2 * n), p.max_per_artist),
+            (min(max(round(p.pool * emphasis), 2 * n), wide), p.max_per_artist),
             (wide, p.max_per_artist),
             (wide, n),
         ):

@@ -8,7 +8,6 @@ from typing import Any
 import numpy as np
 import pytest
 
-from models import vocab
 from models.artists import ArtistMatcher, fold_name
 from models.catalog import Catalog, table_from_rows
 from models.descriptors import DEFAULT_PART_WEIGHTS, descriptor_parts, embed_texts, track_vectors
@@ -261,30 +260,34 @@ def test_embedding_on_several_workers_keeps_every_text_in_its_row() -> None:
     assert np.array_equal(shared[123], encoder.encode([texts[123]])[0])
 
 
-def test_a_mood_prompt_lists_closer_to_the_target_sound(
-    fake_generator: PlaylistGenerator,
+@pytest.mark.parametrize(
+    ("kind", "name"), [("mood", "calm"), ("mood", "energetic"), ("activity", "workout")]
+)
+def test_a_sound_prompt_lists_closer_to_the_target_sound(
+    fake_generator: PlaylistGenerator, kind: str, name: str
 ) -> None:
-    """A mood's preferred candidates sit inside its audio predicate; with `sound_emphasis`
-    the list's mean sound comes nearer the target, and prompts without a mood or activity
-    rank as before."""
+    """A mood's or activity's preferred candidates sit inside its audio predicate; with
+    `sound_emphasis` the list draws on a wider pool and its mean sound comes nearer the
+    target, while prompts without a mood or activity rank as before."""
     catalog = fake_generator.catalog
-    calm = 1 << [m.name for m in vocab.MOODS].index("calm")
-    rows = np.flatnonzero(catalog.mood_bits & calm)
+    rows = np.flatnonzero(catalog.slot_mask(kind, name, np.arange(len(catalog))))
     assert len(rows) >= 200
     # The most relevant candidates are the most acoustic: the list drifts unless pulled.
     rows = rows[np.argsort(-catalog.profile[rows, 3], kind="stable")][:200]
     sims = np.linspace(0.9, 0.5, len(rows), dtype=np.float32)
+    slots = Slots(moods=(name,)) if kind == "mood" else Slots(activities=(name,))
 
-    def ranked(emphasis: float, slots: Slots) -> tuple[list[int], float]:
+    def ranked(emphasis: float, slots: Slots) -> tuple[set[int], float, set[int]]:
         params = RankParams(sound_emphasis=emphasis)
         ranker = type(fake_generator.ranker)(catalog, fake_generator.ranker.index, params)
         chosen, _ = ranker.rank(rows, sims, slots, 30)
-        target = ranker.target_profile(rows[: params.profile_pool])
-        return chosen, float(np.abs(catalog.profile[chosen].mean(axis=0) - target).sum())
+        order = np.argsort(-ranker.relevance(rows, sims, slots), kind="stable")
+        target = ranker.target_profile(rows[order[: params.profile_pool]])
+        gap = float(np.abs(catalog.profile[chosen].mean(axis=0) - target).sum())
+        return set(chosen), gap, set(rows[order[: params.pool]].tolist())
 
-    mood = Slots(moods=("calm",))
-    _, plain_gap = ranked(1.0, mood)
-    pulled, pulled_gap = ranked(2.0, mood)
+    plain, plain_gap, first_pool = ranked(1.0, slots)
+    pulled, pulled_gap, _ = ranked(2.0, slots)
+    assert len(pulled - first_pool) > len(plain - first_pool)  # the wider pool is drawn on
     assert pulled_gap < plain_gap
-    assert all(catalog.mood_bits[row] & calm for row in pulled)
     assert ranked(1.0, Slots())[0] == ranked(2.0, Slots())[0]

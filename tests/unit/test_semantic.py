@@ -106,3 +106,34 @@ def test_lookups_match_an_exact_search_through_evictions_forgets_and_moves() -> 
                 assert match.key == max(same, key=same.__getitem__)
                 assert match.similarity == pytest.approx(same[match.key], abs=1e-5)
     assert moved  # some group went past dense_limit into the index
+
+
+@pytest.mark.parametrize("dense_limit", [256, 1])
+def test_within_a_signature_a_vetoed_nearest_gives_way_and_near_misses_show(
+    dense_limit: int,
+) -> None:
+    """Inside one signature, compared exactly (small) or through its own hnswlib index: a
+    vetoed nearest prompt lets the next one hit, and below the threshold the nearest one
+    within the margin is the near miss."""
+
+    def veto(held: tuple[str, ...], asked: tuple[str, ...]) -> bool:
+        return "night" in held and "day" in asked
+
+    index = SemanticIndex(
+        8, capacity=16, threshold=0.9, near_margin=0.2, veto=veto, dense_limit=dense_limit
+    )
+    index.add(_unit(1, 0.05), "closest", "s", "a", ("night",))
+    index.add(_unit(1, 0.3), "second", "s", "b", ("day",))
+    index.add(_unit(1, 0.6), "third", "s", "c", ("day",))
+    index.add(_unit(0, 1), "far", "s", "d")
+    found = index.lookup(_unit(1), "s", words=("day",))
+    assert found.hit is not None
+    assert found.hit.key == "second"  # cosine 0.958; "closest" (0.999) is vetoed
+    near = index.lookup(_unit(1, 0.75), "s", words=("day",))  # "third" 0.991 hits
+    assert near.hit is not None
+    assert near.hit.key == "third"
+    below = index.lookup(_unit(0.6, 1), "s", words=("day",))
+    assert below.hit is None
+    assert below.near is not None
+    assert below.near.key == "third"  # cosine 0.882: under 0.9, within the 0.2 margin
+    assert index.lookup(_unit(0, 0, 1), "s").near is None  # nothing within the margin
