@@ -67,11 +67,6 @@ class RankParams(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """Share of the catalog's popularity-weighted mean profile in the target: the best
     candidates of a mood or activity slot sit at the edge of its audio predicate, while
     listeners' playlists under those words sound closer to the catalog's middle."""
-    voted_profile_weight: float = 12.0
-    """Added to `profile_weight`, times the title model's trust, when listeners' titles vote
-    for a prompt: a list their playlists vouch for can follow its target sound more closely
-    at almost no cost in recall (chosen by 4-fold cross-validation on train+validation:
-    recall@30 0.0978 → 0.0974, feature distance ÷ random's 0.899 → 0.881)."""
     sound_emphasis: float = 2.0
     """When a prompt names a mood or an activity, `profile_weight` and `pool` are this many
     times larger. Such a prompt says mainly how the list should sound, and its preferred
@@ -461,9 +456,6 @@ class Ranker:
         order = np.argsort(_TIER_PENALTY * tier - relevance.astype(np.float64), kind="stable")
         target = self.target_profile(rows[order[: p.profile_pool]])
         emphasis = p.sound_emphasis if slots.moods or slots.activities else 1.0
-        profile_weight = p.profile_weight * emphasis
-        if votes is not None:
-            profile_weight += p.voted_profile_weight * votes.trust
         # Diversity looks at a bounded pool first; wider pools, then a relaxed artist cap,
         # are only for lists that would otherwise come out short.
         # The wide pool is bounded too: over-fetching can bring thousands of candidates, and
@@ -480,7 +472,7 @@ class Ranker:
             pool = pools[size]
             base = (1 - p.diversity) * relevance[pool.top] - _TIER_PENALTY * tier[pool.top]
             caps = np.where(np.isin(pool.artists, uncapped), n, cap)
-            chosen = self._mmr(base, pool, caps, target, n, profile_weight)
+            chosen = self._mmr(base, pool, caps, target, n, p.profile_weight * emphasis)
             if len(chosen) == n or (size == wide and cap == n):
                 break
         picked = pool.top[chosen]

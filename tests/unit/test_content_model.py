@@ -16,7 +16,6 @@ from models.generator import PlaylistGenerator
 from models.intent import IntentParser, Slots, parser_for
 from models.ranker import RankParams, specificity
 from models.songs import song_key
-from models.titles import Votes
 from models.tracktext import song_codes
 
 FEATURES = {
@@ -292,31 +291,3 @@ def test_a_sound_prompt_lists_closer_to_the_target_sound(
     assert len(pulled - first_pool) > len(plain - first_pool)  # the wider pool is drawn on
     assert pulled_gap < plain_gap
     assert ranked(1.0, Slots())[0] == ranked(2.0, Slots())[0]
-
-
-def test_trusted_votes_pull_the_list_towards_the_target_sound(
-    fake_generator: PlaylistGenerator,
-) -> None:
-    """When listeners' titles vote for a prompt, the list's mean sound keeps nearer the target
-    (by `voted_profile_weight`, times the votes' trust); untrusted votes change nothing."""
-    catalog = fake_generator.catalog
-    rows = np.arange(300)
-    rows = rows[np.argsort(-catalog.profile[rows, 3], kind="stable")]  # most acoustic first
-    sims = np.linspace(0.9, 0.5, len(rows), dtype=np.float32)
-    ordered = np.sort(rows)
-    scores = np.linspace(1.0, 0.2, len(rows), dtype=np.float32)
-
-    def ranked(weight: float, trust: float) -> tuple[list[int], float]:
-        params = RankParams(voted_profile_weight=weight)
-        ranker = type(fake_generator.ranker)(catalog, fake_generator.ranker.index, params)
-        votes = Votes(ordered, scores, trust)
-        chosen, _ = ranker.rank(rows, sims, Slots(), 30, votes)
-        relevance = ranker.relevance(rows, sims, Slots(), votes)
-        best = rows[np.argsort(-relevance, kind="stable")[: params.profile_pool]]
-        gap = float(
-            np.abs(catalog.profile[chosen].mean(axis=0) - ranker.target_profile(best)).sum()
-        )
-        return chosen, gap
-
-    assert ranked(12.0, 1.0)[1] < ranked(0.0, 1.0)[1]
-    assert ranked(12.0, 0.0)[0] == ranked(0.0, 0.0)[0]
