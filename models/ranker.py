@@ -475,35 +475,8 @@ class Ranker:
             chosen = self._mmr(base, pool, caps, target, n, p.profile_weight * emphasis)
             if len(chosen) == n or (size == wide and cap == n):
                 break
-        if p.profile_weight and len(chosen) > 1:
-            chosen = self._reorder(chosen, pool, relevance, tier, target)
         picked = pool.top[chosen]
         return rows[picked].tolist(), sims[picked].tolist()
-
-    def _reorder(
-        self,
-        chosen: list[int],
-        pool: _Pool,
-        relevance: np.ndarray,
-        tier: np.ndarray,
-        target: np.ndarray,
-    ) -> list[int]:
-        """The chosen tracks in the order MMR without the sound term gives them: the list's
-        sound decides which tracks, relevance and novelty the order (on the dev corpus's
-        train and validation titles, NDCG@30 0.0252 → 0.0275 for the content model; recall
-        and sound are the same lists')."""
-        at = np.array(chosen)
-        picked = _Pool(
-            top=pool.top[at],
-            pairwise=pool.pairwise[np.ix_(at, at)],
-            artists=pool.artists[at],
-            songs=pool.songs[at],
-            profile=pool.profile[at],
-        )
-        p = self.params
-        base = (1 - p.diversity) * relevance[picked.top] - _TIER_PENALTY * tier[picked.top]
-        order = self._mmr(base, picked, np.full(len(at), len(at)), target, len(at), 0.0)
-        return [chosen[i] for i in order]
 
     def target_profile(self, best: np.ndarray) -> np.ndarray:
         """The sound a list should have: the best candidates' mean audio features, drawn

@@ -291,20 +291,3 @@ def test_a_sound_prompt_lists_closer_to_the_target_sound(
     assert len(pulled - first_pool) > len(plain - first_pool)  # the wider pool is drawn on
     assert pulled_gap < plain_gap
     assert ranked(1.0, Slots())[0] == ranked(2.0, Slots())[0]
-
-
-def test_the_sound_chooses_the_tracks_and_relevance_orders_them(
-    fake_generator: PlaylistGenerator,
-) -> None:
-    """With the sound term on, the list holds the tracks it chose and is ordered as MMR
-    without that term orders them; the sound term changes the tracks, not only their order."""
-    catalog, ranker = fake_generator.catalog, fake_generator.ranker
-    rows = np.arange(400)
-    rows = rows[np.argsort(-catalog.profile[rows, 3], kind="stable")]  # most acoustic first
-    sims = np.linspace(0.9, 0.5, len(rows), dtype=np.float32)
-    slots = Slots(moods=("calm",))
-    chosen, chosen_sims = ranker.rank(rows, sims, slots, 30)
-    plain = type(ranker)(catalog, ranker.index, RankParams(profile_weight=0.0))
-    ordered, _ = plain.rank(np.array(chosen), np.array(chosen_sims, dtype=np.float32), slots, 30)
-    assert ordered == chosen
-    assert set(plain.rank(rows, sims, slots, 30)[0]) != set(chosen)
