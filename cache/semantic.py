@@ -10,15 +10,17 @@ only the parsed slots tell them apart.
 
 Most signatures hold a few prompts: theirs sit in a small matrix and are compared exactly,
 and remembering one is a row copy (an hnswlib insert cost 0.03 ms alone and about four times
-that under load, on every miss). A signature past `dense_limit` prompts moves into an hnswlib
-index of its own (one insert of all its prompts, a few ms, once), where its lookups take the
-nearest `neighbours`; it stays there until it holds no prompt.
+that under load, on every miss). A signature past `dense_limit` prompts moves into the one
+hnswlib index the big signatures share (one insert of all its prompts, a few ms, once), and
+stays there until it holds no prompt. A lookup there takes as many neighbours as the search
+beam holds (`ef`, which sets the cost) and keeps those of its own signature. One index for
+all of them, not one each: an hnswlib index costs ~6 MB of locks however few it holds.
 
 Bounded: when `capacity` prompts are held, the oldest one's place is reused (hnswlib's
-replace-deleted mode for indexed ones), so memory stays fixed however many prompts go by:
-a matrix grows by doubling and halves when a quarter full, and an hnswlib index reserves room
-for `capacity` prompts, which costs memory only as it fills. The index is touched only from
-the event loop.
+replace-deleted mode in the index), so memory stays fixed however many prompts go by: a
+matrix grows by doubling and halves when a quarter full, and the index reserves room for
+`capacity` prompts, which costs memory only as it fills. The index is touched only from the
+event loop.
 
 `lookup` also reports the nearest same-signature prompt just below the threshold (a near
 miss, within `near_margin`): its answer can join the miss path's candidates, and the edge's
@@ -65,16 +67,15 @@ class _Slot(NamedTuple):
 
 
 class _Group:
-    """One signature's prompts: a matrix compared exactly while small, else an hnswlib
-    index of their own."""
+    """One signature's prompts: a matrix compared exactly while small, else in the index."""
 
-    __slots__ = ("index", "places", "size", "vectors")
+    __slots__ = ("indexed", "places", "size", "vectors")
 
     def __init__(self, dim: int) -> None:
         self.places: list[int] = []
         """Each row's place while the group is small (empty once indexed)."""
         self.vectors = np.empty((1, dim), dtype=np.float32)
-        self.index: hnswlib.Index | None = None
+        self.indexed = False
         self.size = 0
 
     def append(self, vector: np.ndarray, place: int) -> None:
@@ -128,21 +129,31 @@ class SemanticIndex:
         self.veto = veto
         self.neighbours = neighbours
         self.dense_limit = dense_limit
-        """Prompts a signature holds before they move into an hnswlib index of their own."""
-        self._dim, self._ef = dim, ef
-        # 40 rather than 100 halves the insert (0.053 against 0.116 ms of CPU at 6k
-        # prompts); a new prompt's exact nearest neighbour is still among the 8 returned
-        # 99.5 % of the time, against 99.8 %.
-        self._ef_construction = ef_construction
-        # A prompt's place (0 .. capacity - 1) is reused in turn; its label in an hnswlib
-        # index never is: replace-deleted mode forgets the label of the deleted element
-        # whose room it takes, which must not be a label in use again.
+        """Prompts a signature holds before they move into the shared hnswlib index."""
+        self._dim = dim
+        self._index = hnswlib.Index(space="ip", dim=dim)
+        self._index.init_index(
+            max_elements=capacity,
+            M=16,
+            # 40 rather than 100 halves the insert (0.053 against 0.116 ms of CPU at 6k
+            # prompts); a new prompt's exact nearest neighbour is still among the 8
+            # returned 99.5 % of the time, against 99.8 %.
+            ef_construction=ef_construction,
+            random_seed=1,
+            allow_replace_deleted=True,
+        )
+        self._index.set_ef(ef)
+        self._ef = ef
+        # A prompt's place (0 .. capacity - 1) is reused in turn; its label in the index
+        # never is: replace-deleted mode forgets the label of the deleted element whose
+        # room it takes, which must not be a label in use again.
         self._slots: list[_Slot | None] = [None] * capacity
         self._place_of_key: dict[str, int] = {}
         self._place_of_label: dict[int, int] = {}
         self._label_at: dict[int, int] = {}
         self._labels = itertools.count()
         self._groups: dict[str, _Group] = {}
+        self._indexed_groups = 0
         self._next = 0
 
     def __len__(self) -> int:
@@ -172,36 +183,23 @@ class SemanticIndex:
         group = self._groups.get(signature)
         if group is None:
             group = self._groups[signature] = _Group(self._dim)
-        if group.index is not None:
-            self._insert(group, group.index, vector.reshape(1, -1), [place])
+        if group.indexed:
+            self._insert(group, vector.reshape(1, -1), [place])
         else:
             group.append(vector, place)
             if group.size > self.dense_limit:
-                self._move_to_index(group)
+                vectors, places = group.vectors[: group.size], group.places
+                group.indexed, group.places, group.size = True, [], 0
+                self._indexed_groups += 1
+                group.vectors = np.empty((0, self._dim), dtype=np.float32)
+                self._insert(group, vectors, places)
         self._slots[place] = _Slot(key, signature, text, words, rows)
         self._place_of_key[key] = place
 
-    def _move_to_index(self, group: _Group) -> None:
-        index = hnswlib.Index(space="ip", dim=self._dim)
-        index.init_index(
-            max_elements=self.capacity,
-            M=16,
-            ef_construction=self._ef_construction,
-            random_seed=1,
-            allow_replace_deleted=True,
-        )
-        index.set_ef(self._ef)
-        vectors, places = group.vectors[: group.size], group.places
-        group.index, group.places, group.size = index, [], 0
-        group.vectors = np.empty((0, self._dim), dtype=np.float32)
-        self._insert(group, index, vectors, places)
-
-    def _insert(
-        self, group: _Group, index: hnswlib.Index, vectors: np.ndarray, places: list[int]
-    ) -> None:
+    def _insert(self, group: _Group, vectors: np.ndarray, places: list[int]) -> None:
         labels = [next(self._labels) for _ in places]
         # One thread: the graph (and so every lookup) is the same on every run.
-        index.add_items(vectors, labels, num_threads=1, replace_deleted=True)
+        self._index.add_items(vectors, labels, num_threads=1, replace_deleted=True)
         self._place_of_label.update(zip(labels, places, strict=True))
         self._label_at.update(zip(places, labels, strict=True))
         group.size += len(places)
@@ -213,15 +211,20 @@ class SemanticIndex:
         self._slots[place] = None
         del self._place_of_key[slot.key]
         group = self._groups[slot.signature]
-        if group.index is not None:
+        if group.indexed:
             label = self._label_at.pop(place)
             del self._place_of_label[label]
-            group.index.mark_deleted(label)
+            self._index.mark_deleted(label)
             group.size -= 1
         else:
             group.remove(place)
         if not group.size:
             del self._groups[slot.signature]
+            self._indexed_groups -= group.indexed
+
+    def _signature_at(self, place: int) -> str | None:
+        slot = self._slots[place]
+        return None if slot is None else slot.signature
 
     def forget(self, key: str) -> None:
         place = self._place_of_key.get(key)
@@ -241,11 +244,20 @@ class SemanticIndex:
         group = self._groups.get(signature)
         if group is None:
             return Lookup(None, None, threshold)
-        if group.index is not None:
-            k = min(self.neighbours, group.size)
-            found, distances = group.index.knn_query(vector.reshape(1, -1), k=k)
-            places = [self._place_of_label[label] for label in found[0].tolist()]
-            sims = 1.0 - distances[0]
+        if group.indexed:
+            # Room for the other big signatures' prompts among the nearest: `neighbours` per
+            # indexed signature, up to the search beam (`ef` sets the cost, not k).
+            wanted = self.neighbours * self._indexed_groups
+            k = min(max(self._ef, self.neighbours), wanted, len(self._label_at))
+            found, distances = self._index.knn_query(vector.reshape(1, -1), k=k)
+            places: list[int] = []
+            similarities: list[float] = []
+            for label, distance in zip(found[0].tolist(), distances[0].tolist(), strict=True):
+                place = self._place_of_label[label]
+                if self._signature_at(place) == signature and len(places) < self.neighbours:
+                    places.append(place)
+                    similarities.append(1.0 - distance)
+            sims = np.array(similarities, dtype=np.float64)
         else:
             query = vector.astype(np.float32, copy=False).reshape(-1)
             places, sims = group.nearest(query, self.neighbours)

@@ -93,7 +93,7 @@ def test_lookups_match_an_exact_search_through_evictions_forgets_and_moves() -> 
             held[key] = (vector, signature, place)
             place = (place + 1) % capacity
             index.add(vector, key, signature, key)
-        moved |= any(g.index is not None for g in index._groups.values())
+        moved |= any(g.indexed for g in index._groups.values())
         assert len(index) == len(held)
         query = _unit(*np.abs(rng.normal(size=dim)), dim=dim)
         for signature in ("s0", "s1", "s2"):
