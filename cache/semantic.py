@@ -222,10 +222,6 @@ class SemanticIndex:
             del self._groups[slot.signature]
             self._indexed_groups -= group.indexed
 
-    def _signature_at(self, place: int) -> str | None:
-        slot = self._slots[place]
-        return None if slot is None else slot.signature
-
     def forget(self, key: str) -> None:
         place = self._place_of_key.get(key)
         if place is not None:
@@ -250,24 +246,21 @@ class SemanticIndex:
             wanted = self.neighbours * self._indexed_groups
             k = min(max(self._ef, self.neighbours), wanted, len(self._label_at))
             found, distances = self._index.knn_query(vector.reshape(1, -1), k=k)
-            places: list[int] = []
-            similarities: list[float] = []
-            for label, distance in zip(found[0].tolist(), distances[0].tolist(), strict=True):
-                place = self._place_of_label[label]
-                if self._signature_at(place) == signature and len(places) < self.neighbours:
-                    places.append(place)
-                    similarities.append(1.0 - distance)
-            sims = np.array(similarities, dtype=np.float64)
+            places = [self._place_of_label[label] for label in found[0].tolist()]
+            sims = 1.0 - distances[0]
         else:
             query = vector.astype(np.float32, copy=False).reshape(-1)
             places, sims = group.nearest(query, self.neighbours)
+        slots = [self._slots[place] for place in places]
+        nearest = [
+            (slot, similarity)
+            for slot, similarity in zip(slots, sims.tolist(), strict=True)
+            if slot is not None and slot.signature == signature
+        ][: self.neighbours]
         near = None
-        for place, similarity in zip(places, sims.tolist(), strict=True):
+        for slot, similarity in nearest:
             if similarity < threshold - self.near_margin:
                 break  # nearest first: nothing further can pass
-            slot = self._slots[place]
-            if slot is None:  # not reached: a group holds only live places
-                continue
             if self.veto is not None and self.veto(slot.words, words):
                 continue
             match = SemanticMatch(slot.key, similarity, slot.text, slot.rows)
