@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import statistics
 import subprocess
 import sys
 import urllib.request
@@ -85,12 +86,14 @@ def test_corpus_is_seeded_zipf_and_servable() -> None:
     assert any(e["variants"] for e in first if e["kind"] == "text")
 
 
-def test_a_spike_run_peaks_inside_its_spike_in_the_per_second_p99(
+def test_a_spike_run_rises_inside_its_spike_in_the_per_second_p99(
     edge_url: str, tmp_path: Path
 ) -> None:
     """`--shape spike` (a quarter of the users, all of them for the middle fifth, a quarter
-    again): the report's per-second p99 series is highest inside the spike's window, which a
-    cumulative series would not show; the plot and the report are made from that series."""
+    again): the report's per-second p99 series is higher inside the spike's window than
+    outside it, which a cumulative series would not show; the plot and the report are made
+    from that series. Medians, not the single highest second: one host stall outside the
+    window (a shared two-core machine) can give any one second the highest p99."""
     entries = corpus.build(200, seed=5)
     corpus.write(tmp_path / "corpus.jsonl", entries)
     for entry in entries[:20]:  # the hits scenario's prompts, cached first: no misses inside
@@ -109,11 +112,12 @@ def test_a_spike_run_peaks_inside_its_spike_in_the_per_second_p99(
     rows = intervals.read(tmp_path / "latency.csv")
     assert len(rows) >= duration - 1
     assert all(row.p50 <= row.p95 <= row.p99 <= row.max for row in rows)
-    top = intervals.peak(rows, min_count=20)
-    assert top is not None
+    assert intervals.peak(rows, min_count=20) is not None
     start, end = (share * duration for share in intervals.SPIKE_WINDOW)
     series = [(row.second, round(row.p99, 1), row.count) for row in rows]
-    assert start <= top.second <= end, series  # inside the spike (its last second included)
+    spiked = [row.p99 for row in rows if start <= row.second <= end]  # its last second too
+    calm = [row.p99 for row in rows if row.second < start - 1 or row.second > end + 1]
+    assert statistics.median(spiked) > statistics.median(calm), series
     inside = [row.count for row in rows if start <= row.second < end]
     outside = [row.count for row in rows if row.second < start - 1 or row.second > end + 1]
     assert min(inside) > max(outside[1:-1]), series  # more users, more requests per second
