@@ -2,12 +2,14 @@
 
 Exact matches come from a dictionary of folded names over the prompt's word n-grams (the
 longest first); a prompt that is a name with a typo ("adelle") is matched fuzzily with
-rapidfuzz against the most popular artists only, so a miss costs a few milliseconds at most
-even for a catalog with hundreds of thousands of artists.
+rapidfuzz against the most popular artists only, and only against the names whose length
+allows a score above the cutoff, so a prompt that names no artist costs microseconds even for
+a catalog with hundreds of thousands of artists.
 """
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Iterable, Sequence
 
 import numpy as np
@@ -57,11 +59,17 @@ class ArtistMatcher:
         self._single_ok = {
             fold_name(names[i]) for i in order[:fuzzy_limit].tolist() if pop[i] >= floor
         }
-        self._fuzzy = [
+        fuzzy = [
             key
             for key in dict.fromkeys(fold_name(names[i]) for i in order[:fuzzy_limit].tolist())
             if len(key) >= 5 and key not in self._blocked
         ]
+        # By length (the most popular first within one length), so that a lookup scores only
+        # the names whose length allows the cutoff; `fuzz.ratio` is 100 × (1 − indel ÷ (a + b))
+        # and the indel distance is at least |a − b|. rapidfuzz's own length check still
+        # visits every name, ~1 ms for 20,000. (Of two names with one score, the shorter wins.)
+        self._fuzzy = sorted(fuzzy, key=len)
+        self._fuzzy_lengths = [len(key) for key in self._fuzzy]
         self._cutoff = fuzzy_cutoff
 
     def find(self, text: str) -> tuple[str, ...]:
@@ -82,11 +90,20 @@ class ArtistMatcher:
             core = " ".join(w for w in words if w not in _AROUND)
             if len(core) >= 5 and core not in self._blocked and self._fuzzy:
                 best = process.extractOne(
-                    core, self._fuzzy, scorer=fuzz.ratio, score_cutoff=self._cutoff
+                    core, self._fuzzy_near(len(core)), scorer=fuzz.ratio, score_cutoff=self._cutoff
                 )
                 if best is not None:
                     found.append(self._names[best[0]])
         return tuple(dict.fromkeys(found))
+
+    def _fuzzy_near(self, length: int) -> list[str]:
+        """The fuzzy names long enough and short enough to score the cutoff against a text
+        of `length` characters (one character of slack either side for rounding)."""
+        slack = 1 - self._cutoff / 100
+        low = length * (1 - slack) / (1 + slack) - 1
+        high = length * (1 + slack) / (1 - slack) + 1
+        first = bisect.bisect_left(self._fuzzy_lengths, low)
+        return self._fuzzy[first : bisect.bisect_right(self._fuzzy_lengths, high)]
 
     def _accepts(self, key: str, size: int) -> bool:
         if key in self._blocked or key in _AROUND:

@@ -134,6 +134,37 @@ def test_artist_names_are_found_in_prompts(
     assert matcher.find(prompt) == artists
 
 
+def test_fuzzy_artist_lookup_scores_only_names_that_could_pass_and_misses_nothing() -> None:
+    """Typos of names of many lengths: the lookup, which scores only names of a length that
+    can reach the cutoff, finds a name of the same score as a scan of every name does."""
+    from rapidfuzz import fuzz, process
+
+    rng = np.random.default_rng(7)
+    letters = np.array(list("abcdefghijklmnopqrstuvwxyz"))
+    names = [
+        " ".join("".join(rng.choice(letters, rng.integers(3, 9))) for _ in range(words))
+        for words in rng.integers(1, 4, 400)
+    ]
+    matcher = ArtistMatcher(names, rng.random(len(names)) * 100)
+    everyone = [fold_name(name) for name in names if len(fold_name(name)) >= 5]
+    found = 0
+    for name in names[:150]:
+        typo = list(fold_name(name))
+        for _ in range(int(rng.integers(0, 3))):  # up to two letters dropped or doubled
+            at = int(rng.integers(len(typo)))
+            typo[at : at + 1] = [] if rng.random() < 0.5 else [typo[at]] * 2
+        text = "".join(typo).strip()
+        best = process.extractOne(text, everyone, scorer=fuzz.ratio, score_cutoff=88.0)
+        got = matcher.find(text)
+        if best is None or len(text) < 5:
+            continue
+        assert got, text
+        found += 1
+        assert fuzz.ratio(text, fold_name(got[0])) == best[1], text
+    assert found > 50  # most typos are close enough to match
+    assert matcher._fuzzy_near(10) != matcher._fuzzy  # and most names are never scored
+
+
 def test_fold_name_ignores_case_accents_and_the() -> None:
     """Folded names compare equal across spellings."""
     assert fold_name("The Beatles") == fold_name("beatles")
