@@ -69,7 +69,6 @@ class ArtistMatcher:
         # and the indel distance is at least |a − b|. rapidfuzz's own length check still
         # visits every name, ~1 ms for 20,000. (Of two names with one score, the shorter wins.)
         self._fuzzy = sorted(fuzzy, key=len)
-        self._fuzzy_lengths = [len(key) for key in self._fuzzy]
         self._cutoff = fuzzy_cutoff
 
     def find(self, text: str) -> tuple[str, ...]:
@@ -102,8 +101,8 @@ class ArtistMatcher:
         slack = 1 - self._cutoff / 100
         low = length * (1 - slack) / (1 + slack) - 1
         high = length * (1 + slack) / (1 - slack) + 1
-        first = bisect.bisect_left(self._fuzzy_lengths, low)
-        return self._fuzzy[first : bisect.bisect_right(self._fuzzy_lengths, high)]
+        first = bisect.bisect_left(self._fuzzy, low, key=len)
+        return self._fuzzy[first : bisect.bisect_right(self._fuzzy, high, key=len)]
 
     def _accepts(self, key: str, size: int) -> bool:
         if key in self._blocked or key in _AROUND:
