@@ -71,8 +71,14 @@ class ArtistMatcher:
         self._fuzzy = sorted(fuzzy, key=len)
         self._cutoff = fuzzy_cutoff
 
-    def find(self, text: str) -> tuple[str, ...]:
-        """The catalog names of the artists the prompt names, in prompt order."""
+    def find(self, text: str, fuzzy: bool = True) -> tuple[str, ...]:
+        """The catalog names of the artists the prompt names, in prompt order.
+
+        `fuzzy=False` looks for exact names only. The parser asks so when other words of
+        the prompt name a genre, mood, activity, era or theme: "country for working" names
+        no artist called something like it, and scoring thousands of names of about its
+        length would be most of the parse.
+        """
         words = fold_name(text).split()
         found: list[str] = []
         i = 0
@@ -85,7 +91,7 @@ class ArtistMatcher:
                     break
             else:
                 i += 1
-        if not found:
+        if not found and fuzzy:
             core = " ".join(w for w in words if w not in _AROUND)
             if len(core) >= 5 and core not in self._blocked and self._fuzzy:
                 best = process.extractOne(

@@ -271,7 +271,8 @@ class IntentParser:
         }
         tempo: Range | None = None
         era_words: list[str] = []
-        for kind, value in self._lexicon.find(positive):
+        terms = self._lexicon.find(positive)
+        for kind, value in terms:
             if kind in found:
                 found[kind].add(value)
             elif kind == "tempo":
@@ -285,7 +286,10 @@ class IntentParser:
                 min(vocab.MAX_BPM, center + vocab.BPM_TOLERANCE),
             )
         era = self._era(positive, era_words)
-        artists = self._artists.find(_NEGATION.sub(" ", positive)) if self._artists else ()
+        artists: tuple[str, ...] = ()
+        if self._artists:
+            explained = bool(terms) or any(excluded.values())
+            artists = self._artists.find(_NEGATION.sub(" ", positive), fuzzy=not explained)
         slots = Slots(
             moods=tuple(sorted(found["mood"] - excluded["mood"])),
             activities=tuple(sorted(found["activity"])),

@@ -253,6 +253,24 @@ def test_a_typo_still_finds_the_artist(fake_generator: PlaylistGenerator) -> Non
     assert parser_for(catalog).parse(typo).slots.artists == (name,)
 
 
+def test_a_typo_beside_slot_words_is_not_taken_for_an_artist(matcher: ArtistMatcher) -> None:
+    """Fuzzy names are for prompts nothing else explains; exact names are found anywhere."""
+    name = "Seventeen Orchestral Cathedral Ensemble"
+    parser = IntentParser(artists=[name, "Adele"], artist_popularity=np.array([80.0, 90.0]))
+    typo = "seventeen orchestal cathedral ensembel"
+    assert parser.parse(typo).slots.artists == (name,)
+    # Close enough to the name even with the genre in, but "jazz" explains part of the
+    # prompt, and the rest is not the name.
+    assert ArtistMatcher([name], np.array([90.0])).find(f"jazz {typo}") == (name,)
+    beside = parser.parse(f"jazz {typo}")
+    assert beside.slots.genres == ("jazz",)
+    assert beside.slots.artists == ()
+    assert parser.parse(f"jazz {name}").slots.artists == (name,)
+    assert parser.parse("adele for studying").slots.artists == ("Adele",)
+    assert matcher.find("adelle", fuzzy=False) == ()
+    assert matcher.find("adele", fuzzy=False) == ("Adele",)
+
+
 def test_popularity_fades_as_prompts_get_specific(fake_generator: PlaylistGenerator) -> None:
     """The popularity bonus shrinks with every kind of preference a prompt sets."""
     ranker = fake_generator.ranker
