@@ -471,7 +471,7 @@ class Ranker:
                 pools[size] = self._pool(rows[order[:size]], order[:size])
             pool = pools[size]
             base = (1 - p.diversity) * relevance[pool.top] - _TIER_PENALTY * tier[pool.top]
-            caps = np.where(np.isin(pool.artists, uncapped), n, cap)
+            caps = np.where(np.isin(pool.artists, uncapped), n, cap) if len(uncapped) else cap
             chosen = self._mmr(base, pool, caps, target, n, p.profile_weight * emphasis)
             if len(chosen) == n or (size == wide and cap == n):
                 break
@@ -500,7 +500,7 @@ class Ranker:
         self,
         base: np.ndarray,
         pool: _Pool,
-        caps: np.ndarray,
+        caps: np.ndarray | int,
         target: np.ndarray,
         n: int,
         profile_weight: float,
@@ -512,48 +512,57 @@ class Ranker:
         audio features would lie from `target` with it. Judging the list's mean rather than
         each track lets a relevant track that sounds unlike the target in, balanced by
         others. A chosen track and every other version of its song (penalty +inf), and an
-        artist at its cap (`caps`, per candidate; relevance -inf), drop out of the pool at
-        once rather than being skipped pick by pick.
+        artist at its cap (`caps`: per candidate, or one for all; relevance -inf), drop out
+        of the pool at once rather than being skipped pick by pick.
         """
-        relevance = base.astype(np.float64)  # -inf once out
-        # A pick's penalty row is +inf at every version of its song (itself included), so
-        # the running maximum drops them with the novelty penalty, in the same operation.
-        weighted = self.params.diversity * pool.pairwise.astype(np.float64)
-        weighted[pool.songs[:, None] == pool.songs[None, :]] = np.inf
-        penalty = np.zeros(len(base), dtype=np.float64)
-        width = pool.profile.shape[1]
-        total = np.zeros(width, dtype=np.float64)
-        # Each step's arrays are written in place: at ~60 candidates a step costs a dozen
+        # relevance − max(penalty, w) = min(relevance − penalty, relevance − w), exactly in
+        # floating point too: so a running minimum over rows of relevance − weighted
+        # penalty holds each candidate's best score so far, one numpy call per pick.
+        relevance = base.astype(np.float64)
+        after = pool.pairwise.astype(np.float64)  # after[pick]: each score once `pick` is in
+        after *= -self.params.diversity
+        after += relevance[None, :]
+        # A pick's row is -inf at every version of its song (itself included), so the
+        # running minimum drops them with the novelty penalty, in the same operation.
+        if len(np.unique(pool.songs)) == len(pool.songs):
+            np.fill_diagonal(after, -np.inf)
+        else:
+            after[pool.songs[:, None] == pool.songs[None, :]] = -np.inf
+        best = relevance  # -inf once out
+        # Each step's arrays are written in place: at ~60 candidates a step costs a few
         # numpy calls, and allocating their results is a good part of each.
         score = np.empty_like(relevance)
         # Features by row, so the per-candidate sum runs down four contiguous rows (numpy
         # adds them in the same order as along a row, so the sums are bit-identical).
         profile = np.ascontiguousarray(pool.profile.T)
+        width = len(profile)
         spread = np.empty_like(profile)
         gap = np.empty_like(relevance)
+        total = np.zeros(width, dtype=np.float64)
         owners = pool.artists.tolist()
-        limits = caps.tolist()
+        limits = [caps] * len(base) if isinstance(caps, int) else caps.tolist()
         per_artist: dict[int, int] = {}
         chosen: list[int] = []
         while len(chosen) < n:
-            np.subtract(relevance, penalty, out=score)
             if profile_weight:
                 # |(profile + total) / (k + 1) - target| summed, scaled once at the end.
                 np.add(profile, (total - (len(chosen) + 1) * target)[:, None], out=spread)
                 np.abs(spread, out=spread)
-                spread.sum(axis=0, out=gap)
+                np.add.reduce(spread, axis=0, out=gap)
                 gap *= profile_weight / (width * (len(chosen) + 1))
-                score -= gap
-            pick = int(score.argmax())
-            if score[pick] == -np.inf:
+                np.subtract(best, gap, out=score)
+                pick = int(score.argmax())
+            else:
+                pick = int(best.argmax())
+            if best[pick] == -np.inf:
                 break
             chosen.append(pick)
             total += pool.profile[pick]
             artist = owners[pick]
             per_artist[artist] = per_artist.get(artist, 0) + 1
             if per_artist[artist] >= limits[pick]:
-                relevance[pool.artists == artist] = -np.inf
-            np.maximum(penalty, weighted[pick], out=penalty)
+                best[pool.artists == artist] = -np.inf
+            np.minimum(best, after[pick], out=best)
         return chosen
 
 
