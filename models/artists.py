@@ -75,9 +75,9 @@ class ArtistMatcher:
         """The catalog names of the artists the prompt names, in prompt order.
 
         `fuzzy=False` looks for exact names only. The parser asks so when other words of
-        the prompt name a genre, mood, activity, era or theme: "country for working" names
-        no artist called something like it, and scoring thousands of names of about its
-        length would be most of the parse.
+        the prompt are slot words (a genre, mood, activity, tempo, era, theme or attribute,
+        wanted or excluded): "country for working" names no artist called something like
+        it, and scoring thousands of names of about its length would be most of the parse.
         """
         words = fold_name(text).split()
         found: list[str] = []
